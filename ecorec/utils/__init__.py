@@ -1,0 +1,15 @@
+"""Small helpers shared by every layer: atomic writes, environment records, source hashes, logging."""
+
+from ecorec.utils.atomic import atomic_path, atomic_write, write_json_atomic
+from ecorec.utils.environment import environment_record
+from ecorec.utils.hashing import source_hash
+from ecorec.utils.logs import setup_logging
+
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "environment_record",
+    "setup_logging",
+    "source_hash",
+    "write_json_atomic",
+]

@@ -1,0 +1,63 @@
+"""The environment record embedded in every result: software versions, device, host, code identity."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ecorec.utils.hashing import source_hash
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment_record(device: torch.device | str | None = None, world_size: int | None = None) -> dict[str, Any]:
+    """Describe where a result was produced.
+
+    Keys: python, platform, hostname, cpu_count, torch, cuda (runtime version or None), device, device_name,
+    world_size, torch_num_threads, git_commit, ecorec_source_hash, and versions of torchrec/fbgemm_gpu when they
+    are importable (without importing them: metadata only).
+    """
+    from importlib import metadata
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(dev)
+    else:
+        device_name = platform.processor() or platform.machine()
+    versions: dict[str, str | None] = {}
+    for dist in ("torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "snakemake", "polars", "pyarrow"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(dev),
+        "device_name": device_name,
+        "world_size": world_size,
+        "torch_num_threads": torch.get_num_threads(),
+        "packages": versions,
+        "git_commit": _git_commit(_PACKAGE_DIR.parent),
+        "ecorec_source_hash": source_hash(_PACKAGE_DIR),
+    }

@@ -26,12 +26,14 @@ def _git_commit(cwd: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def environment_record(device: torch.device | str | None = None, world_size: int | None = None) -> dict[str, Any]:
+def environment_record(
+    device: torch.device | str | None = None, world_size: int | None = None
+) -> dict[str, Any]:
     """Describe where a result was produced.
 
     Keys: python, platform, hostname, cpu_count, torch, cuda (runtime version or None), device, device_name,
-    world_size, torch_num_threads, git_commit, ecorec_source_hash, and versions of torchrec/fbgemm_gpu when they
-    are importable (without importing them: metadata only).
+    world_size, torch_num_threads, git_commit, ecorec_source_hash, and the versions of torchrec, fbgemm_gpu,
+    snakemake, polars and pyarrow when installed (read from package metadata, without importing them).
     """
     from importlib import metadata
 

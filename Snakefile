@@ -1,0 +1,23 @@
+# EcoRec reproduction pipeline.
+#   snakemake --cores 2                       the embedded default (config.yaml): synthetic data, CPU, minutes
+#   snakemake --cores 2 fig11                 one figure
+#   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/env.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.environment.output,

@@ -1,0 +1,45 @@
+"""Recommendation models: heads (DLRM from torchrec's archs, Wide&Deep and DCN as in HET-GMP) and per-table
+embedding modules (TT or uncompressed) with placement-independent initialisation.
+
+``TTEmbeddingBagCollection`` (``ecorec.models.embedding_collection``) is the torchrec
+``EmbeddingBagCollectionInterface`` over TT tables; the distributed modes use the per-table modules of
+``build_tables`` directly, because each rank runs its own subset of tables, in stages.
+"""
+
+from ecorec.models.dcn import DCNHead
+from ecorec.models.dlrm import CatInteraction, DLRMHead
+from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head
+from ecorec.models.rec_model import RecModel, pooled_embeddings
+from ecorec.models.tables import (
+    EmbeddingOptimizerSettings,
+    TableSettings,
+    TableSpec,
+    build_tables,
+    derive_seed,
+    is_tt_table,
+    pool_table,
+    set_tt_learning_rate,
+    uncompressed_init,
+)
+from ecorec.models.wide_deep import WideDeepHead
+
+__all__ = [
+    "MODEL_KINDS",
+    "CatInteraction",
+    "DCNHead",
+    "DLRMHead",
+    "EmbeddingOptimizerSettings",
+    "ModelSettings",
+    "RecModel",
+    "TableSettings",
+    "TableSpec",
+    "WideDeepHead",
+    "build_head",
+    "build_tables",
+    "derive_seed",
+    "is_tt_table",
+    "pool_table",
+    "pooled_embeddings",
+    "set_tt_learning_rate",
+    "uncompressed_init",
+]

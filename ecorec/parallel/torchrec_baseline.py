@@ -3,12 +3,10 @@ uncompressed ``EmbeddingBagCollection``, planner-chosen sharding, fused embeddin
 ``TrainPipelineSparseDist``.
 
 Same model (head), same initial weights (each table from ``uncompressed_init(spec, seed)``, copied into
-whatever shards the planner made), same samples and the same gradients as a single process on the
-global batch:
-
-- each rank backpropagates its share ``sum(bce)/G`` of the global mean loss, so the embedding gradients
-  TorchRec's all-to-all sums over ranks are the global ones;
-- DDP (which TorchRec wraps the head in) would *average* the head's gradients; a comm hook makes it sum them.
+whatever shards the planner made), same samples and the same gradients as a single process on the global
+batch, by TorchRec's own convention: each rank backpropagates its local mean loss; DDP averages the head's
+gradients, and TorchRec's pooled all-to-all divides the embedding gradients by the world size in backward
+(``torchrec.distributed.comm_ops`` gradient division, checked to be on).
 
 Traps handled (``torchrec_on_cpu.md``): DMP rewrites the ``optimizer_kwargs`` dict of
 ``apply_optimizer_in_backward`` in place (a fresh dict is passed); ``TrainPipelineSparseDist.progress``
@@ -25,8 +23,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec.datasets.utils import Batch as TorchRecBatch
+from torchrec.distributed.comm_ops import get_gradient_division
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-from torchrec.distributed.model_parallel import DefaultDataParallelWrapper, DistributedModelParallel
+from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from torchrec.distributed.types import ShardingEnv
@@ -47,17 +46,16 @@ __all__ = ["TorchRecBaseline", "TorchRecTrainModel"]
 
 
 class TorchRecTrainModel(nn.Module):
-    """torchrec ``SparseArch`` (an ``EmbeddingBagCollection``) + our head, returning the loss share.
+    """torchrec ``SparseArch`` (an ``EmbeddingBagCollection``) + our head, returning the local mean loss.
 
-    ``forward(batch: torchrec Batch) -> (loss_share, (loss_share, logits [b], labels [b]))`` with
-    ``loss_share = sum(bce) / (b * world_size)``.
+    ``forward(batch: torchrec Batch) -> (loss, (loss, logits [b], labels [b]))``, ``loss`` the mean BCE over
+    the rank's ``b`` samples.
     """
 
-    def __init__(self, ebc: EmbeddingBagCollection, head: nn.Module, world_size: int) -> None:
+    def __init__(self, ebc: EmbeddingBagCollection, head: nn.Module) -> None:
         super().__init__()
         self.sparse_arch = SparseArch(ebc)
         self.head = head
-        self.world_size = world_size
 
     def forward(
         self, batch: TorchRecBatch
@@ -65,27 +63,8 @@ class TorchRecTrainModel(nn.Module):
         pooled = self.sparse_arch(batch.sparse_features)
         logits = self.head(batch.dense_features, pooled)
         labels = batch.labels.float()
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
-        share = loss / (labels.numel() * self.world_size)
-        return share, (share.detach(), logits.detach(), labels.detach())
-
-
-def _sum_allreduce_hook(
-    group: dist.ProcessGroup, bucket: dist.GradBucket
-) -> torch.futures.Future[torch.Tensor]:
-    """DDP comm hook: sum (not average) the bucket over the group."""
-    work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
-    return work.get_future().then(lambda fut: fut.value()[0])
-
-
-class _SummingDataParallelWrapper(DefaultDataParallelWrapper):
-    """TorchRec's DDP wrapper, with gradients summed instead of averaged (the loss is already a share)."""
-
-    def wrap(self, dmp: DistributedModelParallel, env: ShardingEnv, device: torch.device) -> None:
-        super().wrap(dmp, env, device)
-        wrapped = dmp._dmp_wrapped_module
-        if isinstance(wrapped, nn.parallel.DistributedDataParallel):
-            wrapped.register_comm_hook(env.process_group, _sum_allreduce_hook)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        return loss, (loss.detach(), logits.detach(), labels.detach())
 
 
 def _fused_optimizer_class(kind: str) -> type[torch.optim.Optimizer]:
@@ -169,7 +148,12 @@ class TorchRecBaseline:
             for s in self.specs
         ]
         ebc = EmbeddingBagCollection(tables=configs, device=torch.device("meta"))
-        model = TorchRecTrainModel(ebc, head, self.world_size)
+        if not get_gradient_division():
+            raise RuntimeError(
+                "torchrec gradient division is off (comm_ops.set_gradient_division(False)): the embedding "
+                "gradients would be world_size times the global mean loss's"
+            )
+        model = TorchRecTrainModel(ebc, head)
         apply_optimizer_in_backward(
             _fused_optimizer_class(embedding_optimizer.kind),
             model.sparse_arch.parameters(),
@@ -191,7 +175,6 @@ class TorchRecBaseline:
             plan=self.sharding_plan,
             sharders=sharders,
             env=ShardingEnv.from_process_group(self.group),
-            data_parallel_wrapper=_SummingDataParallelWrapper(),
         )
         self._copy_initial_weights(seed)
         dense_params = dict(in_backward_optimizer_filter(self.model.named_parameters()))
@@ -259,11 +242,11 @@ class TorchRecBaseline:
     def train_step(self, batches: Iterator[BatchLike]) -> StepOutput:
         """One ``TrainPipelineSparseDist.progress`` (which may read up to two batches ahead of this one)."""
         self.model.train()
-        share, logits, labels = self.pipeline.progress(self._torchrec_batches(batches))[1]
-        total = share.detach().clone()
+        loss, logits, labels = self.pipeline.progress(self._torchrec_batches(batches))
+        total = loss.detach().clone()
         if self.world_size > 1:
             dist.all_reduce(total, group=self.group)
-        return StepOutput(loss=float(total), logits=logits, labels=labels)
+        return StepOutput(loss=float(total) / self.world_size, logits=logits, labels=labels)
 
     @torch.no_grad()
     def predict(self, batch: BatchLike) -> torch.Tensor:

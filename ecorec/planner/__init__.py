@@ -1,0 +1,28 @@
+"""Cost model, sharding plans and pipeline stage grouping.
+
+- ``plan_sharding``: table-wise placement (greedy LPT, random, round-robin, DreamShard's greedy baselines).
+- ``execution_order``, ``stage_sizes``, ``pipeline_stages``: the table-wise pipeline's reordering and slope.
+"""
+
+from ecorec.planner.pipeline import execution_order, pipeline_stages, split_into_stages, stage_sizes
+from ecorec.planner.sharding import (
+    PlanError,
+    ShardingMethod,
+    ShardingPlan,
+    TableProfile,
+    lpt_lower_bound,
+    plan_sharding,
+)
+
+__all__ = [
+    "PlanError",
+    "ShardingMethod",
+    "ShardingPlan",
+    "TableProfile",
+    "execution_order",
+    "lpt_lower_bound",
+    "pipeline_stages",
+    "plan_sharding",
+    "split_into_stages",
+    "stage_sizes",
+]

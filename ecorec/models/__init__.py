@@ -7,10 +7,11 @@ embedding modules (TT or uncompressed) with placement-independent initialisation
 """
 
 from ecorec.models.dcn import DCNHead
-from ecorec.models.dlrm import CatInteraction, DLRMHead
+from ecorec.models.dlrm import INTERACTIONS, CatInteraction, DLRMHead
 from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head
 from ecorec.models.rec_model import RecModel, pooled_embeddings
 from ecorec.models.tables import (
+    TT_ALGORITHMS,
     EmbeddingOptimizerSettings,
     TableSettings,
     TableSpec,
@@ -24,7 +25,9 @@ from ecorec.models.tables import (
 from ecorec.models.wide_deep import WideDeepHead
 
 __all__ = [
+    "INTERACTIONS",
     "MODEL_KINDS",
+    "TT_ALGORITHMS",
     "CatInteraction",
     "DCNHead",
     "DLRMHead",

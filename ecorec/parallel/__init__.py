@@ -19,7 +19,7 @@ from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.optim import make_dense_optimizer, make_embedding_optimizer
 from ecorec.parallel.torchrec_baseline import TorchRecBaseline
-from ecorec.parallel.twp import TableWisePipeline, split_into_stages
+from ecorec.parallel.twp import TableWisePipeline, table_wise_stages
 from ecorec.parallel.types import (
     BatchLike,
     DenseOptimizerSettings,
@@ -53,6 +53,6 @@ __all__ = [
     "make_dense_optimizer",
     "make_embedding_optimizer",
     "micro_batch_bags",
-    "split_into_stages",
+    "table_wise_stages",
     "validate_placement",
 ]

@@ -59,7 +59,7 @@ def build_distributed_model(
         dense_optimizer, embedding_optimizer: optimizer settings.
         seed: run seed (table initialisation).
         placement: ``{rank: [tables]}`` for mp, bwp and twp.
-        stages: twp stages ``{rank: [[tables], ...]}`` (``twp.split_into_stages``).
+        stages: twp stages ``{rank: [[tables], ...]}`` (``twp.table_wise_stages``).
         num_micro_batches: bwp micro-batches.
         local_batch_size: b, for TorchRec's planner.
         group, device: process group; device.

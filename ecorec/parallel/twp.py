@@ -21,7 +21,7 @@ from torch import nn
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.types import ParallelMode, TablePlacement
 
-__all__ = ["StageSizes", "TableWisePipeline", "split_into_stages"]
+__all__ = ["StageSizes", "TableWisePipeline", "table_wise_stages"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ StageSizes = Callable[[int, int], Sequence[int]]
 ``ecorec.planner.stage_sizes``."""
 
 
-def split_into_stages(
+def table_wise_stages(
     ordered: TablePlacement,
     num_stages: int,
     sizes: StageSizes,
@@ -92,7 +92,7 @@ class TableWisePipeline(ModelParallelEmbeddings):
     Args:
         tables, placement, features, embedding_dim, group, fused_tables, device: as
         ``ModelParallelEmbeddings``.
-        stages: ``{rank: [[stage 0 tables], ...]}`` from :func:`split_into_stages`.
+        stages: ``{rank: [[stage 0 tables], ...]}`` from :func:`table_wise_stages`.
     """
 
     mode = ParallelMode.TABLE_WISE_PIPELINE

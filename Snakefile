@@ -15,6 +15,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/env.smk"
+include: "rules/train.smk"
 
 
 rule all:

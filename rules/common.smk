@@ -28,3 +28,93 @@ def src_hash(*subpackages):
 def script_path(name):
     """Absolute path of a workflow script (stable across runs, unlike workflow.source_path)."""
     return f"{workflow.basedir}/workflow_scripts/{name}"
+
+
+# ---- training runs (rules/train.smk) -------------------------------------------------------------------------
+# One run = (dataset, system, algorithm, tables, world, batch); a system (config `systems:`) fixes the parallel
+# mode and its knobs. A run's resources follow from its world size and `train.procs_per_node` (ranks per node,
+# GPUs per node on cuda): one torchrun agent per node, multi-node runs launched with srun (MPI mode of the SLURM
+# executor plugin), GPUs requested per node with gres.
+
+TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
+# Subpackages a training run executes (their content hash reruns the runs when they change).
+TRAIN_SUBPACKAGES = [
+    name
+    for name in ("models", "parallel", "train", "planner", "tt", "data")
+    if (Path(workflow.basedir) / "ecorec" / name).is_dir()
+]
+
+
+def train_run_id(run):
+    """Path fragment of a run from a `train.runs` entry (dataset defaults to config["dataset"])."""
+    return TRAIN_RUN_PATTERN.format(dataset=run.get("dataset", config["dataset"]), **run)
+
+
+def train_records():
+    """The record.json of every run listed in config `train.runs`."""
+    return [f"results/runs/{train_run_id(run)}/record.json" for run in config["train"]["runs"]]
+
+
+def train_nodes(wildcards):
+    """Nodes of a run: ceil(world / procs_per_node)."""
+    world, per_node = int(wildcards.world), config["train"]["procs_per_node"]
+    if world > per_node and world % per_node:
+        raise ValueError(
+            f"world size {world} is not a multiple of train.procs_per_node={per_node} (multi-node runs)"
+        )
+    return max(1, world // per_node)
+
+
+def train_procs_per_agent(wildcards):
+    return min(int(wildcards.world), config["train"]["procs_per_node"])
+
+
+def train_threads(wildcards):
+    return train_procs_per_agent(wildcards) * config["train"]["cpus_per_proc"]
+
+
+def train_mpi(wildcards):
+    """'srun' for multi-node runs (the rule's shell launches its own srun), else unset."""
+    return "srun" if train_nodes(wildcards) > 1 else None
+
+
+def train_tasks(wildcards):
+    return train_nodes(wildcards) if train_nodes(wildcards) > 1 else None
+
+
+def train_gres(wildcards):
+    return f"gpu:{train_procs_per_agent(wildcards)}" if config["device"] == "cuda" else None
+
+
+def train_run_settings(wildcards):
+    """Everything of the run's YAML that comes from config and wildcards (see ecorec.train.config)."""
+    train = config["train"]
+    if wildcards.system not in config["systems"]:
+        raise ValueError(f"unknown system {wildcards.system!r}; config `systems` has {sorted(config['systems'])}")
+    world = int(wildcards.world)
+    return {
+        "run": {"seed": train["seed"], "device": config["device"], "name": wildcards.system},
+        "dataset": {"num_tables": int(wildcards.tables)},
+        "model": train["model"],
+        "embeddings": {**train["embeddings"], "algorithm": wildcards.algorithm},
+        "dense_optimizer": train["dense_optimizer"],
+        "lr_schedule": train["lr_schedule"],
+        "parallel": {**config["systems"][wildcards.system], "world_size": world},
+        "train": {
+            **{k: train[k] for k in TRAIN_LOOP_KEYS if k in train},
+            "global_batch_size": int(wildcards.batch) * world,
+        },
+    }
+
+
+TRAIN_LOOP_KEYS = (
+    "steps",
+    "eval_every",
+    "eval_batches",
+    "eval_splits",
+    "target_auc",
+    "checkpoint_every",
+    "timing_warmup_steps",
+    "timing_windows",
+    "log_every",
+)

@@ -24,10 +24,7 @@ def prepare(cfg: RunConfig) -> str:
         metadata = read_metadata(cfg.dataset.path)
     except Exception as err:
         raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
-    features = list(cfg.dataset.features or metadata.features)
-    unknown = [f for f in features if f not in metadata.features]
-    if unknown:
-        raise ConfigError(f"{cfg.source}: dataset.features: not in the dataset: {unknown[:10]}")
+    features = cfg.features_of(metadata.features)
     if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
         raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
     if cfg.parallel.mode not in ("mp", "bwp", "twp"):

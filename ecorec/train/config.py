@@ -4,7 +4,8 @@ Every error names the file and the offending field (``run.yaml: parallel.mode: .
 defaults (see ``docs/architecture.md`` and the README's "Training" section for an example file):
 
 - ``run``: seed, device (cpu -> gloo, cuda -> nccl), output_dir (record.json, logs/, checkpoints/, plan.json);
-- ``dataset``: path of a Parquet dataset folder (``ecorec.data``), shuffle, prefetch;
+- ``dataset``: path of a Parquet dataset folder (``ecorec.data``), the features to train (``features``, or the
+  first ``num_tables``; default all), shuffle, prefetch;
 - ``model``: ``ecorec.models.ModelSettings`` (dlrm / wide_deep / dcn);
 - ``embeddings``: TT algorithm (or none) and ranks, row threshold, the embedding optimizer and its update;
 - ``dense_optimizer``: sgd / adagrad / adam;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -70,6 +72,7 @@ class RunSection:
 class DatasetSection:
     path: str = ""
     features: list[str] | None = None
+    num_tables: int | None = None
     shuffle: bool = True
     prefetch: int = 2
 
@@ -165,6 +168,22 @@ class RunConfig:
     def output_dir(self) -> Path:
         return Path(self.run.output_dir)
 
+    def features_of(self, available: Sequence[str]) -> list[str]:
+        """The features this run trains, out of the dataset's ``available`` ones (raises naming the field)."""
+        if self.dataset.features is not None:
+            unknown = [f for f in self.dataset.features if f not in available]
+            if unknown:
+                raise ConfigError(f"{self.source}: dataset.features: not in the dataset: {unknown[:10]}")
+            return list(self.dataset.features)
+        if self.dataset.num_tables is not None:
+            if self.dataset.num_tables > len(available):
+                raise ConfigError(
+                    f"{self.source}: dataset.num_tables: {self.dataset.num_tables} but the dataset has "
+                    f"{len(available)} tables"
+                )
+            return list(available[: self.dataset.num_tables])
+        return list(available)
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
@@ -248,6 +267,10 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     _positive(m.embedding_dim, f"{src}: model.embedding_dim")
     _positive(e.tt_min_rows, f"{src}: embeddings.tt_min_rows", minimum=0)
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
+    if cfg.dataset.num_tables is not None:
+        _positive(cfg.dataset.num_tables, f"{src}: dataset.num_tables")
+        if cfg.dataset.features is not None:
+            raise ConfigError(f"{src}: dataset.num_tables: give either dataset.features or num_tables")
     if not e.tt_ranks or min(e.tt_ranks) < 1:
         raise ConfigError(f"{src}: embeddings.tt_ranks: needs positive ranks, got {e.tt_ranks}")
     if not 0.0 <= p.skew_degree <= 1.0:

@@ -195,7 +195,7 @@ def _run(
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
     torch.manual_seed(cfg.run.seed)
     metadata = read_metadata(cfg.dataset.path)
-    features = list(cfg.dataset.features or metadata.features)
+    features = cfg.features_of(metadata.features)
     specs = table_specs(metadata, features, cfg.model.embedding_dim)
     table_settings, emb_opt, dense_opt = _settings(cfg)
     mode = cfg.parallel.mode

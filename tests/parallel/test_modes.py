@@ -8,7 +8,8 @@ loss (1e-5 relative, float32) and the final table weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib.util
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from ecorec.models import (
     TableSpec,
     build_head,
     build_tables,
+    is_tt_table,
 )
 from ecorec.parallel import (
     DenseOptimizerSettings,
@@ -52,6 +54,7 @@ class Case:
     dense: DenseOptimizerSettings
     embedding: EmbeddingOptimizerSettings
     extra: dict
+    tables: TableSettings = field(default=TABLES)
 
 
 ADAM = DenseOptimizerSettings(kind="adam", lr=0.01)
@@ -76,10 +79,36 @@ CASES = {
         {},
     ),
 }
+HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
+if HAS_TT:
+    # Tables with >= 40 rows (t0, t2, t4) are TT; fused updates happen inside the TT backward (dp sums the
+    # core gradients in the TT gradient hook first); bwp asks for a fused update and trains plain gradients
+    # with the equivalent torch optimizer instead; twp passes num_micro_uidx=2 to the TT tables.
+    TT = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40)
+    TT_MICRO = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40, micro_batches=2)
+    CASES |= {
+        "dp_tt_fused": Case("dp", ADAM, EmbeddingOptimizerSettings("adagrad", lr=0.1), {}, TT),
+        "dp_tt_plain": Case("dp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5, update="plain"), {}, TT),
+        "mp_tt_fused": Case("mp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5), {}, TT),
+        "bwp_tt_fused": Case(
+            "bwp", ADAM, EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1), {"num_micro_batches": 2}, TT
+        ),
+        "twp_tt_fused": Case(
+            "twp",
+            ADAM,
+            EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1),
+            {"stages": TWP_STAGES},
+            TT_MICRO,
+        ),
+    }
 
 
 def _batches():
     return make_global_batches(SPECS, STEPS, GLOBAL_BATCH, NUM_DENSE, seed=SEED)
+
+
+def _dense_weight(table: torch.nn.Module) -> torch.Tensor:
+    return (table.full_weight() if is_tt_table(table) else table.weight).detach().clone()
 
 
 def _final_weights(model, rank: int) -> dict[str, list]:
@@ -87,7 +116,7 @@ def _final_weights(model, rank: int) -> dict[str, list]:
     if hasattr(model, "strategy"):
         if model.mode.value == "dp" and rank != 0:
             return {}
-        return {n: [(0, 0, t.weight.detach().clone())] for n, t in model.strategy.tables.items()}
+        return {n: [(0, 0, _dense_weight(t))] for n, t in model.strategy.tables.items()}
     out = {}
     for name, value in model._embedding_weights().items():
         out[name] = [(*s.metadata.shard_offsets, s.tensor.detach().clone()) for s in value.local_shards()]
@@ -102,7 +131,7 @@ def _worker(rank: int, world_size: int, out_dir: str) -> None:
             case.mode,
             SPECS,
             head,
-            table_settings=TABLES,
+            table_settings=case.tables,
             dense_optimizer=case.dense,
             embedding_optimizer=case.embedding,
             seed=SEED,
@@ -118,10 +147,15 @@ def _worker(rank: int, world_size: int, out_dir: str) -> None:
 
 
 def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor]]:
-    tables = build_tables(SPECS, TABLES, SEED)
+    """One process, the whole global batch, the tables as configured (fused TT updates in backward, one TT
+    micro-batch), mean BCE."""
+    settings = TableSettings(case.tables.algorithm, case.tables.tt_ranks, case.tables.tt_min_rows)
+    tables = build_tables(SPECS, settings, SEED, optimizer=case.embedding)
     model = RecModel(tables, build_head(MODEL, NUM_DENSE, len(SPECS), SEED))
     dense_opt = make_dense_optimizer(model.head.parameters(), case.dense)
-    emb_opt = make_embedding_optimizer(tables.parameters(), case.embedding)
+    fused = case.embedding.update == "fused"
+    plain = [p for t in tables.values() if not (fused and is_tt_table(t)) for p in t.parameters()]
+    emb_opt = make_embedding_optimizer(plain, case.embedding)
     losses = []
     for gb in _batches():
         batch = rank_batch(gb, 0, 1, "local", FEATURES)
@@ -131,8 +165,8 @@ def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor]]:
         loss.backward()
         dense_opt.step()
         emb_opt.step()
-        losses.append(float(loss))
-    return losses, {n: t.weight.detach() for n, t in tables.items()}
+        losses.append(loss.item())
+    return losses, {n: _dense_weight(t) for n, t in tables.items()}
 
 
 @pytest.fixture(scope="module")

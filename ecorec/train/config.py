@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any

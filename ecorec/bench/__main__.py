@@ -1,0 +1,30 @@
+"""``python -m ecorec.bench <benchmark> [options]``: benchmarks that print numbers and write JSON lines.
+
+Benchmarks (each a module of this package with a ``main(argv) -> int``):
+
+- ``train``: the distributed modes side by side (:mod:`ecorec.bench.train`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {"train": "ecorec.bench.train"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print(f"\navailable: {', '.join(sorted(BENCHMARKS))}")
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in BENCHMARKS:
+        print(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(BENCHMARKS[name]).main(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,9 +32,9 @@ def script_path(name):
 
 # ---- training runs (rules/train.smk) -------------------------------------------------------------------------
 # One run = (dataset, system, algorithm, tables, world, batch); a system (config `systems:`) fixes the parallel
-# mode and its knobs. A run's resources follow from its world size and `train.procs_per_node` (ranks per node,
-# GPUs per node on cuda): one torchrun agent per node, multi-node runs launched with srun (MPI mode of the SLURM
-# executor plugin), GPUs requested per node with gres.
+# mode and its knobs. A run's resources follow from its world size, `train.procs_per_node` (ranks per node, GPUs
+# per node on cuda) and `train.agents_per_node` (torchrun agents per node, usually 1): several agents are
+# launched with srun (the MPI mode of the SLURM executor plugin), GPUs are requested per node with gres.
 
 TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
 # Subpackages a training run executes (their content hash reruns the runs when they change).
@@ -56,7 +56,7 @@ def train_records():
 
 
 def train_nodes(wildcards):
-    """Nodes of a run: ceil(world / procs_per_node)."""
+    """Nodes of a run: world / procs_per_node (at least 1)."""
     world, per_node = int(wildcards.world), config["train"]["procs_per_node"]
     if world > per_node and world % per_node:
         raise ValueError(
@@ -65,25 +65,38 @@ def train_nodes(wildcards):
     return max(1, world // per_node)
 
 
+def train_agents(wildcards):
+    """torchrun agents of a run: agents_per_node on each node (1: one agent per node)."""
+    per_node = min(config["train"]["agents_per_node"], int(wildcards.world))
+    return train_nodes(wildcards) * per_node
+
+
 def train_procs_per_agent(wildcards):
-    return min(int(wildcards.world), config["train"]["procs_per_node"])
+    world, agents = int(wildcards.world), train_agents(wildcards)
+    if world % agents:
+        raise ValueError(f"world size {world} does not split over {agents} torchrun agents")
+    return world // agents
 
 
 def train_threads(wildcards):
+    """CPUs of one torchrun agent (the job's --cpus-per-task)."""
     return train_procs_per_agent(wildcards) * config["train"]["cpus_per_proc"]
 
 
 def train_mpi(wildcards):
-    """'srun' for multi-node runs (the rule's shell launches its own srun), else unset."""
-    return "srun" if train_nodes(wildcards) > 1 else None
+    """'srun' when a run has several torchrun agents (the rule's shell runs its own srun), else unset."""
+    return "srun" if train_agents(wildcards) > 1 else None
 
 
 def train_tasks(wildcards):
-    return train_nodes(wildcards) if train_nodes(wildcards) > 1 else None
+    return train_agents(wildcards) if train_agents(wildcards) > 1 else None
 
 
 def train_gres(wildcards):
-    return f"gpu:{train_procs_per_agent(wildcards)}" if config["device"] == "cuda" else None
+    """GPUs per node on cuda (gres), unset on cpu."""
+    if config["device"] != "cuda":
+        return None
+    return f"gpu:{min(int(wildcards.world), config['train']['procs_per_node'])}"
 
 
 def train_run_settings(wildcards):

@@ -40,19 +40,20 @@ rule train:
     threads: train_threads
     resources:
         nodes=train_nodes,
-        agents=train_nodes,
+        agents=train_agents,
         nproc_per_agent=train_procs_per_agent,
         mpi=train_mpi,
         tasks=train_tasks,
         tasks_per_gpu=0,
         gres=train_gres,
+        cpus_per_task=train_threads,
     params:
         launcher=script_path("launch_torchrun.sh"),
         src=src_hash(*TRAIN_SUBPACKAGES),
     shell:
         "bash {params.launcher} --config {input.run_config} --nodes {resources.nodes} "
         "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
-        "--cpus-per-task {threads} > {log} 2>&1"
+        "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
 
 
 rule train_runs:

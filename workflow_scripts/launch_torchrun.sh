@@ -7,7 +7,7 @@
 # 1. `python -m ecorec.train --config run.yaml --prepare` validates the configuration and writes the sharding
 #    plan, so that a bad configuration fails here, naming the field, before any worker is started.
 # 2. One torchrun agent (A = 1): `torchrun --standalone --nproc-per-node P` on this machine (also what a
-#    single-node SLURM job step runs).
+#    single-node SLURM job step runs; without SLURM, several agents on one node run as one).
 #    Several agents (A > 1, e.g. one per node): inside a SLURM allocation,
 #    `srun --nodes N --ntasks A --ntasks-per-node A/N --cpus-per-task C torchrun --nnodes A --nproc-per-node P
 #     --rdzv-backend c10d --rdzv-endpoint $(hostname):PORT --rdzv-id $SLURM_JOB_ID`. The SLURM executor plugin
@@ -49,20 +49,29 @@ if (( agents % nodes != 0 )); then
     exit 2
 fi
 
+run() {  # print the command (it lands in the rule's log), then replace this shell by it
+    echo "launch_torchrun.sh: $*" >&2
+    exec "$@"
+}
+
 "$python" -m ecorec.train --config "$config" --prepare
 
 if (( agents == 1 )); then
-    exec "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node="$nproc" \
+    run "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node="$nproc" \
         -m ecorec.train --config "$config" "${extra[@]}"
 fi
 
 if [[ -z "${SLURM_JOB_ID:-}" ]]; then
-    echo "launch_torchrun.sh: ${agents} torchrun agents need a SLURM allocation (SLURM_JOB_ID is not set)" >&2
+    if (( nodes == 1 )); then  # one machine without SLURM: one agent runs every rank (same ranks, same result)
+        run "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=$((agents * nproc)) \
+            -m ecorec.train --config "$config" "${extra[@]}"
+    fi
+    echo "launch_torchrun.sh: ${nodes} nodes need a SLURM allocation (SLURM_JOB_ID is not set)" >&2
     exit 2
 fi
 head_node="$(hostname)"
 port=$((29500 + SLURM_JOB_ID % 1000))
-exec srun --nodes="$nodes" --ntasks="$agents" --ntasks-per-node=$((agents / nodes)) \
+run srun --nodes="$nodes" --ntasks="$agents" --ntasks-per-node=$((agents / nodes)) \
     --cpus-per-task="$cpus" --kill-on-bad-exit=1 \
     "$python" -m torch.distributed.run --nnodes="$agents" --nproc-per-node="$nproc" \
     --rdzv-backend=c10d --rdzv-endpoint="${head_node}:${port}" --rdzv-id="$SLURM_JOB_ID" \

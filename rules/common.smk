@@ -47,7 +47,9 @@ def dataset_settings(name):
 
 def datasets_of(*sources):
     """Wildcard constraint matching exactly the names of the datasets made from these sources."""
-    names = [re.escape(n) for n, s in config["datasets"].items() if s["source"] in sources]
+    names = [
+        re.escape(n) for n, s in config["datasets"].items() if s["source"] in sources
+    ]
     return "|".join(names) if names else "(?!)"
 
 
@@ -67,4 +69,8 @@ def criteo_inputs(wildcards):
 
 def criteo_1tb_sha256(wildcards):
     """Expected sha256 of a Criteo 1TB day file, or None when the config gives none."""
-    return dataset_settings(wildcards.dataset).get("sha256", {}).get(f"day_{wildcards.day}.gz")
+    return (
+        dataset_settings(wildcards.dataset)
+        .get("sha256", {})
+        .get(f"day_{wildcards.day}.gz")
+    )

@@ -54,11 +54,11 @@ rule to_parquet_meta_dlrm:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
         dataset=datasets_of("meta_dlrm_2021", "meta_dlrm_2022"),
+    resources:
+        mem_mb=4000,
     params:
         settings=lambda wildcards: dataset_settings(wildcards.dataset),
         src=src_hash("data"),
-    resources:
-        mem_mb=4000,
     script:
         "../workflow_scripts/meta_dlrm_to_parquet.py"
 
@@ -113,10 +113,10 @@ rule to_parquet_criteo:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
         dataset=datasets_of("criteo_kaggle", "criteo_1tb"),
+    resources:
+        mem_mb=4000,
     params:
         settings=lambda wildcards: dataset_settings(wildcards.dataset),
         src=src_hash("data"),
-    resources:
-        mem_mb=4000,
     script:
         "../workflow_scripts/criteo_to_parquet.py"

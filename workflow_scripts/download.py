@@ -18,4 +18,10 @@ def main(url: str, output: str, log_file: str, sha256: str | None, size: int | N
             raise
 
 
-main(snakemake.params.url, snakemake.output[0], snakemake.log[0], snakemake.params.sha256, snakemake.params.size)
+main(
+    snakemake.params.url,
+    snakemake.output[0],
+    snakemake.log[0],
+    snakemake.params.sha256,
+    snakemake.params.size,
+)

@@ -17,7 +17,9 @@ def main(output: str, log_file: str, settings: dict) -> None:
         logger = setup_logging(None)
         logger.info("synthetic dataset %s: settings %s, writer %s", output, settings, writer)
         try:
-            generate_synthetic_dataset(output, SyntheticConfig.from_mapping(settings), progress=True, **writer)
+            generate_synthetic_dataset(
+                output, SyntheticConfig.from_mapping(settings), progress=True, **writer
+            )
         except Exception:
             logging.getLogger("ecorec").exception("failed")
             raise

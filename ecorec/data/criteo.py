@@ -152,12 +152,19 @@ def iter_criteo_blocks(
 ) -> Iterator[dict[str, pa.Array]]:
     """Stream one Criteo file as converted blocks ``{label, dense, cat_0 .. cat_25}`` (a few MB each)."""
     path = Path(path)
+    invalid: list[pacsv.InvalidRow] = []
+
+    def on_invalid_row(row: pacsv.InvalidRow) -> str:
+        invalid.append(row)
+        return "error"
+
     parse = pacsv.ParseOptions(
         delimiter="\t",
         quote_char=False,
         escape_char=False,
         ignore_empty_lines=False,
         newlines_in_values=False,
+        invalid_row_handler=on_invalid_row,
     )
     read = pacsv.ReadOptions(column_names=list(COLUMNS), block_size=block_size, use_threads=False)
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in COLUMNS}, strings_can_be_null=False)
@@ -170,11 +177,15 @@ def iter_criteo_blocks(
                 yield _convert_block(batch, path, line, caps)
                 line += batch.num_rows
         except (pa.ArrowInvalid, OSError, EOFError, tarfile.TarError) as err:
-            message = str(err)
-            if "Row #" in message:  # pyarrow numbers rows like lines, from 1: 'CSV parse error: Row #12: ...'
-                raise DataFormatError(f"{path}: {message}") from None
+            if invalid:  # a line with the wrong number of fields (pyarrow numbers rows like lines, from 1)
+                row = invalid[0]
+                where = f"{path}:{row.number}" if row.number is not None else f"{path}: after line {line - 1}"
+                raise DataFormatError(
+                    f"{where}: expected {len(COLUMNS)} tab-separated fields, got {row.actual_columns}; "
+                    f"line {row.text[:80]!r}"
+                ) from None
             raise DataFormatError(
-                f"{path}: unreadable after line {line - 1} ({type(err).__name__}: {message})"
+                f"{path}: unreadable after line {line - 1} ({type(err).__name__}: {err})"
             ) from None
 
 

@@ -212,8 +212,8 @@ class ParquetBatchLoader:
         )
         return Batch(
             sparse=kjt,
-            dense=torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)),
-            labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)),
+            dense=torch.from_numpy(np.array(dense, dtype=np.float32)),  # a writable copy
+            labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
         )
 
     def batch(self, index: int) -> Batch:

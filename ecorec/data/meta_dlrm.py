@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ecorec.data.errors import DataFormatError
-from ecorec.data.parquet import DatasetMetadata, ParquetDatasetWriter, ParquetPartWriter
+from ecorec.data.parquet import DatasetMetadata, ParquetDatasetWriter
 from ecorec.data.sources import META_DLRM_RELEASES
 from ecorec.utils import atomic_path, environment_record
 
@@ -316,7 +316,7 @@ def _table_rows(meta_file: MetaDlrmFile, table: int, start: int, stop: int) -> t
     largest = -1
     if values.size:
         if values.min() < 0:
-            bad = int(np.argmin(values))
+            bad = int(np.argmax(values < 0))
             raise DataFormatError(
                 f"{meta_file.source}: negative index {values[bad]} at position {int(offsets[0]) + bad} "
                 f"(table {table})"
@@ -343,8 +343,9 @@ def convert_meta_dlrm(
 ) -> DatasetMetadata:
     """Convert Meta ``.pt.gz`` files (concatenated along samples, in the given order) to a Parquet dataset.
 
-    Feature ``f{t}`` holds table ``t``; files hold ``tables_per_file`` tables each, for all samples. There are
-    no labels and no dense features (``has_labels`` false). ``num_embeddings`` of a table is its largest index
+    Feature ``f{t}`` holds table ``t``. Each source file becomes one Parquet file per feature group of
+    ``tables_per_file`` tables (written one after the other, so one writer is open at a time). There are no
+    labels and no dense features (``has_labels`` false). ``num_embeddings`` of a table is its largest index
     + 1 over the converted files (1 for a table never accessed; listed in the provenance).
 
     Args:
@@ -372,7 +373,6 @@ def convert_meta_dlrm(
     writer: ParquetDatasetWriter | None = None
     provenance_sources: list[dict[str, Any]] = []
     largest = np.zeros(0, dtype=np.int64)
-    parts: list[ParquetPartWriter] = []
     groups: list[range] = []
     first_shape: tuple[int, int] | None = None
     with contextlib.ExitStack() as stack:
@@ -401,7 +401,6 @@ def convert_meta_dlrm(
                     range(g, min(g + tables_per_file, meta_file.num_tables))
                     for g in range(0, meta_file.num_tables, tables_per_file)
                 ]
-                parts = [writer.open_part([features[t] for t in group], row_start=0) for group in groups]
                 largest = np.full(meta_file.num_tables, -1, dtype=np.int64)
             elif shape != first_shape:
                 raise DataFormatError(
@@ -414,7 +413,8 @@ def convert_meta_dlrm(
                 desc=f"convert {meta_file.source.name}",
                 disable=not progress,
             )
-            for group, part in zip(groups, parts):
+            for group in groups:  # one file per (source, feature group), one open at a time: bounded memory
+                part = writer.open_part([f"f{t}" for t in group], row_start=i * meta_file.batch_size)
                 for start in row_groups:
                     stop = min(start + row_group_size, meta_file.batch_size)
                     columns = {}
@@ -423,6 +423,7 @@ def convert_meta_dlrm(
                         largest[t] = max(largest[t], top)
                     part.write(columns)
                     bar.update()
+                part.close()
             bar.close()
             provenance_sources.append(
                 {

@@ -79,7 +79,7 @@ class SyntheticConfig:
         stats_file: locality-stats file to follow; ``None``: the packaged 2022 one.
         reference_batch_size: batch size at which the reuse histogram is imposed.
         zipf_alpha: exponent of the per-table row popularity.
-        num_dense: dense features. planted_tables: tables carrying label signal.
+        num_dense: dense features. planted_tables: tables carrying label signal (default: min(4, T)).
         planted_weight / dense_weight / label_bias: scale of the sparse and dense terms, and the logit bias.
         seed: everything derives from it.
     """
@@ -96,7 +96,7 @@ class SyntheticConfig:
     reference_batch_size: int = 4096
     zipf_alpha: float = 1.0
     num_dense: int = 13
-    planted_tables: int = 4
+    planted_tables: int | None = None
     planted_weight: float = 1.0
     dense_weight: float = 1.0
     label_bias: float = -1.0
@@ -105,6 +105,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.rows is not None:
             object.__setattr__(self, "rows", tuple(int(r) for r in self.rows))
+        if self.planted_tables is None:
+            object.__setattr__(self, "planted_tables", min(4, self.num_tables))
         positive = ("num_tables", "num_samples", "rows_min", "rows_max", "reference_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -241,7 +243,8 @@ class RowPopularity:
     """Persistent popularity of one table's rows: Zipf weights ``(k+1)^-alpha`` over a seeded permutation.
 
     :meth:`pick` samples distinct rows with probability proportional to weight (successive sampling without
-    replacement, via the exponential race ``top-k of w / Exp(1)``), most popular first.
+    replacement, via the exponential race ``top-k of w / Exp(1)``) and returns them most popular first, so the
+    largest access counts of every batch go to the same few hot rows.
     """
 
     def __init__(self, num_rows: int, alpha: float, rng: np.random.Generator) -> None:
@@ -250,15 +253,13 @@ class RowPopularity:
         self.weights = np.power(np.arange(1, num_rows + 1, dtype=np.float32), np.float32(-alpha))
 
     def pick(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        """``k <= num_rows`` distinct row ids ``[k]``, in the order of their race (most popular first)."""
-        with np.errstate(divide="ignore"):  # an Exp(1) draw of exactly 0 gives an infinite key: picked first
+        """``k <= num_rows`` distinct row ids ``[k]``, in decreasing popularity."""
+        if k >= self.num_rows:
+            return self.rows_by_rank.copy()
+        with np.errstate(divide="ignore"):  # an Exp(1) draw of exactly 0 gives an infinite key: picked
             keys = self.weights / rng.standard_exponential(self.num_rows, dtype=np.float32)
-        if k < self.num_rows:
-            top = np.argpartition(-keys, k - 1)[:k]
-        else:
-            top = np.arange(self.num_rows)
-        top = top[np.argsort(-keys[top], kind="stable")]
-        return self.rows_by_rank[top]
+        ranks = np.sort(np.argpartition(-keys, k - 1)[:k])
+        return self.rows_by_rank[ranks]
 
 
 def table_batch_indices(

@@ -1,12 +1,12 @@
 """Benchmark: peak memory of converting a large Meta-format file to Parquet (not a test; prints numbers).
 
-    PYTHONPATH=. python tests/data/bench_meta_dlrm_memory.py [--tables 128] [--batch-size 65536] [--workdir DIR]
+    PYTHONPATH=. python tests/data/bench_meta_dlrm_memory.py [--tables 128] [--batch-size 65536]
 
-Writes a synthetic Meta-format ``.pt.gz`` (T tables x B samples, 2021 shape by default), then converts it in fresh
-subprocesses, once per ``tables_per_file`` setting, and reports each run's peak RSS (``VmHWM``), its RSS
-right before converting (after imports and a warm-up conversion of a tiny file), and the difference, next to the
-size of one table's column chunk (one row group of one table: ``row_group_size x mean pooling x 8`` bytes) and of
-one table's whole column.
+Writes a synthetic Meta-format ``.pt.gz`` (T tables x B samples, 2021 shape by default), then converts it in
+fresh subprocesses, once per ``tables_per_file`` setting, and reports each run's peak RSS (``VmHWM``), its RSS
+right before converting (after imports and a warm-up conversion of a tiny file), and the difference, next to
+the size of one table's column chunk (one row group of one table: ``row_group_size x mean pooling x 8``
+bytes) and of one table's whole column.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ before = rss_mb()
 start = time.perf_counter()
 convert_meta_dlrm([src], out, source="meta_dlrm_2021", strict_shape=False, tables_per_file=tables_per_file,
                   row_group_size=row_group_size)
-print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - start}))
+seconds = time.perf_counter() - start
+print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak_rss_mb(), "seconds": seconds}))
 """
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tables", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=65536)
     parser.add_argument("--row-group-size", type=int, default=4096)
@@ -90,9 +93,11 @@ def main() -> None:
             record.update(tables_per_file=k, delta_mb=delta, delta_over_chunk=delta / chunk_mb)
             results.append(record)
             print(
-                f"tables_per_file={k:3d}: peak RSS {record['peak_rss_mb']:.0f} MiB, before {record['rss_before_mb']:.0f}"
-                f" MiB, peak - before {delta:.1f} MiB = {delta / chunk_mb:.1f} x one column chunk "
-                f"({delta / (k * chunk_mb):.1f} x the {k} column chunks of a row group); {record['seconds']:.1f} s"
+                f"tables_per_file={k:3d}: peak RSS {record['peak_rss_mb']:.0f} MiB, "
+                f"before {record['rss_before_mb']:.0f} MiB, peak - before {delta:.1f} MiB "
+                f"= {delta / chunk_mb:.1f} x one column chunk "
+                f"({delta / (k * chunk_mb):.1f} x the {k} column chunks of a row group); "
+                f"{record['seconds']:.1f} s"
             )
         print(json.dumps(results))
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ecorec.data.errors import DataFormatError
 from ecorec.data.parquet import DatasetMetadata, ParquetDatasetWriter
-from ecorec.data.sources import META_DLRM_RELEASES
+from ecorec.data.sources import META_DLRM_RELEASES, lfs_objects
 from ecorec.utils import atomic_path, environment_record
 
 logger = logging.getLogger(__name__)
@@ -338,6 +338,7 @@ def convert_meta_dlrm(
     tables_per_file: int = 32,
     splits: dict[str, Any] | None = None,
     strict_shape: bool = True,
+    verify_known_checksums: bool = True,
     scratch_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> DatasetMetadata:
@@ -352,6 +353,8 @@ def convert_meta_dlrm(
         source: ``meta_dlrm_2021`` or ``meta_dlrm_2022``.
         strict_shape: require the release's ``(T, B)`` (856 x 65536 or 788 x 131072); otherwise any shape,
             the same for all files (tests use small files).
+        verify_known_checksums: a file named like a published ``dlrm_datasets`` file must have its sha256
+            (from the packaged list; checked while decompressing).
         scratch_dir: where the decompressed file goes (as large as the tensors: ~13 GB for a 2022 file);
             default: beside ``output``.
     """
@@ -364,6 +367,7 @@ def convert_meta_dlrm(
             f"tables_per_file and row_group_size must be >= 1, got {tables_per_file}, {row_group_size}"
         )
     release = META_DLRM_RELEASES[source]
+    known = {Path(path).name: obj for path, obj in lfs_objects().items()}
     output = Path(output)
     scratch = (
         Path(scratch_dir)
@@ -379,6 +383,12 @@ def convert_meta_dlrm(
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         for i, path in enumerate(sources):
             meta_file = stack.enter_context(MetaDlrmFile(path, scratch, progress))
+            published = known.get(meta_file.source.name) if verify_known_checksums else None
+            if published is not None and published.sha256 != meta_file.sha256:
+                raise DataFormatError(
+                    f"{meta_file.source}: sha256 mismatch with the published {published.path}: expected "
+                    f"{published.sha256}, got {meta_file.sha256}"
+                )
             shape = (meta_file.num_tables, meta_file.batch_size)
             if first_shape is None:
                 expected = (release.num_tables, release.batch_size) if strict_shape else shape

@@ -106,6 +106,16 @@ def test_release_shape_is_enforced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt.gz", "small.pt.gz"]
 
 
+def test_a_file_named_like_a_published_one_must_have_its_checksum(tmp_path):
+    path = tmp_path / "fbgemm_t788_bs131072_3.pt.gz"
+    write_meta_dlrm_file(path, *synthetic_meta_dlrm_tensors(2, 8, rows_min=5, rows_max=9))
+    expected = "9ae43e02f3de5de7992b1593579d0a09d5cde483949a85eb54bdff4471ee2788"  # from the packaged list
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(DataFormatError, match=f"^{path}: sha256 mismatch .* expected {expected}, got {got}"):
+        convert_meta_dlrm([path], tmp_path / "ds", strict_shape=False)
+    convert_meta_dlrm([path], tmp_path / "ds", strict_shape=False, verify_known_checksums=False)
+
+
 def _gz(path, payload_bytes):
     with gzip.open(path, "wb") as handle:
         handle.write(payload_bytes)

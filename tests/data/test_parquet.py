@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecorec.data.errors import DataFormatError
 from ecorec.data.parquet import (
@@ -216,3 +218,47 @@ def test_resolve_splits():
         resolve_splits(10, {"train": 0.9, "test": 0.2})
     with pytest.raises(ValueError, match="splits.train"):
         resolve_splits(10, {"train": [0, 11]})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lengths=st.lists(st.integers(0, 4), min_size=1, max_size=120),
+    row_group_size=st.integers(1, 40),
+    samples_per_file=st.one_of(st.none(), st.integers(1, 90)),
+    batch_size=st.integers(1, 50),
+    data=st.data(),
+)
+def test_any_layout_reads_back_exactly(
+    tmp_path_factory, lengths, row_group_size, samples_per_file, batch_size, data
+):
+    n = len(lengths)
+    lengths = np.array(lengths)
+    values = np.arange(int(lengths.sum()), dtype=np.int64) * 7
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    batches = (
+        {
+            "f": sparse_column(
+                lengths[a : a + batch_size], values[offsets[a] : offsets[min(a + batch_size, n)]]
+            )
+        }
+        for a in range(0, n, batch_size)
+    )
+    path = tmp_path_factory.mktemp("prop") / "ds"
+    meta = write_parquet_dataset(
+        path,
+        batches,
+        source="synthetic",
+        features=["f"],
+        num_embeddings={"f": 7 * len(values) + 1},
+        num_dense=0,
+        has_labels=False,
+        row_group_size=row_group_size,
+        samples_per_file=samples_per_file,
+    )
+    assert meta.num_samples == n
+    start = data.draw(st.integers(0, n))
+    stop = data.draw(st.integers(start, n))
+    with ParquetRangeReader(read_metadata(path), ["f"]) as reader:
+        column = reader.read(start, stop)["f"]
+    np.testing.assert_array_equal(column.flatten().to_numpy(), values[offsets[start] : offsets[stop]])
+    np.testing.assert_array_equal(np.diff(column.offsets.to_numpy()), lengths[start:stop])

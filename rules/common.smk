@@ -53,6 +53,12 @@ def datasets_of(*sources):
     return "|".join(names) if names else "(?!)"
 
 
+def synthetic_inputs(wildcards):
+    """The locality-stats file a synthetic dataset follows, when the config names one (else the packaged one)."""
+    stats_file = dataset_settings(wildcards.dataset).get("stats_file")
+    return [stats_file] if stats_file else []
+
+
 def meta_dlrm_inputs(wildcards):
     """The downloaded .pt.gz files of a Meta dataset, in conversion order."""
     files = dataset_settings(wildcards.dataset)["files"]

@@ -4,6 +4,8 @@
 
 
 rule synthetic:
+    input:
+        synthetic_inputs,
     output:
         directory("results/datasets/{dataset}"),
     log:

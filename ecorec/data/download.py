@@ -9,7 +9,6 @@ the file, the expected and the actual value.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ecorec.data.errors import DownloadError
+from ecorec.utils import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ USER_AGENT = "ecorec-data/0.1 (urllib)"
 
 class _Retry(Exception):
     """A transient failure: retry (resuming from the part file)."""
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _verify(file: Path, dest: Path, expected_size: int | None, expected_sha256: str | None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.streamable import Pipelineable
 
 from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, ParquetRangeReader, read_metadata
 
@@ -33,8 +35,8 @@ Layout = Literal["local", "global"]
 
 
 @dataclass
-class Batch:
-    """One rank's batch.
+class Batch(Pipelineable):
+    """One rank's batch (a torchrec ``Pipelineable``, so train pipelines can move it across devices/streams).
 
     Attributes:
         sparse: KJT with keys = the requested features (in that order), ``values`` int64 ``[nnz]``,
@@ -53,6 +55,11 @@ class Batch:
             dense=self.dense.to(device=device, non_blocking=non_blocking),
             labels=self.labels.to(device=device, non_blocking=non_blocking),
         )
+
+    def record_stream(self, stream: torch.Stream) -> None:
+        self.sparse.record_stream(stream)  # type: ignore[arg-type]
+        self.dense.record_stream(stream)  # type: ignore[arg-type]
+        self.labels.record_stream(stream)  # type: ignore[arg-type]
 
     def pin_memory(self) -> Batch:
         return Batch(self.sparse.pin_memory(), self.dense.pin_memory(), self.labels.pin_memory())
@@ -102,7 +109,7 @@ class ParquetBatchLoader:
 
     def __init__(
         self,
-        path: str | Any,
+        path: str | os.PathLike[str],
         *,
         split: str = "train",
         global_batch_size: int,

@@ -20,12 +20,11 @@ Writes are atomic: everything goes to a temporary folder that is renamed onto ``
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecorec.data.errors import DataFormatError
-from ecorec.utils import atomic_path, write_json_atomic
+from ecorec.utils import atomic_path, file_sha256, write_json_atomic
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
@@ -94,10 +93,6 @@ class DatasetMetadata:
     def columns(self) -> tuple[str, ...]:
         """All columns: ``label`` (if labelled), ``dense`` (if ``num_dense > 0``), then the features."""
         return (*((LABEL,) if self.has_labels else ()), *((DENSE,) if self.num_dense else ()), *self.features)
-
-    def files_for(self, column: str, start: int, stop: int) -> list[DatasetFile]:
-        """Files holding ``column`` that overlap samples ``[start, stop)``, in row order."""
-        return [f for f in self.files if column in f.columns and f.row_start < stop and f.row_stop > start]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -302,11 +297,6 @@ def verify_dataset(path: str | os.PathLike[str]) -> DatasetMetadata:
         if got != f.sha256:
             raise DataFormatError(f"{file}: sha256 mismatch: expected {f.sha256}, got {got}")
     return meta
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -788,9 +778,3 @@ class ParquetRangeReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def iter_row_ranges(start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
-    """``[start, stop)`` cut into consecutive ranges of ``step`` (the last may be shorter)."""
-    for a in range(start, stop, step):
-        yield a, min(a + step, stop)

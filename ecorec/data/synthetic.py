@@ -383,7 +383,7 @@ class SyntheticDatasetGenerator:
                 bag_sum = np.bincount(bag, weights=self._effects[t][values], minlength=n)
                 logit = logit + cfg.planted_weight * bag_sum / math.sqrt(max(self.table_mean_pooling[t], 1.0))
         self.locality.end_batch()
-        labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        labels = (rng.random(n) < np.exp(-np.logaddexp(0.0, -logit))).astype(np.float32)  # sigmoid, stable
         arrays = {
             LABEL: pa.array(labels),
             **({DENSE: dense_column(dense)} if cfg.num_dense else {}),

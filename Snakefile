@@ -15,9 +15,11 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/env.smk"
+include: "rules/data.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.environment.output,
+        expand("results/datasets/{dataset}", dataset=config["dataset"]),

@@ -15,6 +15,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/env.smk"
+include: "rules/data.smk"
 include: "rules/train.smk"
 
 
@@ -22,3 +23,4 @@ rule all:
     default_target: True
     input:
         rules.environment.output,
+        expand("results/datasets/{dataset}", dataset=config["dataset"]),

@@ -2,13 +2,14 @@
 
 from ecorec.utils.atomic import atomic_path, atomic_write, write_json_atomic
 from ecorec.utils.environment import environment_record
-from ecorec.utils.hashing import source_hash
+from ecorec.utils.hashing import file_sha256, source_hash
 from ecorec.utils.logs import setup_logging
 
 __all__ = [
     "atomic_path",
     "atomic_write",
     "environment_record",
+    "file_sha256",
     "setup_logging",
     "source_hash",
     "write_json_atomic",

@@ -7,11 +7,12 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ecorec.utils.hashing import source_hash
+
+if TYPE_CHECKING:
+    import torch
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,8 @@ def environment_record(
     snakemake, polars and pyarrow when installed (read from package metadata, without importing them).
     """
     from importlib import metadata
+
+    import torch  # imported here: the workflow imports ecorec.utils on every parse and needs no torch
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda" and torch.cuda.is_available():

@@ -29,3 +29,9 @@ def source_hash(*roots: str | os.PathLike[str], suffixes: tuple[str, ...] = _SOU
             digest.update(file.read_bytes())
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of a file's content, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -26,3 +26,10 @@ def test_source_hash_sees_new_files_and_skips_pycache(tmp_path):
     assert source_hash(pkg) == first
     (pkg / "b.py").write_text("b = 1\n")
     assert source_hash(pkg) != first
+
+
+def test_file_sha256_matches_the_published_digest_of_abc(tmp_path):
+    from ecorec.utils import file_sha256
+
+    (tmp_path / "abc").write_bytes(b"abc")  # FIPS 180-2 test vector
+    assert file_sha256(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -38,6 +38,22 @@ def run_snakemake(
     return proc
 
 
+def api_dry_run(workdir: Path, configfiles, config=None, targets=()) -> None:
+    """Dry run through Snakemake's Python API in this process (fast after the first call); raises errors."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS})) as api:
+        workflow = api.workflow(
+            snakefile=REPO_ROOT / "Snakefile",
+            workdir=workdir,
+            resource_settings=ResourceSettings(cores=2),
+            config_settings=ConfigSettings(configfiles=[Path(c) for c in configfiles], config=config or {}),
+        )
+        workflow.dag(DAGSettings(targets=set(targets))).execute_workflow(executor="dryrun")
+
+
 _JOB_LINE = re.compile(r"^(\S+)\s+(\d+)$")
 
 

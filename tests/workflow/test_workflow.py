@@ -10,26 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.snakemake_cli import REPO_ROOT, dry_run_job_counts, run_snakemake
-
-
-def _api_dry_run(workdir, configfiles, config=None, targets=()):
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
-
-    with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS})) as api:
-        workflow = api.workflow(
-            snakefile=REPO_ROOT / "Snakefile",
-            workdir=workdir,
-            resource_settings=ResourceSettings(cores=2),
-            config_settings=ConfigSettings(configfiles=list(configfiles), config=config or {}),
-        )
-        workflow.dag(DAGSettings(targets=set(targets))).execute_workflow(executor="dryrun")
+from tests.workflow.snakemake_cli import REPO_ROOT, api_dry_run, dry_run_job_counts, run_snakemake
 
 
 def test_default_config_dry_run_through_python_api(tmp_path):
-    _api_dry_run(tmp_path, [REPO_ROOT / "config.yaml"])
+    api_dry_run(tmp_path, [REPO_ROOT / "config.yaml"])
 
 
 def test_schema_rejects_wrong_type_naming_the_key(tmp_path):
@@ -58,6 +43,7 @@ def test_default_dry_run_cli_has_jobs():
     counts = dry_run_job_counts("--forceall")
     assert counts.get("all") == 1
     assert counts.get("environment") == 1
+    assert counts.get("synthetic") == 1
 
 
 def test_paper_overlay_dry_run_with_slurm_profile(tmp_path):

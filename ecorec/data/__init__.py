@@ -1,0 +1,120 @@
+"""Data: sources -> Parquet dataset -> batches as torchrec ``KeyedJaggedTensor``.
+
+Modules (each importable on its own; the names below are loaded on first use, so that e.g. the workflow can
+read :mod:`ecorec.data.sources` without importing torchrec):
+
+- :mod:`~ecorec.data.sources`: facts about Meta ``dlrm_datasets`` and Criteo; packaged checksums and stats.
+- :mod:`~ecorec.data.download`: resumable, verified HTTP(S) downloads.
+- :mod:`~ecorec.data.locality_stats`: the published locality-statistics format (read, write, total variation).
+- :mod:`~ecorec.data.parquet`: the Parquet dataset format (writer, metadata, range reader).
+- :mod:`~ecorec.data.synthetic`: the calibrated synthetic default.
+- :mod:`~ecorec.data.meta_dlrm`, :mod:`~ecorec.data.criteo`: converters of the real sources.
+- :mod:`~ecorec.data.loader`: ``ParquetBatchLoader`` yielding :class:`Batch`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DataFormatError": "errors",
+    "DownloadError": "errors",
+    "download_file": "download",
+    "LocalityAccumulator": "locality_stats",
+    "LocalityStats": "locality_stats",
+    "LocalityStatsBlock": "locality_stats",
+    "format_locality_stats": "locality_stats",
+    "read_locality_stats": "locality_stats",
+    "total_variation": "locality_stats",
+    "write_locality_stats": "locality_stats",
+    "DatasetFile": "parquet",
+    "DatasetMetadata": "parquet",
+    "ParquetDatasetWriter": "parquet",
+    "ParquetRangeReader": "parquet",
+    "read_metadata": "parquet",
+    "verify_dataset": "parquet",
+    "write_parquet_dataset": "parquet",
+    "SyntheticConfig": "synthetic",
+    "generate_synthetic_dataset": "synthetic",
+    "synthetic_meta_dlrm_tensors": "synthetic",
+    "synthetic_table_lookup": "synthetic",
+    "convert_meta_dlrm": "meta_dlrm",
+    "write_meta_dlrm_file": "meta_dlrm",
+    "convert_criteo": "criteo",
+    "Batch": "loader",
+    "ParquetBatchLoader": "loader",
+}
+
+__all__ = [
+    "Batch",
+    "DataFormatError",
+    "DatasetFile",
+    "DatasetMetadata",
+    "DownloadError",
+    "LocalityAccumulator",
+    "LocalityStats",
+    "LocalityStatsBlock",
+    "ParquetBatchLoader",
+    "ParquetDatasetWriter",
+    "ParquetRangeReader",
+    "SyntheticConfig",
+    "convert_criteo",
+    "convert_meta_dlrm",
+    "download_file",
+    "format_locality_stats",
+    "generate_synthetic_dataset",
+    "read_locality_stats",
+    "read_metadata",
+    "synthetic_meta_dlrm_tensors",
+    "synthetic_table_lookup",
+    "total_variation",
+    "verify_dataset",
+    "write_locality_stats",
+    "write_meta_dlrm_file",
+    "write_parquet_dataset",
+]
+
+if TYPE_CHECKING:
+    from ecorec.data.criteo import convert_criteo
+    from ecorec.data.download import download_file
+    from ecorec.data.errors import DataFormatError, DownloadError
+    from ecorec.data.loader import Batch, ParquetBatchLoader
+    from ecorec.data.locality_stats import (
+        LocalityAccumulator,
+        LocalityStats,
+        LocalityStatsBlock,
+        format_locality_stats,
+        read_locality_stats,
+        total_variation,
+        write_locality_stats,
+    )
+    from ecorec.data.meta_dlrm import convert_meta_dlrm, write_meta_dlrm_file
+    from ecorec.data.parquet import (
+        DatasetFile,
+        DatasetMetadata,
+        ParquetDatasetWriter,
+        ParquetRangeReader,
+        read_metadata,
+        verify_dataset,
+        write_parquet_dataset,
+    )
+    from ecorec.data.synthetic import (
+        SyntheticConfig,
+        generate_synthetic_dataset,
+        synthetic_meta_dlrm_tensors,
+        synthetic_table_lookup,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ecorec.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ecorec.data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

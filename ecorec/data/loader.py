@@ -1,0 +1,312 @@
+"""Batches of a Parquet dataset as torchrec ``KeyedJaggedTensor`` + dense + labels, for one rank.
+
+Sample-to-rank assignment (identical in both layouts and in every parallel mode): global batch ``i`` of a
+split is samples ``[i*G, (i+1)*G)`` of the split (batches visited in order, or in a seeded per-epoch
+permutation); rank ``r`` of ``R`` owns the contiguous slice ``[r*b, (r+1)*b)`` of it, ``b = G / R``.
+
+- ``layout="local"`` (data parallel): the sparse features of my ``b`` samples;
+- ``layout="global"`` (model parallel): the sparse features of all ``G`` samples of the batch (for my tables);
+- ``dense`` and ``labels`` are always my ``b`` samples.
+
+Only the files and columns needed are read, by a background thread that keeps ``prefetch`` batches ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.streamable import Pipelineable
+
+from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, ParquetRangeReader, read_metadata
+
+Layout = Literal["local", "global"]
+
+
+@dataclass
+class Batch(Pipelineable):
+    """One rank's batch (a torchrec ``Pipelineable``, so train pipelines can move it across devices/streams).
+
+    Attributes:
+        sparse: KJT with keys = the requested features (in that order), ``values`` int64 ``[nnz]``,
+            ``lengths`` int64 ``[F * B_s]`` where ``B_s`` is ``b`` (local layout) or ``G`` (global layout).
+        dense: ``[b, num_dense]`` float32 (``num_dense`` may be 0).
+        labels: ``[b]`` float32 (zeros for a dataset without labels: see ``ParquetBatchLoader.has_labels``).
+    """
+
+    sparse: KeyedJaggedTensor
+    dense: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(
+            sparse=self.sparse.to(device=torch.device(device), non_blocking=non_blocking),
+            dense=self.dense.to(device=device, non_blocking=non_blocking),
+            labels=self.labels.to(device=device, non_blocking=non_blocking),
+        )
+
+    def record_stream(self, stream: torch.Stream) -> None:
+        self.sparse.record_stream(stream)  # type: ignore[arg-type]
+        self.dense.record_stream(stream)  # type: ignore[arg-type]
+        self.labels.record_stream(stream)  # type: ignore[arg-type]
+
+    def pin_memory(self) -> Batch:
+        return Batch(self.sparse.pin_memory(), self.dense.pin_memory(), self.labels.pin_memory())
+
+
+def _jagged(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(values [nnz] int64, lengths [n] int64)`` of a list<int64> column."""
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return values, lengths
+
+
+class _Stop:
+    """Queue sentinel: the epoch ended."""
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ParquetBatchLoader:
+    """Iterates over one split of a Parquet dataset in global batches, yielding this rank's :class:`Batch`.
+
+    Args:
+        path: dataset folder (``metadata.json`` inside).
+        split: a split named in the metadata (``train``, ``val``, ``test``).
+        global_batch_size: ``G``; must be divisible by ``world_size``.
+        rank / world_size: this rank ``r`` and ``R``.
+        features: sparse features to load, in KJT key order (default: all).
+        layout: ``"local"`` or ``"global"`` (see the module docstring).
+        shuffle / seed: visit the batches in a permutation drawn from ``(seed, epoch)``.
+        prefetch: batches read ahead by a background thread (0: read in the caller's thread).
+        drop_last: drop the split's last partial batch. If kept, its ``n < G`` samples are split as
+            ``ceil(n / R)`` per rank (the last ranks may get fewer or none).
+
+    Iterating runs one epoch from the current position; :meth:`state_dict` / :meth:`load_state_dict` save and
+    restore ``(epoch, batch)`` so that training resumes with exactly the remaining batches.
+
+    Example::
+
+        loader = ParquetBatchLoader("results/datasets/synthetic", split="train", global_batch_size=1024,
+                                    rank=rank, world_size=world, features=my_tables, layout="global")
+        for batch in loader:
+            out = model(batch.sparse, batch.dense)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        split: str = "train",
+        global_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        features: Sequence[str] | None = None,
+        layout: Layout = "local",
+        shuffle: bool = False,
+        seed: int = 0,
+        prefetch: int = 2,
+        drop_last: bool = True,
+    ) -> None:
+        self.metadata: DatasetMetadata = read_metadata(path)
+        meta = self.metadata
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        if global_batch_size < 1 or global_batch_size % world_size:
+            raise ValueError(
+                f"global_batch_size must be a positive multiple of world_size, got {global_batch_size} "
+                f"and {world_size}"
+            )
+        if layout not in ("local", "global"):
+            raise ValueError(f"layout must be 'local' or 'global', got {layout!r}")
+        if split not in meta.splits:
+            raise ValueError(f"{meta.root}: no split {split!r}; the dataset has {sorted(meta.splits)}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self.features = tuple(meta.features if features is None else features)
+        unknown = [f for f in self.features if f not in meta.features]
+        if unknown or len(set(self.features)) != len(self.features):
+            raise ValueError(f"{meta.root}: unknown or repeated features {unknown or list(self.features)}")
+        self.split = split
+        self.global_batch_size = global_batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.local_batch_size = global_batch_size // world_size
+        self.layout: Layout = layout
+        self.shuffle = shuffle
+        self.seed = seed
+        self.prefetch = prefetch
+        self.drop_last = drop_last
+        self.split_start, self.split_stop = meta.splits[split]
+        size = self.split_stop - self.split_start
+        self._num_batches = size // global_batch_size if drop_last else math.ceil(size / global_batch_size)
+        self._epoch = 0
+        self._next = 0
+        self._columns = (
+            *((LABEL,) if meta.has_labels else ()),
+            *((DENSE,) if meta.num_dense else ()),
+            *self.features,
+        )
+
+    # -- facts -----------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return self._num_batches
+
+    @property
+    def has_labels(self) -> bool:
+        return self.metadata.has_labels
+
+    @property
+    def num_dense(self) -> int:
+        return self.metadata.num_dense
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def batch_order(self, epoch: int) -> np.ndarray:
+        """``[num_batches]`` indices of the global batches in the order epoch ``epoch`` visits them."""
+        if not self.shuffle:
+            return np.arange(self._num_batches)
+        return np.random.default_rng([self.seed, epoch]).permutation(self._num_batches)
+
+    def sample_ranges(self, batch: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Dataset sample ranges of global batch ``batch``: ``((global start, stop), (my start, stop))``."""
+        if not 0 <= batch < self._num_batches:
+            raise IndexError(f"batch {batch} outside [0, {self._num_batches})")
+        start = self.split_start + batch * self.global_batch_size
+        stop = min(start + self.global_batch_size, self.split_stop)
+        per_rank = math.ceil((stop - start) / self.world_size)  # = b for a full batch
+        mine = (min(start + self.rank * per_rank, stop), min(start + (self.rank + 1) * per_rank, stop))
+        return (start, stop), mine
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def _read(self, reader: ParquetRangeReader, batch: int) -> Batch:
+        (g0, g1), (l0, l1) = self.sample_ranges(batch)
+        sparse_range = (l0, l1) if self.layout == "local" else (g0, g1)
+        columns = reader.read(*sparse_range, self.features)
+        values, lengths = zip(*(_jagged(columns[f]) for f in self.features)) if self.features else ((), ())
+        kjt = KeyedJaggedTensor(
+            keys=list(self.features),
+            values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
+            lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
+        )
+        mine = reader.read(l0, l1, [c for c in (LABEL, DENSE) if c in self._columns])
+        n = l1 - l0
+        if DENSE in mine:
+            dense = mine[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, self.num_dense)
+        else:
+            dense = np.zeros((n, 0), dtype=np.float32)
+        labels = (
+            mine[LABEL].to_numpy(zero_copy_only=False) if LABEL in mine else np.zeros(n, dtype=np.float32)
+        )
+        return Batch(
+            sparse=kjt,
+            dense=torch.from_numpy(np.array(dense, dtype=np.float32)),  # a writable copy
+            labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
+        )
+
+    def batch(self, index: int) -> Batch:
+        """Global batch ``index`` (in split order, ignoring shuffle and position), read synchronously."""
+        with ParquetRangeReader(self.metadata, self._columns) as reader:
+            return self._read(reader, index)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One epoch from the current position; afterwards the position is the start of the next epoch."""
+        if self._next >= self._num_batches:  # a finished epoch: start the next one
+            self._epoch, self._next = self._epoch + 1, 0
+        order = self.batch_order(self._epoch)[self._next :]
+        if self.prefetch == 0:
+            with ParquetRangeReader(self.metadata, self._columns) as reader:
+                for index in order:
+                    batch = self._read(reader, int(index))
+                    self._next += 1
+                    yield batch
+        else:
+            yield from self._prefetched(order)
+        if self._next >= self._num_batches:
+            self._epoch, self._next = self._epoch + 1, 0
+
+    def _prefetched(self, order: np.ndarray) -> Iterator[Batch]:
+        ready: queue.Queue[Batch | _Stop | _Failure] = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def put(item: Batch | _Stop | _Failure) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                with ParquetRangeReader(self.metadata, self._columns) as reader:
+                    for index in order:
+                        if stop.is_set() or not put(self._read(reader, int(index))):
+                            return
+                put(_Stop())
+            except BaseException as err:  # handed to the consumer, re-raised there
+                put(_Failure(err))
+
+        worker = threading.Thread(target=produce, name="ParquetBatchLoader-prefetch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = ready.get()
+                if isinstance(item, _Stop):
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                self._next += 1
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue, then let it exit
+                with contextlib.suppress(queue.Empty):
+                    ready.get_nowait()
+                worker.join(timeout=0.05)
+
+    # -- resume ----------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position (``epoch``, next ``batch``) and the settings it is valid for."""
+        return {
+            "epoch": self._epoch,
+            "batch": self._next,
+            "split": self.split,
+            "global_batch_size": self.global_batch_size,
+            "world_size": self.world_size,
+            "num_batches": self._num_batches,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at ``state``'s position; the loader's settings must match those it was saved with."""
+        for key in ("split", "global_batch_size", "world_size", "num_batches", "shuffle", "seed"):
+            mine = self.state_dict()[key]
+            if key in state and state[key] != mine:
+                raise ValueError(f"loader state: '{key}' is {state[key]!r} but this loader has {mine!r}")
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if epoch < 0 or not 0 <= batch <= self._num_batches:
+            raise ValueError(f"loader state: position (epoch {epoch}, batch {batch}) out of range")
+        self._epoch, self._next = epoch, batch

@@ -1,0 +1,274 @@
+"""The synthetic generator: calibration to a stats file, determinism, pooling, hot rows, planted labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ecorec.data.locality_stats import read_locality_stats, total_variation
+from ecorec.data.parquet import read_metadata
+from ecorec.data.sources import default_locality_stats_path
+from ecorec.data.synthetic import (
+    SyntheticConfig,
+    SyntheticDatasetGenerator,
+    generate_synthetic_dataset,
+    synthetic_meta_dlrm_tensors,
+    synthetic_table_lookup,
+)
+
+#: Stated tolerance: total variation distance between the generated and the target "histogram of col sizes".
+TV_TOLERANCE = 0.02
+
+
+def _bucket(counts: np.ndarray, num_buckets: int) -> np.ndarray:
+    """Independent bucketing: count c in (2^(k-1), 2^k] -> k, the open bucket last."""
+    return np.minimum(np.ceil(np.log2(counts)).astype(int), num_buckets - 1)
+
+
+def _reuse_histogram(dataset, reference_batch_size: int, num_buckets: int) -> np.ndarray:
+    """Fraction of unique (table, row) pairs per bucket over the dataset's reference batches (from files)."""
+    meta = read_metadata(dataset)
+    table = pq.read_table(dataset / meta.files[0].path) if len(meta.files) == 1 else None
+    assert table is not None
+    hist = np.zeros(num_buckets)
+    for start in range(0, meta.num_samples, reference_batch_size):
+        for feature in meta.features:
+            rows = (
+                table.column(feature).slice(start, reference_batch_size).combine_chunks().flatten().to_numpy()
+            )
+            counts = np.unique(rows, return_counts=True)[1]
+            hist += np.bincount(_bucket(counts, num_buckets), minlength=num_buckets)
+    return hist / hist.sum()
+
+
+def test_matches_the_packaged_stats_within_tolerance(tmp_path):
+    config = SyntheticConfig(
+        num_tables=8, num_samples=8192, rows_min=10_000, rows_max=1_000_000, reference_batch_size=2048
+    )
+    meta = generate_synthetic_dataset(tmp_path / "ds", config, row_group_size=2048)
+    target = read_locality_stats(default_locality_stats_path()).mean()
+    achieved = _reuse_histogram(tmp_path / "ds", 2048, len(target.edges))
+    assert total_variation(achieved, target.col_size_hist) <= TV_TOLERANCE
+    reuse = meta.provenance["reuse"]
+    np.testing.assert_allclose(reuse["achieved_col_size_hist"], achieved, atol=1e-12)
+    assert reuse["col_size_total_variation"] == pytest.approx(total_variation(achieved, target.col_size_hist))
+    # The published mean pooling (13.6) per sample per table, within sampling noise.
+    table = pq.read_table(tmp_path / "ds" / meta.files[0].path)
+    total = sum(len(table.column(f).combine_chunks().flatten()) for f in meta.features)
+    assert table.num_rows == 8192
+    assert total / (8 * 8192) == pytest.approx(target.mean_pooling(), rel=0.03)
+    # The achieved statistics are also written in the published format.
+    written = read_locality_stats(tmp_path / "ds" / "locality_stats.txt").blocks[0]
+    np.testing.assert_allclose(written.col_size_hist, achieved, atol=5e-4)
+    assert written.batch_size == 2048 and written.num_batches == 4
+
+
+HAND_MADE = """\
+hand_t1_bs1000.pt
+Locality stats after processing 1 batches of size 1000
+Avg # of indices: 1787
+Avg # of unique cols: 1000
+Avg col size: 1.8
+Histogram of col sizes:
+(0, 1]: 0.500
+(1, 2]: 0.300
+(2, 4]: 0.200
+(4+: 0.000
+[0, 1, 2, 4]
+['0.000', '0.500', '0.800', '1.000', '1.000']
+Ratio of index distribution at different column sizes:
+(0, 1]: 0.280
+(1, 2]: 0.336
+(2, 4]: 0.384
+(4+: 0.000
+[0, 1, 2, 4]
+['0.000', '0.280', '0.616', '1.000', '1.000']
+"""
+
+
+def test_matches_a_hand_made_stats_file(tmp_path):
+    stats = tmp_path / "hand_stats.txt"
+    stats.write_text(HAND_MADE)
+    config = SyntheticConfig(
+        num_tables=3,
+        num_samples=4096,
+        rows=(10**6, 10**6, 10**6),
+        stats_file=str(stats),
+        reference_batch_size=1024,
+        seed=3,
+    )
+    generate_synthetic_dataset(tmp_path / "ds", config, row_group_size=1024)
+    achieved = _reuse_histogram(tmp_path / "ds", 1024, 4)
+    assert total_variation(achieved, [0.5, 0.3, 0.2, 0.0]) <= TV_TOLERANCE
+    assert achieved[3] == 0.0  # nothing accessed more than 4 times per batch
+    # mean pooling from the file: 1787 / (1 table in the name * 1000 samples)
+    meta = read_metadata(tmp_path / "ds")
+    assert meta.provenance["mean_pooling"] == pytest.approx(1.787)
+
+
+def test_deterministic_per_seed(tmp_path):
+    config = SyntheticConfig(
+        num_tables=3, num_samples=700, rows_min=20, rows_max=2000, reference_batch_size=256
+    )
+    a = generate_synthetic_dataset(tmp_path / "a", config, row_group_size=128)
+    b = generate_synthetic_dataset(tmp_path / "b", config, row_group_size=128)
+    c = generate_synthetic_dataset(tmp_path / "c", SyntheticConfig(**{**config.to_json(), "seed": 1}))
+    assert [f.sha256 for f in a.files] == [f.sha256 for f in b.files]
+    assert [f.sha256 for f in a.files] != [f.sha256 for f in c.files]
+    assert a.num_embeddings == b.num_embeddings != c.num_embeddings
+
+
+def test_dataset_facts(small_synthetic):
+    meta = read_metadata(small_synthetic)
+    config = meta.provenance["settings"]
+    assert meta.source == "synthetic" and meta.has_labels and meta.num_dense == 5
+    assert len(meta.features) == 6 and meta.num_samples == 3000
+    for feature in meta.features:
+        rows = meta.num_embeddings[feature]
+        assert config["rows_min"] <= rows <= config["rows_max"]
+    lengths, largest = [], {}
+    for f in meta.files:
+        table = pq.read_table(small_synthetic / f.path)
+        for feature in meta.features:
+            column = table.column(feature).combine_chunks()
+            lengths.append(np.diff(column.offsets.to_numpy()))
+            largest[feature] = max(largest.get(feature, -1), int(column.flatten().to_numpy().max()))
+    lengths = np.concatenate(lengths)
+    assert (lengths == 0).mean() > 0.01  # some empty bags
+    assert all(largest[f] < meta.num_embeddings[f] for f in meta.features)
+    labels = np.concatenate(
+        [pq.read_table(small_synthetic / f.path).column("label").to_numpy() for f in meta.files]
+    )
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    assert json.loads((small_synthetic / "metadata.json").read_text())["provenance"]["environment"]["torch"]
+
+
+def test_hot_rows_persist_across_batches(tmp_path):
+    config = SyntheticConfig(
+        num_tables=1, num_samples=4096, rows=(200_000,), reference_batch_size=2048, seed=5
+    )
+    meta = generate_synthetic_dataset(tmp_path / "ds", config, row_group_size=2048)
+    rows = pq.read_table(tmp_path / "ds" / meta.files[0].path).column("f0")
+    tops = []
+    for start in (0, 2048):
+        values, counts = np.unique(
+            rows.slice(start, 2048).combine_chunks().flatten().to_numpy(), return_counts=True
+        )
+        tops.append(set(values[np.argsort(-counts)[:20]]))
+    assert len(tops[0] & tops[1]) >= 10
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties averaged)."""
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores[np.diff(np.sort(scores), prepend=np.nan) == 0]):
+        tie = scores == value
+        ranks[tie] = ranks[tie].mean()
+    pos = labels == 1
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def test_planted_labels_are_learnable(tmp_path):
+    config = SyntheticConfig(
+        num_tables=8, num_samples=32768, rows_min=1000, rows_max=100_000, reference_batch_size=4096, seed=11
+    )
+    meta = generate_synthetic_dataset(
+        tmp_path / "ds", config, row_group_size=4096, splits={"train": 0.75, "test": 0.25}
+    )
+    table = pq.read_table(tmp_path / "ds" / meta.files[0].path)
+    labels = table.column("label").to_numpy()
+    dense = table.column("dense").combine_chunks().flatten().to_numpy().reshape(-1, config.num_dense)
+    assert 0.15 < labels.mean() < 0.6
+
+    # The planted logit, recomputed from the stored data and the generator's parameters, ranks labels well.
+    generator = SyntheticDatasetGenerator(config)
+    logit = config.label_bias + dense @ generator.dense_weights
+    for t in generator.planted:
+        column = table.column(f"f{t}").combine_chunks()
+        bag = np.repeat(np.arange(len(labels)), np.diff(column.offsets.to_numpy()))
+        effects = generator._effects[int(t)][column.flatten().to_numpy()]
+        logit += np.bincount(bag, weights=effects, minlength=len(labels)) / np.sqrt(
+            max(generator.table_mean_pooling[t], 1.0)
+        )
+    assert _auc(logit, labels) >= 0.7
+
+    # A logistic regression on hashed one-hot sparse features + dense, trained on train, beats 0.6 on test.
+    buckets = 1 << 18
+    ids, bags = [], []
+    for t, feature in enumerate(meta.features):
+        column = table.column(feature).combine_chunks()
+        ids.append((column.flatten().to_numpy() * 1_000_003 + t * 7919) % buckets)
+        bags.append(np.repeat(np.arange(len(labels)), np.diff(column.offsets.to_numpy())))
+    ids, bags = np.concatenate(ids), np.concatenate(bags)
+    order = np.argsort(bags, kind="stable")
+    ids, bags = torch.from_numpy(ids[order]), torch.from_numpy(bags[order])
+    offsets = torch.searchsorted(bags, torch.arange(len(labels)))
+    torch.manual_seed(0)
+    sparse = torch.nn.EmbeddingBag(buckets, 1, mode="sum")
+    torch.nn.init.zeros_(sparse.weight)
+    linear = torch.nn.Linear(config.num_dense, 1)
+    optimizer = torch.optim.Adagrad([*sparse.parameters(), *linear.parameters()], lr=0.1)
+    y = torch.from_numpy(labels)
+    x = torch.from_numpy(dense.copy())
+    train_stop = meta.splits["train"][1]
+
+    def scores(lo: int, hi: int) -> torch.Tensor:
+        start, stop = int(offsets[lo]), int(offsets[hi]) if hi < len(labels) else len(ids)
+        return (sparse(ids[start:stop], offsets[lo:hi] - start) + linear(x[lo:hi])).squeeze(1)
+
+    for _ in range(3):
+        for lo in range(0, train_stop, 1024):
+            hi = min(lo + 1024, train_stop)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(scores(lo, hi), y[lo:hi])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        test_scores = scores(train_stop, len(labels)).numpy()
+    assert _auc(test_scores, labels[train_stop:]) >= 0.6
+
+
+def test_table_lookup_is_calibrated_and_deterministic():
+    indices, offsets = synthetic_table_lookup(500_000, 8192, seed=2)
+    again, _ = synthetic_table_lookup(500_000, 8192, seed=2)
+    other, _ = synthetic_table_lookup(500_000, 8192, seed=2, batch_index=1)
+    assert offsets.shape == (8193,) and offsets[0] == 0 and offsets[-1] == indices.numel()
+    assert bool((offsets.diff() >= 0).all()) and indices.dtype == torch.int64
+    assert 0 <= int(indices.min()) and int(indices.max()) < 500_000
+    assert torch.equal(indices, again) and not torch.equal(indices[:100], other[:100])
+    target = read_locality_stats(default_locality_stats_path()).mean()
+    assert indices.numel() / 8192 == pytest.approx(target.mean_pooling(), rel=0.05)
+    counts = np.unique(indices.numpy(), return_counts=True)[1]
+    hist = np.bincount(_bucket(counts, 17), minlength=17)
+    assert total_variation(hist, target.col_size_hist) <= 0.05
+    # The same popularity: the hottest rows of two batches overlap.
+    top = set(torch.bincount(indices).topk(10).indices.tolist())
+    top_other = set(torch.bincount(other).topk(10).indices.tolist())
+    assert len(top & top_other) >= 5
+
+
+def test_meta_layout_tensors_are_consistent():
+    indices, offsets, lengths = synthetic_meta_dlrm_tensors(4, 300, rows=(10, 100, 1000, 10_000), seed=1)
+    assert lengths.shape == (4, 300) and offsets.shape == (1201,)
+    torch.testing.assert_close(offsets[1:], lengths.reshape(-1).cumsum(0))
+    for t, rows in enumerate((10, 100, 1000, 10_000)):
+        values = indices[offsets[t * 300] : offsets[(t + 1) * 300]]
+        assert int(values.max()) < rows
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"unknown synthetic dataset settings \['num_tabels'\]"):
+        SyntheticConfig.from_mapping({"num_tabels": 3})
+    with pytest.raises(ValueError, match="rows_min"):
+        SyntheticConfig(rows_min=10, rows_max=5)
+    with pytest.raises(ValueError, match="SyntheticConfig.rows"):
+        SyntheticConfig(num_tables=2, rows=(5,))
+    with pytest.raises(ValueError, match="planted_tables"):
+        SyntheticConfig(num_tables=2, planted_tables=3)

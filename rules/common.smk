@@ -80,6 +80,8 @@ def criteo_1tb_sha256(wildcards):
         .get("sha256", {})
         .get(f"day_{wildcards.day}.gz")
     )
+
+
 # ---- training runs (rules/train.smk) -------------------------------------------------------------------------
 # One run = (dataset, system, algorithm, tables, world, batch); a system (config `systems:`) fixes the parallel
 # mode and its knobs. A run's resources follow from its world size, `train.procs_per_node` (ranks per node, GPUs
@@ -97,12 +99,17 @@ TRAIN_SUBPACKAGES = [
 
 def train_run_id(run):
     """Path fragment of a run from a `train.runs` entry (dataset defaults to config["dataset"])."""
-    return TRAIN_RUN_PATTERN.format(dataset=run.get("dataset", config["dataset"]), **run)
+    return TRAIN_RUN_PATTERN.format(
+        dataset=run.get("dataset", config["dataset"]), **run
+    )
 
 
 def train_records():
     """The record.json of every run listed in config `train.runs`."""
-    return [f"results/runs/{train_run_id(run)}/record.json" for run in config["train"]["runs"]]
+    return [
+        f"results/runs/{train_run_id(run)}/record.json"
+        for run in config["train"]["runs"]
+    ]
 
 
 def train_nodes(wildcards):
@@ -124,7 +131,9 @@ def train_agents(wildcards):
 def train_procs_per_agent(wildcards):
     world, agents = int(wildcards.world), train_agents(wildcards)
     if world % agents:
-        raise ValueError(f"world size {world} does not split over {agents} torchrun agents")
+        raise ValueError(
+            f"world size {world} does not split over {agents} torchrun agents"
+        )
     return world // agents
 
 
@@ -153,10 +162,16 @@ def train_run_settings(wildcards):
     """Everything of the run's YAML that comes from config and wildcards (see ecorec.train.config)."""
     train = config["train"]
     if wildcards.system not in config["systems"]:
-        raise ValueError(f"unknown system {wildcards.system!r}; config `systems` has {sorted(config['systems'])}")
+        raise ValueError(
+            f"unknown system {wildcards.system!r}; config `systems` has {sorted(config['systems'])}"
+        )
     world = int(wildcards.world)
     return {
-        "run": {"seed": train["seed"], "device": config["device"], "name": wildcards.system},
+        "run": {
+            "seed": train["seed"],
+            "device": config["device"],
+            "name": wildcards.system,
+        },
         "dataset": {"num_tables": int(wildcards.tables)},
         "model": train["model"],
         "embeddings": {**train["embeddings"], "algorithm": wildcards.algorithm},

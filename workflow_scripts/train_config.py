@@ -1,4 +1,4 @@
-"""Write a training run's YAML (rules/train.smk: train_config) from the config's settings and the wildcards."""
+"""Write a training run's YAML (rules/train.smk: train_config) from the config settings and the wildcards."""
 
 import logging
 from pathlib import Path

@@ -195,6 +195,11 @@ def _run(
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
     torch.manual_seed(cfg.run.seed)
     metadata = read_metadata(cfg.dataset.path)
+    if not metadata.has_labels:
+        _LOG.warning(
+            "%s has no labels: the loss trains towards label 0 and AUROC is undefined (a throughput run)",
+            cfg.dataset.path,
+        )
     features = cfg.features_of(metadata.features)
     specs = table_specs(metadata, features, cfg.model.embedding_dim)
     table_settings, emb_opt, dense_opt = _settings(cfg)

@@ -9,6 +9,7 @@ loss (1e-5 relative, float32) and the final table weights.
 from __future__ import annotations
 
 import importlib.util
+import io
 from dataclasses import dataclass, field
 
 import pytest
@@ -123,27 +124,49 @@ def _final_weights(model, rank: int) -> dict[str, list]:
     return out
 
 
+RESUME_AT = 3
+
+
+def _build(case: Case, world_size: int):
+    return build_distributed_model(
+        case.mode,
+        SPECS,
+        build_head(MODEL, NUM_DENSE, len(SPECS), SEED),
+        table_settings=case.tables,
+        dense_optimizer=case.dense,
+        embedding_optimizer=case.embedding,
+        seed=SEED,
+        placement=PLACEMENT,
+        local_batch_size=GLOBAL_BATCH // world_size,
+        **case.extra,
+    )
+
+
+def _stream(model, batches, rank: int, world_size: int):
+    layout, features = model.input_layout.value, model.input_features
+    return iter(rank_batch(gb, rank, world_size, layout, features) for gb in batches)
+
+
 def _worker(rank: int, world_size: int, out_dir: str) -> None:
     batches = _batches()
     for key, case in CASES.items():
-        head = build_head(MODEL, NUM_DENSE, len(SPECS), SEED)
-        model = build_distributed_model(
-            case.mode,
-            SPECS,
-            head,
-            table_settings=case.tables,
-            dense_optimizer=case.dense,
-            embedding_optimizer=case.embedding,
-            seed=SEED,
-            placement=PLACEMENT,
-            local_batch_size=GLOBAL_BATCH // world_size,
-            **case.extra,
+        model = _build(case, world_size)
+        stream = _stream(model, batches, rank, world_size)
+        losses, snapshot = [], io.BytesIO()
+        for step in range(STEPS):
+            if step == RESUME_AT:
+                torch.save(model.state_dict(), snapshot)
+            losses.append(model.train_step(stream).loss)
+        # a fresh model restored from the state after RESUME_AT steps continues with the same losses
+        resumed = _build(case, world_size)
+        snapshot.seek(0)
+        resumed.load_state_dict(torch.load(snapshot, weights_only=True))
+        stream = _stream(resumed, batches[RESUME_AT:], rank, world_size)
+        resumed_losses = [resumed.train_step(stream).loss for _ in range(STEPS - RESUME_AT)]
+        torch.save(
+            {"losses": losses, "resumed": resumed_losses, "weights": _final_weights(model, rank)},
+            f"{out_dir}/{key}-{rank}.pt",
         )
-        stream = iter(
-            rank_batch(gb, rank, world_size, model.input_layout.value, model.input_features) for gb in batches
-        )
-        losses = [model.train_step(stream).loss for _ in range(STEPS)]
-        torch.save({"losses": losses, "weights": _final_weights(model, rank)}, f"{out_dir}/{key}-{rank}.pt")
 
 
 def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor]]:
@@ -185,7 +208,11 @@ def distributed_runs(tmp_path_factory):
                 )
                 for r0, c0, tensor in shards:
                     full[r0 : r0 + tensor.shape[0], c0 : c0 + tensor.shape[1]] = tensor
-        results[key] = {"losses": [p["losses"] for p in per_rank], "weights": weights}
+        results[key] = {
+            "losses": [p["losses"] for p in per_rank],
+            "resumed": per_rank[0]["resumed"],
+            "weights": weights,
+        }
     return results
 
 
@@ -216,3 +243,10 @@ def test_twp_equals_mp(distributed_runs):
             rtol=1e-6,
             atol=0,
         )
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_state_dict_round_trip_resumes_every_mode_exactly(distributed_runs, key):
+    # model, optimizer and TT fused-optimizer state of every rank, saved after 3 steps into a fresh model
+    run = distributed_runs[key]
+    assert run["resumed"] == run["losses"][0][RESUME_AT:]

@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from ecorec.tt.indexing import TTLookupPlan
-from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_grads, segment_sum
+from ecorec.tt.primitives import (
+    bag_weights,
+    core_product,
+    core_product_backward,
+    segment_sum,
+)
 from ecorec.tt.shapes import TTShapes
 
 
@@ -164,10 +169,9 @@ def ecorec_backward(
             parents = plan.level_parents[k][a:b] - bound[2 * k]
             left = products[k - 1].index_select(0, parents)  # (n_k, Q_{k-1}, r_k)
             digits = plan.level_digits[k][a:b]
-            d_slices, d_left = core_product_grads(
-                left, cores[k], digits, r[k], grad.view(b - a, left.shape[1], -1)
+            d_left = core_product_backward(
+                left, cores[k], digits, r[k], grad.view(b - a, left.shape[1], -1), grads[k], deterministic
             )
-            accumulate_rows_(grads[k], digits, d_slices, deterministic)
             grad = segment_sum(d_left, _local_child_offsets(plan, bound, k - 1))
         # 4. level 0: the distinct first digits of the micro-batch (no repeats, so index_add_ is
         # deterministic).

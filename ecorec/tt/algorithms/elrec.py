@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ecorec.tt.indexing import bag_ids_from_offsets
-from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_grads
+from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_backward
 from ecorec.tt.shapes import TTShapes
 
 
@@ -125,9 +125,14 @@ def elrec_backward(
     products = _chain(cores, shapes, plan.unique_digits[:-1])
     for k in range(d - 1, 0, -1):
         left = products[k - 1]
-        d_slices, grad = core_product_grads(
-            left, cores[k], plan.unique_digits[k], r[k], grad.view(num_uniques, left.shape[1], -1)
+        grad = core_product_backward(
+            left,
+            cores[k],
+            plan.unique_digits[k],
+            r[k],
+            grad.view(num_uniques, left.shape[1], -1),
+            grads[k],
+            deterministic,
         )
-        accumulate_rows_(grads[k], plan.unique_digits[k], d_slices, deterministic)
     accumulate_rows_(grads[0], plan.unique_digits[0], grad.reshape(num_uniques, -1), deterministic)
     return grads

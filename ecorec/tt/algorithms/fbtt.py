@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ecorec.tt.indexing import bag_ids_from_offsets
-from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_grads
+from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_backward
 from ecorec.tt.shapes import TTShapes
 
 
@@ -134,9 +134,8 @@ def fbtt_backward(
             grad = grad * weights[o_start:o_end, None]
         for k in range(d - 1, 0, -1):
             left = products[k - 1]
-            d_slices, grad = core_product_grads(
-                left, cores[k], digits[k], r[k], grad.view(n, left.shape[1], -1)
+            grad = core_product_backward(
+                left, cores[k], digits[k], r[k], grad.view(n, left.shape[1], -1), grads[k], deterministic
             )
-            accumulate_rows_(grads[k], digits[k], d_slices, deterministic)
         accumulate_rows_(grads[0], digits[0], grad.reshape(n, -1), deterministic)
     return grads

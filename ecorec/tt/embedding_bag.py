@@ -26,6 +26,7 @@ from ecorec.tt.ops import (
     tt_preprocess,
 )
 from ecorec.tt.optim import TTOptimizerConfig, fused_update_
+from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.reference import tt_full_weight
 from ecorec.tt.shapes import TTShapes
 
@@ -110,6 +111,9 @@ class TTEmbeddingBag(nn.Module):
         weight_init: ``"normal"``, ``"uniform"`` or ``"sampled_gaussian"`` (see :mod:`ecorec.tt.init`).
         init_std: std for ``"normal"`` entries / target row std for ``"sampled_gaussian"``.
         deterministic: accumulate core-row gradients with sorted segment sums instead of ``index_add_``.
+        product_strategy: how the small per-item GEMMs run in the torch backend (``"auto"``, ``"gather"``,
+            ``"grouped"``, ``"slices"``; same results, different speed and transient memory; see
+            :func:`ecorec.tt.primitives.resolve_product_strategy`).
         backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (see :mod:`ecorec.tt.ops`).
         validate_indices: check index range and offsets/lengths values (O(nnz); a device sync on CUDA).
         device, dtype: of the cores.
@@ -141,6 +145,7 @@ class TTEmbeddingBag(nn.Module):
         weight_init: str = "normal",
         init_std: float | None = None,
         deterministic: bool = False,
+        product_strategy: str = "auto",
         backend: str = "auto",
         validate_indices: bool = True,
         device: torch.device | str | None = None,
@@ -151,6 +156,10 @@ class TTEmbeddingBag(nn.Module):
             raise ValueError(f"mode must be one of {POOLING_MODES}, got mode={mode!r}")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got algorithm={algorithm!r}")
+        if product_strategy not in PRODUCT_STRATEGIES:
+            raise ValueError(
+                f"product_strategy must be one of {PRODUCT_STRATEGIES}, got {product_strategy!r}"
+            )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got backend={backend!r}")
         if weight_init not in WEIGHT_INITS:
@@ -193,6 +202,7 @@ class TTEmbeddingBag(nn.Module):
         self.weight_init = weight_init
         self.init_std = init_std
         self.deterministic = deterministic
+        self.product_strategy = product_strategy
         self.backend = backend
         self.validate_indices = validate_indices
         self._gradient_hook: GradientHook | None = None
@@ -293,6 +303,7 @@ class TTEmbeddingBag(nn.Module):
             max_micro_uniques=self.max_micro_uniques,
             fbtt_chunk_size=self.fbtt_chunk_size,
             backend=resolve_backend(self.backend, core0.device),
+            product_strategy=self.product_strategy,
         )
         cores = tuple(self.cores)
         if torch.is_grad_enabled() and any(core.requires_grad for core in cores):

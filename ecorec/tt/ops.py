@@ -25,6 +25,7 @@ from ecorec.tt.algorithms.ecorec import ecorec_backward, ecorec_forward
 from ecorec.tt.algorithms.elrec import build_elrec_plan, elrec_backward, elrec_forward
 from ecorec.tt.algorithms.fbtt import build_fbtt_plan, fbtt_backward, fbtt_forward
 from ecorec.tt.indexing import build_lookup_plan
+from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.shapes import TTShapes
 
 ALGORITHMS = ("ecorec", "fbtt", "elrec")
@@ -41,12 +42,15 @@ class TTLookup(NamedTuple):
         plan: the algorithm's plan (tensors and ints).
         bounds: host copy of the plan's micro-batch (``ecorec``) or chunk (``fbtt``) bounds; empty for
             ``elrec``.
+        product_strategy: execution of the core products, see
+            :func:`ecorec.tt.primitives.resolve_product_strategy` (torch backend).
     """
 
     algorithm: str
     backend: str
     plan: Any
     bounds: list[list[int]]
+    product_strategy: str = "auto"
 
 
 def cuda_ops_available() -> bool:
@@ -90,9 +94,12 @@ def tt_preprocess(
     max_micro_uniques: int | None = None,
     fbtt_chunk_size: int = DEFAULT_FBTT_CHUNK_SIZE,
     backend: str = "torch",
+    product_strategy: str = "auto",
 ) -> TTLookup:
     """Build the lookup plan of one batch (``indices (nnz,)`` int64, ``offsets (B+1,)`` int64, validated)."""
     _check_algorithm(algorithm)
+    if product_strategy not in PRODUCT_STRATEGIES:
+        raise ValueError(f"product_strategy must be one of {PRODUCT_STRATEGIES}, got {product_strategy!r}")
     if backend == "cuda":  # the single place where the CUDA kernels will plug in (issue 4)
         raise NotImplementedError("the CUDA TT ops are not implemented yet")
     if algorithm == "ecorec":
@@ -110,7 +117,7 @@ def tt_preprocess(
     else:
         plan = build_elrec_plan(indices, offsets, shapes.p_shapes)
         bounds = []
-    return TTLookup(algorithm, backend, plan, bounds)
+    return TTLookup(algorithm, backend, plan, bounds, product_strategy)
 
 
 def tt_forward(
@@ -123,11 +130,12 @@ def tt_forward(
     """Pooled embeddings ``Tensor[B, D]`` (no autograd; ``TTEmbeddingBag`` is the differentiable form)."""
     if lookup.backend == "cuda":
         raise NotImplementedError("the CUDA TT ops are not implemented yet")
+    strategy = lookup.product_strategy
     if lookup.algorithm == "ecorec":
-        return ecorec_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode)
+        return ecorec_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode, strategy)
     if lookup.algorithm == "fbtt":
-        return fbtt_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode)
-    return elrec_forward(cores, shapes, lookup.plan, per_sample_weights, mode)
+        return fbtt_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode, strategy)
+    return elrec_forward(cores, shapes, lookup.plan, per_sample_weights, mode, strategy)
 
 
 def tt_backward(
@@ -143,12 +151,9 @@ def tt_backward(
     """Dense core gradients, one tensor per core shaped like it, for ``grad_output (B, D)``."""
     if lookup.backend == "cuda":
         raise NotImplementedError("the CUDA TT ops are not implemented yet")
+    args = (grad_output, per_sample_weights, mode, deterministic, lookup.product_strategy)
     if lookup.algorithm == "ecorec":
-        return ecorec_backward(
-            cores, shapes, lookup.plan, lookup.bounds, grad_output, per_sample_weights, mode, deterministic
-        )
+        return ecorec_backward(cores, shapes, lookup.plan, lookup.bounds, *args)
     if lookup.algorithm == "fbtt":
-        return fbtt_backward(
-            cores, shapes, lookup.plan, lookup.bounds, grad_output, per_sample_weights, mode, deterministic
-        )
-    return elrec_backward(cores, shapes, lookup.plan, grad_output, per_sample_weights, mode, deterministic)
+        return fbtt_backward(cores, shapes, lookup.plan, lookup.bounds, *args)
+    return elrec_backward(cores, shapes, lookup.plan, *args)

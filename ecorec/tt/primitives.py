@@ -13,10 +13,12 @@ implementations:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-PRODUCT_STRATEGIES = ("auto", "gather", "grouped")
+PRODUCT_STRATEGIES = ("auto", "gather", "grouped", "slices")
 
 
 def _grouped_by_row(rows: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
@@ -31,24 +33,57 @@ def _grouped_by_row(rows: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, li
     return order, runs
 
 
-def _use_grouped(strategy: str, left: torch.Tensor, rank: int, cols: int, num_rows: int) -> bool:
-    """Pick the execution strategy of :func:`core_product` for ``n`` items ``(m x rank) @ (rank x cols)``.
+def resolve_product_strategy(strategy: str, left: torch.Tensor, rank: int, cols: int, num_rows: int) -> str:
+    """The concrete strategy (``"gather"``, ``"grouped"`` or ``"slices"``) for ``n`` items
+    ``(m x rank) @ (rank x cols)`` against a core of ``num_rows`` rows.
 
-    ``"gather"`` copies each item's core row (``n * rank * cols`` values) and runs one ``bmm``. ``"grouped"``
-    sorts the items by core row and runs one ``mm`` per distinct row against the core in place: no copy of
-    core rows, but a Python loop over at most ``num_rows`` rows and a host sync for the counts. ``"auto"``
-    groups on CPU when the gathered rows would outweigh the items' operands (``rank * cols > m * (rank +
-    cols)``: the middle cores, ``r_1 q_1 r_2`` against ``q_0 (r_1 + q_1 r_2)``) and there are at least 4 items
-    per core row to amortise the loop; elsewhere gathers are cheap and the loop's launches and syncs are not.
+    - ``"gather"``: copy each item's core row (``n * rank * cols`` values) and run one ``bmm``; the core
+      gradient is materialised as per-item slices ``left[i]^T @ grad[i]`` and accumulated with
+      :func:`accumulate_rows_`.
+    - ``"grouped"``: sort the items by core row and run one ``mm`` per distinct row against the core in place
+      (no copy of core rows; a Python loop over at most ``num_rows`` rows and a host sync for the counts); the
+      core gradient of a row is one ``addmm_`` over its items (no per-item slices; deterministic).
+    - ``"slices"``: products as ``"grouped"`` (no gathered core rows, like the CUDA kernels' pointer-batched
+      GEMMs), core gradient as per-item slices + :func:`accumulate_rows_` (the buffers of the published
+      kernels, e.g. the artifact's ``tr_core1``; for measuring those algorithms' memory).
+    - ``"auto"``: ``"grouped"`` on CPU when the gathered rows would outweigh the items' operands
+      (``rank * cols > m * (rank + cols)``: the middle cores, ``r_1 q_1 r_2`` against ``q_0 (r_1 + q_1 r_2)``)
+      and there are at least 4 items per core row to amortise the loop; ``"gather"`` otherwise (elsewhere
+      gathers are cheap and the loop's launches and syncs are not).
+
+    All strategies compute the same values (up to float summation order).
     """
-    if strategy == "gather":
-        return False
-    if strategy == "grouped":
-        return True
+    if strategy in ("gather", "grouped", "slices"):
+        return strategy
     if strategy != "auto":
-        raise ValueError(f"strategy must be one of {PRODUCT_STRATEGIES}, got strategy={strategy!r}")
+        raise ValueError(f"product_strategy must be one of {PRODUCT_STRATEGIES}, got {strategy!r}")
     n, m = left.shape[0], left.shape[1]
-    return left.device.type == "cpu" and rank * cols > m * (rank + cols) and n >= 4 * num_rows
+    grouped = left.device.type == "cpu" and rank * cols > m * (rank + cols) and n >= 4 * num_rows
+    return "grouped" if grouped else "gather"
+
+
+def _grouped_mm(
+    operand: torch.Tensor,
+    core: torch.Tensor,
+    rank: int,
+    cols: int,
+    order: torch.Tensor,
+    runs: list[tuple[int, int, int]],
+    transpose: bool,
+) -> torch.Tensor:
+    """Per-row products against the core in place: ``operand[i] @ W`` with ``W = core[row(i)]`` viewed
+    ``(rank, cols)`` (``operand``: ``(n, m, rank)``), or ``operand[i] @ W^T`` if ``transpose`` (``operand``:
+    ``(n, m, cols)``)."""
+    n, m, inner = operand.shape
+    outer = rank if transpose else cols
+    sorted_operand = operand.index_select(0, order).view(n * m, inner)
+    out_sorted = torch.empty(n * m, outer, device=operand.device, dtype=operand.dtype)
+    for row, start, end in runs:
+        weight = core[row].view(rank, cols)
+        items = slice(start * m, end * m)
+        torch.mm(sorted_operand[items], weight.t() if transpose else weight, out=out_sorted[items])
+    out = torch.empty(n, m, outer, device=operand.device, dtype=operand.dtype)
+    return out.index_copy_(0, order, out_sorted.view(n, m, outer))
 
 
 def core_product(
@@ -60,23 +95,17 @@ def core_product(
         left: ``(n, m, rank)``.
         core: ``(p, rank * c)``, a TT core (row = ``(r_t, q_t * r_{t+1})`` block).
         rows: ``(n,)`` int64 core rows.
-        strategy: ``"auto"``, ``"gather"`` or ``"grouped"`` (same result; see :func:`_use_grouped`).
+        strategy: see :func:`resolve_product_strategy`.
 
     Returns:
         ``(n, m, c)``.
     """
-    n, m = left.shape[0], left.shape[1]
+    n = left.shape[0]
     cols = core.shape[1] // rank
-    if not _use_grouped(strategy, left, rank, cols, core.shape[0]):
+    if resolve_product_strategy(strategy, left, rank, cols, core.shape[0]) == "gather":
         return torch.bmm(left, core.index_select(0, rows).view(n, rank, cols))
     order, runs = _grouped_by_row(rows, core.shape[0])
-    left_sorted = left.index_select(0, order).view(n * m, rank)
-    out_sorted = torch.empty(n * m, cols, device=left.device, dtype=left.dtype)
-    for row, start, end in runs:
-        torch.mm(
-            left_sorted[start * m : end * m], core[row].view(rank, cols), out=out_sorted[start * m : end * m]
-        )
-    return torch.empty_like(out_sorted).view(n, m, cols).index_copy_(0, order, out_sorted.view(n, m, cols))
+    return _grouped_mm(left, core, rank, cols, order, runs, transpose=False)
 
 
 def core_product_backward(
@@ -94,31 +123,32 @@ def core_product_backward(
     Args:
         left: ``(n, m, rank)``; core: ``(p, rank * c)``; rows: ``(n,)``; grad_out: ``(n, m, c)``.
         grad_core: ``(p, rank * c)`` dense gradient of ``core``, updated in place:
-            ``grad_core[rows[i]] += left[i]^T @ grad_out[i]`` (per-item slices and :func:`accumulate_rows_`
-            with ``"gather"``; one ``addmm_`` per distinct row, deterministic, with ``"grouped"``).
-        deterministic: passed to :func:`accumulate_rows_`.
-        strategy: as in :func:`core_product`.
+            ``grad_core[rows[i]] += left[i]^T @ grad_out[i]``.
+        deterministic: passed to :func:`accumulate_rows_` (the ``"grouped"`` accumulation is deterministic).
+        strategy: see :func:`resolve_product_strategy`.
 
     Returns:
         ``d_left (n, m, rank)``: ``d_left[i] = grad_out[i] @ core[rows[i]]^T``.
     """
     n, m = left.shape[0], left.shape[1]
     cols = core.shape[1] // rank
-    if not _use_grouped(strategy, left, rank, cols, core.shape[0]):
+    resolved = resolve_product_strategy(strategy, left, rank, cols, core.shape[0])
+    if resolved == "gather":
         slices = torch.bmm(left.transpose(1, 2), grad_out).view(n, rank * cols)
         accumulate_rows_(grad_core, rows, slices, deterministic)
         right = core.index_select(0, rows).view(n, rank, cols)
         return torch.bmm(grad_out, right.transpose(1, 2))
     order, runs = _grouped_by_row(rows, core.shape[0])
-    left_sorted = left.index_select(0, order).view(n * m, rank)
-    grad_sorted = grad_out.index_select(0, order).view(n * m, cols)
-    d_left_sorted = torch.empty(n * m, rank, device=left.device, dtype=left.dtype)
-    for row, start, end in runs:
-        items = slice(start * m, end * m)
-        grad_core[row].view(rank, cols).addmm_(left_sorted[items].t(), grad_sorted[items])
-        torch.mm(grad_sorted[items], core[row].view(rank, cols).t(), out=d_left_sorted[items])
-    d_left = torch.empty_like(d_left_sorted).view(n, m, rank)
-    return d_left.index_copy_(0, order, d_left_sorted.view(n, m, rank))
+    if resolved == "slices":
+        slices = torch.bmm(left.transpose(1, 2), grad_out).view(n, rank * cols)
+        accumulate_rows_(grad_core, rows, slices, deterministic)
+    else:
+        left_sorted = left.index_select(0, order).view(n * m, rank)
+        grad_sorted = grad_out.index_select(0, order).view(n * m, cols)
+        for row, start, end in runs:
+            items = slice(start * m, end * m)
+            grad_core[row].view(rank, cols).addmm_(left_sorted[items].t(), grad_sorted[items])
+    return _grouped_mm(grad_out, core, rank, cols, order, runs, transpose=True)
 
 
 def segment_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -133,7 +163,7 @@ def segment_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         ``(m, ...)``, each run summed in order (deterministic; no ``n x ...`` copy).
     """
     n = values.shape[0]
-    flat = values.reshape(n, -1)
+    flat = values.reshape(n, math.prod(values.shape[1:]))
     ids = torch.arange(n, device=values.device, dtype=torch.int64)
     out = F.embedding_bag(ids, flat, offsets, mode="sum", include_last_offset=True)
     return out.view(offsets.numel() - 1, *values.shape[1:])

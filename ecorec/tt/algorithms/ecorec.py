@@ -41,21 +41,26 @@ from ecorec.tt.shapes import TTShapes
 
 
 def _prefix_products(
-    cores: Sequence[torch.Tensor], shapes: TTShapes, plan: TTLookupPlan, bound: Sequence[int], last_level: int
+    cores: Sequence[torch.Tensor],
+    shapes: TTShapes,
+    plan: TTLookupPlan,
+    bound: Sequence[int],
+    last_level: int,
+    strategy: str,
 ) -> list[torch.Tensor]:
     """``[T_0, ..., T_{last_level}]`` of one micro-batch; ``T_k`` is ``(n_k^m, Q_k, r_{k+1})``.
 
     ``bound`` is the micro-batch's row of ``plan.micro_bounds`` (host ints).
     """
-    r, q = shapes.ranks, shapes.q_shapes
+    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
     a0, b0 = bound[2], bound[3]
     products = [cores[0].index_select(0, plan.level_digits[0][a0:b0]).view(b0 - a0, q[0], r[1])]
     for k in range(1, last_level + 1):
         a, b = bound[2 + 2 * k], bound[3 + 2 * k]
         parents = plan.level_parents[k][a:b] - bound[2 * k]  # local index into the level-(k-1) products
         left = products[-1].index_select(0, parents)
-        out = core_product(left, cores[k], plan.level_digits[k][a:b], r[k])
-        products.append(out.view(b - a, -1, r[k + 1]))
+        out = core_product(left, cores[k], plan.level_digits[k][a:b], r[k], strategy)
+        products.append(out.view(b - a, dims[k], r[k + 1]))
     return products
 
 
@@ -74,6 +79,7 @@ def ecorec_forward(
     bounds: Sequence[Sequence[int]],
     per_sample_weights: torch.Tensor | None,
     mode: str,
+    strategy: str = "auto",
 ) -> torch.Tensor:
     """Pooled embeddings.
 
@@ -82,6 +88,7 @@ def ecorec_forward(
         plan: from :func:`ecorec.tt.indexing.build_lookup_plan`.
         bounds: ``plan.micro_bounds.tolist()`` (the one host sync of the batch).
         per_sample_weights: ``(nnz,)`` or ``None``; mode: ``"sum"`` or ``"mean"``.
+        strategy: execution of the core products (:func:`ecorec.tt.primitives.resolve_product_strategy`).
 
     Returns:
         ``Tensor[B, D]``.
@@ -92,7 +99,9 @@ def ecorec_forward(
     if len(bounds) == 0:
         return torch.zeros(out_shape, device=ref.device, dtype=ref.dtype)
     if len(bounds) == 1:
-        rows = _prefix_products(cores, shapes, plan, bounds[0], d - 1)[-1].view(plan.num_uniques, -1)
+        rows = _prefix_products(cores, shapes, plan, bounds[0], d - 1, strategy)[-1].view(
+            plan.num_uniques, shapes.padded_dim
+        )
         rows = rows[:, :dim].contiguous() if rows.shape[1] > dim else rows
         return F.embedding_bag(
             plan.inverse,
@@ -107,8 +116,8 @@ def ecorec_forward(
     output = torch.zeros(out_shape, device=ref.device, dtype=ref.dtype)
     for bound in bounds:
         o_start, o_end, u_start = bound[0], bound[1], bound[2 * d]
-        rows = _prefix_products(cores, shapes, plan, bound, d - 1)[-1]
-        rows = rows.view(rows.shape[0], -1)[:, :dim].contiguous()
+        rows = _prefix_products(cores, shapes, plan, bound, d - 1, strategy)[-1]
+        rows = rows.view(rows.shape[0], shapes.padded_dim)[:, :dim].contiguous()
         positions = plan.micro_positions[o_start:o_end]  # this micro-batch's occurrences, in bag order
         local_ids = plan.inverse.index_select(0, positions) - u_start
         bags = plan.bag_ids.index_select(0, positions)
@@ -129,17 +138,19 @@ def ecorec_backward(
     per_sample_weights: torch.Tensor | None,
     mode: str,
     deterministic: bool = False,
+    strategy: str = "auto",
 ) -> list[torch.Tensor]:
     """Dense core gradients, accumulated over all micro-batches.
 
     Args:
         grad_output: ``(B, D)``; the other arguments as in :func:`ecorec_forward`.
         deterministic: sorted segment sums instead of ``index_add_`` for the core-row accumulation.
+        strategy: as in :func:`ecorec_forward`.
 
     Returns:
         ``d`` tensors shaped like the cores.
     """
-    d, r = shapes.num_cores, shapes.ranks
+    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
     grads = [torch.zeros_like(core) for core in cores]
     if len(bounds) == 0:
         return grads
@@ -162,7 +173,7 @@ def ecorec_backward(
             include_last_offset=True,
         )
         # 2. recompute the prefix products of this micro-batch.
-        products = _prefix_products(cores, shapes, plan, bound, d - 2)
+        products = _prefix_products(cores, shapes, plan, bound, d - 2, strategy)
         # 3. levels d-1 .. 1: two products per item, then contract the items into their parents.
         for k in range(d - 1, 0, -1):
             a, b = bound[2 + 2 * k], bound[3 + 2 * k]
@@ -170,11 +181,17 @@ def ecorec_backward(
             left = products[k - 1].index_select(0, parents)  # (n_k, Q_{k-1}, r_k)
             digits = plan.level_digits[k][a:b]
             d_left = core_product_backward(
-                left, cores[k], digits, r[k], grad.view(b - a, left.shape[1], -1), grads[k], deterministic
+                left,
+                cores[k],
+                digits,
+                r[k],
+                grad.view(b - a, left.shape[1], q[k] * r[k + 1]),
+                grads[k],
+                deterministic,
             )
             grad = segment_sum(d_left, _local_child_offsets(plan, bound, k - 1))
         # 4. level 0: the distinct first digits of the micro-batch (no repeats, so index_add_ is
         # deterministic).
         a0, b0 = bound[2], bound[3]
-        grads[0].index_add_(0, plan.level_digits[0][a0:b0], grad.view(b0 - a0, -1))
+        grads[0].index_add_(0, plan.level_digits[0][a0:b0], grad.view(b0 - a0, q[0] * r[1]))
     return grads

@@ -71,14 +71,16 @@ def build_elrec_plan(indices: torch.Tensor, offsets: torch.Tensor, p_shapes: Seq
 
 
 def _chain(
-    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: Sequence[torch.Tensor]
+    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: Sequence[torch.Tensor], strategy: str
 ) -> list[torch.Tensor]:
     """Prefix products ``[T_0, ..., T_{len(digits)-1}]`` per item, ``T_k`` of shape ``(n, Q_k, r_{k+1})``."""
-    r, q = shapes.ranks, shapes.q_shapes
+    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
     n = digits[0].numel()
     products = [cores[0].index_select(0, digits[0]).view(n, q[0], r[1])]
     for k in range(1, len(digits)):
-        products.append(core_product(products[-1], cores[k], digits[k], r[k]).view(n, -1, r[k + 1]))
+        products.append(
+            core_product(products[-1], cores[k], digits[k], r[k], strategy).view(n, dims[k], r[k + 1])
+        )
     return products
 
 
@@ -88,13 +90,16 @@ def elrec_forward(
     plan: ELRecPlan,
     per_sample_weights: torch.Tensor | None,
     mode: str,
+    strategy: str = "auto",
 ) -> torch.Tensor:
-    """Pooled embeddings ``Tensor[B, D]``."""
+    """Pooled embeddings ``Tensor[B, D]``; ``strategy``: see
+    :func:`ecorec.tt.primitives.resolve_product_strategy`."""
     d, r, dim = shapes.num_cores, shapes.ranks, shapes.embedding_dim
     nnz = plan.last_digits.numel()
-    prefix = _chain(cores, shapes, plan.group_digits)[-1]  # (G, Q_{d-2}, r_{d-1})
+    prefix = _chain(cores, shapes, plan.group_digits, strategy)[-1]  # (G, Q_{d-2}, r_{d-1})
     left = prefix.index_select(0, plan.group_inverse)  # per occurrence
-    rows = core_product(left, cores[d - 1], plan.last_digits, r[d - 1]).view(nnz, -1)[:, :dim].contiguous()
+    rows = core_product(left, cores[d - 1], plan.last_digits, r[d - 1], strategy).view(nnz, shapes.padded_dim)
+    rows = rows[:, :dim].contiguous()
     ids = torch.arange(nnz, device=rows.device, dtype=torch.int64)
     return F.embedding_bag(
         ids, rows, plan.offsets, mode=mode, per_sample_weights=per_sample_weights, include_last_offset=True
@@ -109,9 +114,10 @@ def elrec_backward(
     per_sample_weights: torch.Tensor | None,
     mode: str,
     deterministic: bool = False,
+    strategy: str = "auto",
 ) -> list[torch.Tensor]:
     """Dense core gradients (``d`` tensors shaped like the cores)."""
-    d, r = shapes.num_cores, shapes.ranks
+    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
     grads = [torch.zeros_like(core) for core in cores]
     num_uniques = plan.unique_digits[0].numel()
     if num_uniques == 0:
@@ -122,7 +128,7 @@ def elrec_backward(
         expanded = expanded * weights[:, None]
     grad = torch.zeros(num_uniques, shapes.padded_dim, device=expanded.device, dtype=expanded.dtype)
     accumulate_rows_(grad[:, : shapes.embedding_dim], plan.inverse, expanded, deterministic)
-    products = _chain(cores, shapes, plan.unique_digits[:-1])
+    products = _chain(cores, shapes, plan.unique_digits[:-1], strategy)
     for k in range(d - 1, 0, -1):
         left = products[k - 1]
         grad = core_product_backward(
@@ -130,9 +136,10 @@ def elrec_backward(
             cores[k],
             plan.unique_digits[k],
             r[k],
-            grad.view(num_uniques, left.shape[1], -1),
+            grad.view(num_uniques, left.shape[1], q[k] * r[k + 1]),
             grads[k],
             deterministic,
+            strategy,
         )
-    accumulate_rows_(grads[0], plan.unique_digits[0], grad.reshape(num_uniques, -1), deterministic)
+    accumulate_rows_(grads[0], plan.unique_digits[0], grad.reshape(num_uniques, q[0] * r[1]), deterministic)
     return grads

@@ -71,15 +71,15 @@ def build_fbtt_plan(
 
 
 def _chain(
-    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: list[torch.Tensor], upto: int
+    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: list[torch.Tensor], upto: int, strategy: str
 ) -> list[torch.Tensor]:
     """Per-occurrence prefix products ``[T_0, ..., T_upto]``, ``T_k`` of shape ``(C, Q_k, r_{k+1})``."""
-    r, q = shapes.ranks, shapes.q_shapes
+    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
     n = digits[0].numel()
     products = [cores[0].index_select(0, digits[0]).view(n, q[0], r[1])]
     for k in range(1, upto + 1):
-        out = core_product(products[-1], cores[k], digits[k], r[k])
-        products.append(out.view(n, -1, r[k + 1]))
+        out = core_product(products[-1], cores[k], digits[k], r[k], strategy)
+        products.append(out.view(n, dims[k], r[k + 1]))
     return products
 
 
@@ -90,15 +90,21 @@ def fbtt_forward(
     bounds: Sequence[Sequence[int]],
     per_sample_weights: torch.Tensor | None,
     mode: str,
+    strategy: str = "auto",
 ) -> torch.Tensor:
-    """Pooled embeddings ``Tensor[B, D]``; ``bounds = plan.chunk_bounds.tolist()``."""
+    """Pooled embeddings ``Tensor[B, D]``; ``bounds = plan.chunk_bounds.tolist()``; ``strategy``: see
+    :func:`ecorec.tt.primitives.resolve_product_strategy`."""
     d, dim = shapes.num_cores, shapes.embedding_dim
     ref = cores[0]
     weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, ref.dtype)
     output = torch.zeros(plan.num_bags, dim, device=ref.device, dtype=ref.dtype)
     for o_start, o_end, bag_first, bag_end in bounds:
         digits = [t[o_start:o_end] for t in plan.digits]
-        rows = _chain(cores, shapes, digits, d - 1)[-1].view(o_end - o_start, -1)[:, :dim].contiguous()
+        rows = (
+            _chain(cores, shapes, digits, d - 1, strategy)[-1]
+            .view(o_end - o_start, shapes.padded_dim)[:, :dim]
+            .contiguous()
+        )
         bag_offsets = plan.offsets[bag_first : bag_end + 1].clamp(o_start, o_end) - o_start
         ids = torch.arange(o_end - o_start, device=ref.device, dtype=torch.int64)
         w = weights[o_start:o_end] if weights is not None else None
@@ -117,9 +123,10 @@ def fbtt_backward(
     per_sample_weights: torch.Tensor | None,
     mode: str,
     deterministic: bool = False,
+    strategy: str = "auto",
 ) -> list[torch.Tensor]:
     """Dense core gradients (``d`` tensors shaped like the cores)."""
-    d, r = shapes.num_cores, shapes.ranks
+    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
     grads = [torch.zeros_like(core) for core in cores]
     weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, grad_output.dtype)
     grad_rows = grad_output.contiguous()
@@ -128,14 +135,20 @@ def fbtt_backward(
     for o_start, o_end, _, _ in bounds:
         n = o_end - o_start
         digits = [t[o_start:o_end] for t in plan.digits]
-        products = _chain(cores, shapes, digits, d - 2)
+        products = _chain(cores, shapes, digits, d - 2, strategy)
         grad = grad_rows.index_select(0, plan.bag_ids[o_start:o_end])  # dY[bag] per occurrence, (C, Q)
         if weights is not None:
             grad = grad * weights[o_start:o_end, None]
         for k in range(d - 1, 0, -1):
             left = products[k - 1]
             grad = core_product_backward(
-                left, cores[k], digits[k], r[k], grad.view(n, left.shape[1], -1), grads[k], deterministic
+                left,
+                cores[k],
+                digits[k],
+                r[k],
+                grad.view(n, left.shape[1], q[k] * r[k + 1]),
+                grads[k],
+                deterministic,
             )
-        accumulate_rows_(grads[0], digits[0], grad.reshape(n, -1), deterministic)
+        accumulate_rows_(grads[0], digits[0], grad.reshape(n, q[0] * r[1]), deterministic)
     return grads

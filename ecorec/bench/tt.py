@@ -3,7 +3,7 @@
 Variants (one table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same index batches for all):
 
 - ``ecorec`` (``ecorec_m<M>`` for ``M > 1`` micro-batches), ``fbtt``, ``elrec``: :class:`TTEmbeddingBag`
-  with the same cores and a fused SGD update in backward;
+  with the same cores, the same ``--product-strategy`` and a fused SGD update in backward;
 - ``nn_embedding_bag``: ``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (skipped above
   ``--max-dense-bytes``);
 - ``fbgemm_tbe``: fbgemm's ``SplitTableBatchedEmbeddingBagsCodegen`` on HOST/CPU with ``EXACT_SGD`` (CPU only;
@@ -42,6 +42,7 @@ from torch import nn
 from ecorec.bench.memory import measure_peak_memory
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig, tt_gemm_flops, tt_level_counts
 from ecorec.tt.costs import tt_level_flops
+from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.shapes import TTShapes
 from ecorec.tt.testing import LookupInput, random_lookup
 from ecorec.utils import atomic_write, environment_record, setup_logging
@@ -64,6 +65,7 @@ class TTBenchConfig:
     algorithms: tuple[str, ...] = TT_ALGORITHMS + BASELINES
     micro_batches: tuple[int, ...] = (1, 4)
     fbtt_chunk_size: int = 20000
+    product_strategy: str = "auto"
     repeats: int = 10
     warmup: int = 3
     num_batches: int = 4
@@ -142,6 +144,7 @@ def make_tt_variant(config: TTBenchConfig, algorithm: str, micro_batches: int = 
         algorithm=algorithm,
         micro_batches=micro_batches,
         fbtt_chunk_size=config.fbtt_chunk_size,
+        product_strategy=config.product_strategy,
         optimizer=TTOptimizerConfig("sgd", config.learning_rate),
         validate_indices=False,
         device=config.device,
@@ -496,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fbtt-chunk-size", type=int, default=d.fbtt_chunk_size, help="fbtt occurrences per chunk"
     )
+    p.add_argument(
+        "--product-strategy",
+        default=d.product_strategy,
+        choices=list(PRODUCT_STRATEGIES),
+        help="how the TT variants run their small GEMMs (ecorec.tt.primitives.resolve_product_strategy); "
+        "'slices' keeps the per-item core-gradient slices of the published CUDA kernels",
+    )
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed repeats per variant")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed repeats per variant")
     p.add_argument("--num-batches", type=int, default=d.num_batches, help="distinct batches cycled through")
@@ -533,6 +543,7 @@ def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
         algorithms=tuple(dict.fromkeys(args.algorithms)),
         micro_batches=tuple(dict.fromkeys(args.micro_batches)),
         fbtt_chunk_size=args.fbtt_chunk_size,
+        product_strategy=args.product_strategy,
         repeats=args.repeats,
         warmup=args.warmup,
         num_batches=args.num_batches,

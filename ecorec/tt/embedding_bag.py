@@ -66,7 +66,6 @@ class _TTLookupFunction(torch.autograd.Function):
             module.mode,
             deterministic=module.deterministic,
         )
-        ctx.lookup = None  # free the plan early
         if module._gradient_hook is not None:
             module._gradient_hook(grads)
         if module.optimizer is None:

@@ -188,6 +188,7 @@ def ecorec_backward(
                 grad.view(b - a, left.shape[1], q[k] * r[k + 1]),
                 grads[k],
                 deterministic,
+                strategy,
             )
             grad = segment_sum(d_left, _local_child_offsets(plan, bound, k - 1))
         # 4. level 0: the distinct first digits of the micro-batch (no repeats, so index_add_ is

@@ -149,6 +149,7 @@ def fbtt_backward(
                 grad.view(n, left.shape[1], q[k] * r[k + 1]),
                 grads[k],
                 deterministic,
+                strategy,
             )
         accumulate_rows_(grads[0], digits[0], grad.reshape(n, q[0] * r[1]), deterministic)
     return grads

@@ -48,7 +48,7 @@ def resolve_product_strategy(strategy: str, left: torch.Tensor, rank: int, cols:
       kernels, e.g. the artifact's ``tr_core1``; for measuring those algorithms' memory).
     - ``"auto"``: ``"grouped"`` on CPU when the gathered rows would outweigh the items' operands
       (``rank * cols > m * (rank + cols)``: the middle cores, ``r_1 q_1 r_2`` against ``q_0 (r_1 + q_1 r_2)``)
-      and there are at least 4 items per core row to amortise the loop; ``"gather"`` otherwise (elsewhere
+      and there are at least 8 items per core row to amortise the loop; ``"gather"`` otherwise (elsewhere
       gathers are cheap and the loop's launches and syncs are not).
 
     All strategies compute the same values (up to float summation order).
@@ -58,7 +58,7 @@ def resolve_product_strategy(strategy: str, left: torch.Tensor, rank: int, cols:
     if strategy != "auto":
         raise ValueError(f"product_strategy must be one of {PRODUCT_STRATEGIES}, got {strategy!r}")
     n, m = left.shape[0], left.shape[1]
-    grouped = left.device.type == "cpu" and rank * cols > m * (rank + cols) and n >= 4 * num_rows
+    grouped = left.device.type == "cpu" and rank * cols > m * (rank + cols) and n >= 8 * num_rows
     return "grouped" if grouped else "gather"
 
 

@@ -117,6 +117,10 @@ class TTEmbeddingBag(nn.Module):
         validate_indices: check index range and offsets/lengths values (O(nnz); a device sync on CUDA).
         device, dtype: of the cores.
 
+    With a fused ``optimizer`` call the module once per batch (concatenate the bags of features that share the
+    table, as :class:`ecorec.models.TTEmbeddingBagCollection` does): the first backward updates the cores in
+    place, so a second lookup of the same batch would find the cores it saved modified, and autograd raises.
+
     Example:
         >>> bag = TTEmbeddingBag(1000, 16, [8, 8], include_last_offset=True)
         >>> out = bag(torch.tensor([3, 7, 7, 1]), torch.tensor([0, 3, 3, 4]))

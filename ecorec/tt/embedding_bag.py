@@ -6,6 +6,7 @@ of ``N``/``D``, ``r`` ranks, ``U`` distinct rows, ``M`` micro-batches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,7 +71,7 @@ class _TTLookupFunction(torch.autograd.Function):
             module._gradient_hook(grads)
         if module.optimizer is None:
             return (None, None, None, *grads)
-        fused_update_(module.optimizer, list(module.cores), grads, module.optimizer_states())
+        fused_update_(module.optimizer, cores, grads, module.optimizer_states())
         return (None, None, None, *(None for _ in grads))
 
 
@@ -215,14 +216,12 @@ class TTEmbeddingBag(nn.Module):
                 for shape in self.shapes.core_shapes()
             ]
         )
-        self._num_optimizer_states = 0
         if optimizer is not None:
             for t, shape in enumerate(optimizer.state_shapes(self.shapes.core_shapes())):
                 if shape is not None:
                     self.register_buffer(
                         f"optimizer_state_{t}", torch.zeros(shape, device=device, dtype=dtype)
                     )
-                    self._num_optimizer_states += 1
         self.reset_parameters()
 
     @property
@@ -253,7 +252,7 @@ class TTEmbeddingBag(nn.Module):
             raise ValueError(
                 "set_learning_rate needs a fused optimizer; this TTEmbeddingBag has optimizer=None"
             )
-        self.optimizer = TTOptimizerConfig(self.optimizer.kind, lr, self.optimizer.eps)
+        self.optimizer = dataclasses.replace(self.optimizer, lr=lr)
 
     def set_gradient_hook(self, fn: GradientHook | None) -> None:
         """Call ``fn(grads)`` on the list of dense core gradients of every backward, before they are returned

@@ -37,8 +37,6 @@ class TTLookupPlan(NamedTuple):
         sorted_positions: ``(nnz,)`` original position of each occurrence, occurrences sorted by row (stable,
             so bag order within a row).
         unique_offsets: ``(U+1,)`` occurrence ranges of each unique in sorted order.
-        micro_positions: ``(nnz,)`` original positions grouped by micro-batch, bag order within each (for
-            ``M <= 1`` it is ``arange(nnz)``).
         level_digits: ``d`` tensors ``(n_k,)``: digit ``I_k`` of each distinct level-``k`` prefix.
         level_parents: ``d`` tensors ``(n_k,)``: index of the parent level-``(k-1)`` prefix (level 0: empty).
         level_child_offsets: ``d - 1`` tensors ``(n_k + 1,)``: children of level-``k`` prefix ``g`` are the
@@ -55,7 +53,6 @@ class TTLookupPlan(NamedTuple):
     inverse: torch.Tensor
     sorted_positions: torch.Tensor
     unique_offsets: torch.Tensor
-    micro_positions: torch.Tensor
     level_digits: list[torch.Tensor]
     level_parents: list[torch.Tensor]
     level_child_offsets: list[torch.Tensor]
@@ -176,13 +173,6 @@ def build_lookup_plan(
         previous_inverse = level_inverse
     micro_bounds = torch.stack(bounds, dim=1) if num_micro else torch.zeros(0, 2 + 2 * d, **i64)
 
-    if num_micro <= 1:
-        micro_positions = torch.arange(nnz, **i64)
-    else:
-        micro_of_unique = torch.repeat_interleave(
-            torch.arange(num_micro, **i64), torch.tensor(sizes, **i64), output_size=num_uniques
-        )
-        _, micro_positions = torch.sort(micro_of_unique[inverse], stable=True)
     return TTLookupPlan(
         num_bags=offsets.numel() - 1,
         offsets=offsets,
@@ -191,7 +181,6 @@ def build_lookup_plan(
         inverse=inverse,
         sorted_positions=sorted_positions,
         unique_offsets=unique_offsets,
-        micro_positions=micro_positions,
         level_digits=level_digits,
         level_parents=level_parents,
         level_child_offsets=level_child_offsets,

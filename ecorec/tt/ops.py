@@ -16,7 +16,7 @@ raises.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -84,6 +84,65 @@ def _check_algorithm(algorithm: str) -> None:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got algorithm={algorithm!r}")
 
 
+class _Implementation(NamedTuple):
+    """The three functions that run one algorithm on one backend."""
+
+    preprocess: Callable[..., tuple[Any, list[list[int]]]]
+    forward: Callable[..., torch.Tensor]
+    backward: Callable[..., list[torch.Tensor]]
+
+
+class _PreprocessOptions(NamedTuple):
+    micro_batches: int
+    max_micro_uniques: int | None
+    fbtt_chunk_size: int
+
+
+def _ecorec_preprocess(
+    indices: torch.Tensor, offsets: torch.Tensor, shapes: TTShapes, options: _PreprocessOptions
+) -> tuple[Any, list[list[int]]]:
+    plan = build_lookup_plan(
+        indices,
+        offsets,
+        shapes.p_shapes,
+        micro_batches=options.micro_batches,
+        max_micro_uniques=options.max_micro_uniques,
+    )
+    return plan, plan.micro_bounds.tolist()
+
+
+def _fbtt_preprocess(
+    indices: torch.Tensor, offsets: torch.Tensor, shapes: TTShapes, options: _PreprocessOptions
+) -> tuple[Any, list[list[int]]]:
+    plan = build_fbtt_plan(indices, offsets, shapes.p_shapes, options.fbtt_chunk_size)
+    return plan, plan.chunk_bounds.tolist()
+
+
+def _elrec_preprocess(
+    indices: torch.Tensor, offsets: torch.Tensor, shapes: TTShapes, options: _PreprocessOptions
+) -> tuple[Any, list[list[int]]]:
+    return build_elrec_plan(indices, offsets, shapes.p_shapes), []
+
+
+_TORCH_IMPLEMENTATIONS = {
+    "ecorec": _Implementation(_ecorec_preprocess, ecorec_forward, ecorec_backward),
+    "fbtt": _Implementation(_fbtt_preprocess, fbtt_forward, fbtt_backward),
+    "elrec": _Implementation(
+        _elrec_preprocess,
+        lambda cores, shapes, plan, bounds, *rest: elrec_forward(cores, shapes, plan, *rest),
+        lambda cores, shapes, plan, bounds, *rest: elrec_backward(cores, shapes, plan, *rest),
+    ),
+}
+
+
+def _implementation(backend: str, algorithm: str) -> _Implementation:
+    """The one dispatch point between backends: the functions that run ``algorithm`` on ``backend``."""
+    _check_algorithm(algorithm)
+    if backend == "cuda":  # issue 4 plugs the torch.ops.ecorec kernels in here
+        raise NotImplementedError(f"the CUDA TT ops are not implemented yet (algorithm={algorithm!r})")
+    return _TORCH_IMPLEMENTATIONS[algorithm]
+
+
 def tt_preprocess(
     indices: torch.Tensor,
     offsets: torch.Tensor,
@@ -97,26 +156,11 @@ def tt_preprocess(
     product_strategy: str = "auto",
 ) -> TTLookup:
     """Build the lookup plan of one batch (``indices (nnz,)`` int64, ``offsets (B+1,)`` int64, validated)."""
-    _check_algorithm(algorithm)
     if product_strategy not in PRODUCT_STRATEGIES:
         raise ValueError(f"product_strategy must be one of {PRODUCT_STRATEGIES}, got {product_strategy!r}")
-    if backend == "cuda":  # the single place where the CUDA kernels will plug in (issue 4)
-        raise NotImplementedError("the CUDA TT ops are not implemented yet")
-    if algorithm == "ecorec":
-        plan: Any = build_lookup_plan(
-            indices,
-            offsets,
-            shapes.p_shapes,
-            micro_batches=micro_batches,
-            max_micro_uniques=max_micro_uniques,
-        )
-        bounds = plan.micro_bounds.tolist()
-    elif algorithm == "fbtt":
-        plan = build_fbtt_plan(indices, offsets, shapes.p_shapes, fbtt_chunk_size)
-        bounds = plan.chunk_bounds.tolist()
-    else:
-        plan = build_elrec_plan(indices, offsets, shapes.p_shapes)
-        bounds = []
+    implementation = _implementation(backend, algorithm)
+    options = _PreprocessOptions(micro_batches, max_micro_uniques, fbtt_chunk_size)
+    plan, bounds = implementation.preprocess(indices, offsets, shapes, options)
     return TTLookup(algorithm, backend, plan, bounds, product_strategy)
 
 
@@ -128,14 +172,10 @@ def tt_forward(
     mode: str,
 ) -> torch.Tensor:
     """Pooled embeddings ``Tensor[B, D]`` (no autograd; ``TTEmbeddingBag`` is the differentiable form)."""
-    if lookup.backend == "cuda":
-        raise NotImplementedError("the CUDA TT ops are not implemented yet")
-    strategy = lookup.product_strategy
-    if lookup.algorithm == "ecorec":
-        return ecorec_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode, strategy)
-    if lookup.algorithm == "fbtt":
-        return fbtt_forward(cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode, strategy)
-    return elrec_forward(cores, shapes, lookup.plan, per_sample_weights, mode, strategy)
+    forward = _implementation(lookup.backend, lookup.algorithm).forward
+    return forward(
+        cores, shapes, lookup.plan, lookup.bounds, per_sample_weights, mode, lookup.product_strategy
+    )
 
 
 def tt_backward(
@@ -149,11 +189,15 @@ def tt_backward(
     deterministic: bool = False,
 ) -> list[torch.Tensor]:
     """Dense core gradients, one tensor per core shaped like it, for ``grad_output (B, D)``."""
-    if lookup.backend == "cuda":
-        raise NotImplementedError("the CUDA TT ops are not implemented yet")
-    args = (grad_output, per_sample_weights, mode, deterministic, lookup.product_strategy)
-    if lookup.algorithm == "ecorec":
-        return ecorec_backward(cores, shapes, lookup.plan, lookup.bounds, *args)
-    if lookup.algorithm == "fbtt":
-        return fbtt_backward(cores, shapes, lookup.plan, lookup.bounds, *args)
-    return elrec_backward(cores, shapes, lookup.plan, *args)
+    backward = _implementation(lookup.backend, lookup.algorithm).backward
+    return backward(
+        cores,
+        shapes,
+        lookup.plan,
+        lookup.bounds,
+        grad_output,
+        per_sample_weights,
+        mode,
+        deterministic,
+        lookup.product_strategy,
+    )

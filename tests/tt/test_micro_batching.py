@@ -75,13 +75,12 @@ def test_plan_invariants(
         assert ranges[0][0] == 0 and ranges[-1][1] == counts[k]
         assert all(0 <= ranges[m][1] - ranges[m + 1][0] <= 1 for m in range(len(ranges) - 1))
         assert sum(b - a for a, b in ranges) <= counts[k] + len(ranges) - 1
-    # micro_positions: grouped by micro-batch, bag (= original) order within each.
-    for o_start, o_end, *_ in bounds:
-        positions = plan.micro_positions[o_start:o_end]
-        assert torch.equal(positions, torch.sort(positions).values)
-        assert torch.equal(
-            torch.sort(positions).values, torch.sort(plan.sorted_positions[o_start:o_end]).values
-        )
+    # A micro-batch's occurrences (in sorted order) are exactly those of its uniques.
+    for bound in bounds:
+        o_start, o_end, u_start, u_end = bound[0], bound[1], bound[2 * d], bound[2 * d + 1]
+        ids = plan.inverse[plan.sorted_positions[o_start:o_end]]
+        assert bool(((ids >= u_start) & (ids < u_end)).all())
+        assert int(((plan.inverse >= u_start) & (plan.inverse < u_end)).sum()) == o_end - o_start
 
 
 def _shapes(p: list[int]):

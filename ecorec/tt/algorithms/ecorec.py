@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from ecorec.tt.indexing import TTLookupPlan
 from ecorec.tt.primitives import (
-    bag_weights,
     core_product,
     core_product_backward,
     segment_sum,
@@ -70,6 +69,27 @@ def _local_child_offsets(plan: TTLookupPlan, bound: Sequence[int], k: int) -> to
     a, b = bound[2 + 2 * k], bound[3 + 2 * k]
     child_a, child_b = bound[2 + 2 * (k + 1)], bound[3 + 2 * (k + 1)]
     return plan.level_child_offsets[k][a : b + 1].clamp(child_a, child_b) - child_a
+
+
+def _mean_scale(plan: TTLookupPlan, mode: str, dtype: torch.dtype) -> torch.Tensor | None:
+    """``(B,)`` ``1 / len(bag)`` for mean pooling (empty bags: 1), ``None`` for sum."""
+    if mode == "sum":
+        return None
+    return (plan.offsets[1:] - plan.offsets[:-1]).clamp_min(1).to(dtype).reciprocal()
+
+
+def _occurrence_weights(
+    per_sample_weights: torch.Tensor | None,
+    bag_scale: torch.Tensor | None,
+    positions: torch.Tensor,
+    bags: torch.Tensor,
+) -> torch.Tensor | None:
+    """Weights of the occurrences at ``positions`` (in bags ``bags``): per-sample weight times bag scale."""
+    weights = per_sample_weights.index_select(0, positions) if per_sample_weights is not None else None
+    if bag_scale is not None:
+        scale = bag_scale.index_select(0, bags)
+        weights = scale if weights is None else weights * scale
+    return weights
 
 
 def ecorec_forward(
@@ -111,18 +131,19 @@ def ecorec_forward(
             per_sample_weights=per_sample_weights,
             include_last_offset=True,
         )
-    weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, ref.dtype)
+    bag_scale = _mean_scale(plan, mode, ref.dtype)
     bag_range = torch.arange(plan.num_bags + 1, device=ref.device, dtype=torch.int64)
     output = torch.zeros(out_shape, device=ref.device, dtype=ref.dtype)
     for bound in bounds:
         o_start, o_end, u_start = bound[0], bound[1], bound[2 * d]
         rows = _prefix_products(cores, shapes, plan, bound, d - 1, strategy)[-1]
         rows = rows.view(rows.shape[0], shapes.padded_dim)[:, :dim].contiguous()
-        positions = plan.micro_positions[o_start:o_end]  # this micro-batch's occurrences, in bag order
+        # This micro-batch's occurrences in bag (= original) order; an O(nnz / M) transient.
+        positions = torch.sort(plan.sorted_positions[o_start:o_end]).values
         local_ids = plan.inverse.index_select(0, positions) - u_start
         bags = plan.bag_ids.index_select(0, positions)
         bag_offsets = torch.searchsorted(bags, bag_range)
-        w = weights.index_select(0, positions) if weights is not None else None
+        w = _occurrence_weights(per_sample_weights, bag_scale, positions, bags)
         output += F.embedding_bag(
             local_ids, rows, bag_offsets, mode="sum", per_sample_weights=w, include_last_offset=True
         )
@@ -154,9 +175,7 @@ def ecorec_backward(
     grads = [torch.zeros_like(core) for core in cores]
     if len(bounds) == 0:
         return grads
-    weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, grad_output.dtype)
-    sorted_bags = plan.bag_ids.index_select(0, plan.sorted_positions)
-    sorted_weights = weights.index_select(0, plan.sorted_positions) if weights is not None else None
+    bag_scale = _mean_scale(plan, mode, grad_output.dtype)
     grad_rows = grad_output.contiguous()
     if shapes.padded_dim > shapes.embedding_dim:  # dropped columns get zero gradient
         grad_rows = F.pad(grad_rows, (0, shapes.padded_dim - shapes.embedding_dim))
@@ -164,12 +183,14 @@ def ecorec_backward(
         o_start, o_end, u_start, u_end = bound[0], bound[1], bound[2 * d], bound[2 * d + 1]
         # 1. bag -> unique contraction: dE (U_m, Q).
         occurrence_offsets = plan.unique_offsets[u_start : u_end + 1] - o_start
+        positions = plan.sorted_positions[o_start:o_end]
+        bags = plan.bag_ids.index_select(0, positions)
         grad = F.embedding_bag(
-            sorted_bags[o_start:o_end],
+            bags,
             grad_rows,
             occurrence_offsets,
             mode="sum",
-            per_sample_weights=sorted_weights[o_start:o_end] if sorted_weights is not None else None,
+            per_sample_weights=_occurrence_weights(per_sample_weights, bag_scale, positions, bags),
             include_last_offset=True,
         )
         # 2. recompute the prefix products of this micro-batch.

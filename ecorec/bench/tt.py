@@ -65,7 +65,7 @@ class TTBenchConfig:
     algorithms: tuple[str, ...] = TT_ALGORITHMS + BASELINES
     micro_batches: tuple[int, ...] = (1, 4)
     fbtt_chunk_size: int = 20000
-    product_strategy: str = "auto"
+    product_strategies: tuple[str, ...] = ("auto",)
     repeats: int = 10
     warmup: int = 3
     num_batches: int = 4
@@ -97,15 +97,11 @@ def zipf_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> Loo
 
 
 def synthetic_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> LookupInput:
-    """One batch from ``ecorec.data``'s synthetic generator (not available yet)."""
-    try:
-        from ecorec.data import synthetic_lookup  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise SystemExit(
-            "--indices synthetic needs ecorec.data.synthetic_lookup, which does not exist yet; "
-            "use --indices zipf"
-        ) from exc
-    return synthetic_lookup(config, batch_size, batch_index)  # pragma: no cover
+    """One batch from ``ecorec.data``'s synthetic generator: not available yet (plug it in here)."""
+    raise SystemExit(
+        "--indices synthetic needs the synthetic generator of ecorec.data, which does not exist yet; "
+        "use --indices zipf"
+    )
 
 
 INDEX_SOURCES: dict[str, Callable[[TTBenchConfig, int, int], LookupInput]] = {
@@ -133,7 +129,9 @@ def _tensor_bytes(tensors: Sequence[torch.Tensor | None]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def make_tt_variant(config: TTBenchConfig, algorithm: str, micro_batches: int = 1) -> Variant:
+def make_tt_variant(
+    config: TTBenchConfig, algorithm: str, micro_batches: int = 1, product_strategy: str = "auto"
+) -> Variant:
     """A :class:`TTEmbeddingBag` with fused SGD (index validation off, as in the uncompressed baselines)."""
     module = TTEmbeddingBag(
         config.num_embeddings,
@@ -144,7 +142,7 @@ def make_tt_variant(config: TTBenchConfig, algorithm: str, micro_batches: int = 
         algorithm=algorithm,
         micro_batches=micro_batches,
         fbtt_chunk_size=config.fbtt_chunk_size,
-        product_strategy=config.product_strategy,
+        product_strategy=product_strategy,
         optimizer=TTOptimizerConfig("sgd", config.learning_rate),
         validate_indices=False,
         device=config.device,
@@ -155,6 +153,8 @@ def make_tt_variant(config: TTBenchConfig, algorithm: str, micro_batches: int = 
         module(indices, offsets).backward(grad)
 
     name = algorithm if micro_batches == 1 else f"{algorithm}_m{micro_batches}"
+    if len(config.product_strategies) > 1:
+        name = f"{name}/{product_strategy}"
     return Variant(
         name,
         lambda indices, offsets: module(indices, offsets),
@@ -237,9 +237,13 @@ def make_variants(config: TTBenchConfig) -> list[Variant]:
     dense_bytes = config.num_embeddings * config.embedding_dim * 4
     for name in config.algorithms:
         if name == "ecorec":
-            variants.extend(make_tt_variant(config, "ecorec", m) for m in config.micro_batches)
+            variants.extend(
+                make_tt_variant(config, "ecorec", m, strategy)
+                for strategy in config.product_strategies
+                for m in config.micro_batches
+            )
         elif name in TT_ALGORITHMS:
-            variants.append(make_tt_variant(config, name))
+            variants.extend(make_tt_variant(config, name, 1, s) for s in config.product_strategies)
         elif dense_bytes > config.max_dense_bytes:
             logger.warning(
                 "%s: the dense table needs %.2f GiB > --max-dense-bytes; skipped", name, dense_bytes / 2**30
@@ -448,7 +452,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def format_ratios(records: Sequence[dict[str, Any]]) -> str:
     """The paper's claims, measured: ecorec's fwd+bwd speed-up over fbtt and elrec (targets >= 3x and
-    >= 1.3x) and its peak transient memory relative to fbtt's (target <= 1/4 at batch 16384)."""
+    >= 1.3x) and its peak transient memory relative to fbtt's (target <= 1/4 at batch 16384), each ecorec
+    variant against the baselines run with the same product strategy."""
     lines = []
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
     for record in records:
@@ -458,20 +463,22 @@ def format_ratios(records: Sequence[dict[str, Any]]) -> str:
         for name, m in rows.items():
             if not name.startswith("ecorec"):
                 continue
-            parts = [f"B={batch_size} {name}:"]
+            suffix = name[name.index("/") :] if "/" in name else ""
+            parts = []
             for baseline in ("fbtt", "elrec"):
-                if baseline in rows:
-                    speedup = rows[baseline]["forward_backward_ms_median"] / m["forward_backward_ms_median"]
-                    parts.append(f"{speedup:.2f}x faster fwd+bwd than {baseline}")
-            fbtt = rows.get("fbtt")
+                other = rows.get(baseline + suffix)
+                if other is not None:
+                    speedup = other["forward_backward_ms_median"] / m["forward_backward_ms_median"]
+                    parts.append(f"{speedup:.2f}x faster fwd+bwd than {baseline + suffix}")
+            fbtt = rows.get("fbtt" + suffix)
             if (
                 fbtt is not None
-                and "peak_forward_backward_bytes" in m
-                and fbtt["peak_forward_backward_bytes"]
+                and m.get("peak_forward_backward_bytes")
+                and fbtt.get("peak_forward_backward_bytes")
             ):
                 ratio = m["peak_forward_backward_bytes"] / fbtt["peak_forward_backward_bytes"]
-                parts.append(f"peak transient memory {ratio:.3f} of fbtt's")
-            lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]))
+                parts.append(f"peak transient memory {ratio:.3f} of {'fbtt' + suffix}'s")
+            lines.append(f"B={batch_size} {name}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -501,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--product-strategy",
-        default=d.product_strategy,
+        nargs="+",
+        default=list(d.product_strategies),
         choices=list(PRODUCT_STRATEGIES),
         help="how the TT variants run their small GEMMs (ecorec.tt.primitives.resolve_product_strategy); "
         "'slices' keeps the per-item core-gradient slices of the published CUDA kernels",
@@ -543,7 +551,7 @@ def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
         algorithms=tuple(dict.fromkeys(args.algorithms)),
         micro_batches=tuple(dict.fromkeys(args.micro_batches)),
         fbtt_chunk_size=args.fbtt_chunk_size,
-        product_strategy=args.product_strategy,
+        product_strategies=tuple(dict.fromkeys(args.product_strategy)),
         repeats=args.repeats,
         warmup=args.warmup,
         num_batches=args.num_batches,

@@ -165,10 +165,9 @@ def build_lookup_plan(
         else:
             parents = previous_inverse[run_starts]
             level_parents.append(parents)
-            num_parents = level_digits[k - 1].numel()
-            child_offsets = torch.zeros(num_parents + 1, **i64)
-            torch.cumsum(torch.bincount(parents, minlength=num_parents), 0, out=child_offsets[1:])
-            level_child_offsets.append(child_offsets)
+            # parents is sorted: the children of prefix g start at the first parent >= g (no device sync).
+            parent_ids = torch.arange(level_digits[k - 1].numel() + 1, **i64)
+            level_child_offsets.append(torch.searchsorted(parents, parent_ids))
         bounds += [level_inverse[micro_start], level_inverse[micro_last] + 1]
         previous_inverse = level_inverse
     micro_bounds = torch.stack(bounds, dim=1) if num_micro else torch.zeros(0, 2 + 2 * d, **i64)

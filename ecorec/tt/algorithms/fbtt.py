@@ -9,8 +9,9 @@ upstream TT-Rec uses 1000; ``0`` means all at once):
   then for each core two products per occurrence (the core slice and the gradient of the prefix), accumulated
   into dense core gradients by row (``index_add_``, or sorted segment sums when ``deterministic``).
 
-Transient memory per chunk: ``C * (sum_k Q_k r_{k+1})`` for the prefix chain plus the per-occurrence core
-slices ``C * r_k q_k r_{k+1}`` (``r_1 q_1 r_2`` dominates), independent of duplication in the batch.
+Transient memory per chunk of ``C`` occurrences: the prefix chain ``C * sum_k Q_k r_{k+1}`` plus, with
+per-item gradient slices (product strategies ``"gather"``/``"slices"``, as TT-Rec's kernels),
+``C * r_k q_k r_{k+1}`` per core (``r_1 q_1 r_2`` dominates), independent of duplication in the batch.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class FBTTPlan(NamedTuple):
         offsets: ``(B+1,)``.
         bag_ids: ``(nnz,)``.
         digits: ``d`` tensors ``(nnz,)``, digit ``I_k`` of every occurrence.
-        chunk_bounds: ``(num_chunks, 4)`` host-side-ready rows ``[o_start, o_end, bag_first, bag_end)``: the
-            chunk's occurrences and the range of bags they fall in.
+        chunk_bounds: ``(num_chunks, 4)`` rows ``[o_start, o_end, bag_first, bag_end)`` (read once with
+            ``.tolist()``): the chunk's occurrences and the range of bags they fall in.
     """
 
     num_bags: int

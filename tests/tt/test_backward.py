@@ -21,7 +21,8 @@ from .utils import ALGORITHMS, assert_rel_close, copy_cores, core_grads, module_
 
 
 def _module(algorithm: str, **kwargs) -> TTEmbeddingBag:
-    kwargs.setdefault("fbtt_chunk_size", 5) if algorithm == "fbtt" else None
+    if algorithm == "fbtt":
+        kwargs.setdefault("fbtt_chunk_size", 5)  # several chunks, bags split across chunk boundaries
     return TTEmbeddingBag(
         kwargs.pop("num_embeddings", 600), kwargs.pop("embedding_dim", 10), kwargs.pop("tt_ranks", [3, 4]),
         algorithm=algorithm, include_last_offset=True, weight_init="sampled_gaussian", init_std=1.0,

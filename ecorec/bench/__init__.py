@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m ecorec.bench <name>`` (see :mod:`ecorec.bench.__main__`)."""

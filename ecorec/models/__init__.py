@@ -8,6 +8,7 @@ embedding modules (TT or uncompressed) with placement-independent initialisation
 
 from ecorec.models.dcn import DCNHead
 from ecorec.models.dlrm import INTERACTIONS, CatInteraction, DLRMHead
+from ecorec.models.embedding_collection import TTEmbeddingBagCollection, TTEmbeddingBagConfig
 from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head
 from ecorec.models.rec_model import RecModel, pooled_embeddings
 from ecorec.models.tables import (
@@ -34,6 +35,8 @@ __all__ = [
     "EmbeddingOptimizerSettings",
     "ModelSettings",
     "RecModel",
+    "TTEmbeddingBagCollection",
+    "TTEmbeddingBagConfig",
     "TableSettings",
     "TableSpec",
     "WideDeepHead",

@@ -1,9 +1,17 @@
 """Cost model, sharding plans and pipeline stage grouping.
 
 - ``plan_sharding``: table-wise placement (greedy LPT, random, round-robin, DreamShard's greedy baselines).
+- ``table_costs``, ``table_profiles``, ``CostCalibration``: the cost model (FLOPs, bytes, optional seconds).
 - ``execution_order``, ``stage_sizes``, ``pipeline_stages``: the table-wise pipeline's reordering and slope.
 """
 
+from ecorec.planner.cost_model import (
+    CostCalibration,
+    TableCost,
+    estimate_table_cost,
+    table_costs,
+    table_profiles,
+)
 from ecorec.planner.pipeline import execution_order, pipeline_stages, split_into_stages, stage_sizes
 from ecorec.planner.sharding import (
     PlanError,
@@ -15,6 +23,11 @@ from ecorec.planner.sharding import (
 )
 
 __all__ = [
+    "CostCalibration",
+    "TableCost",
+    "estimate_table_cost",
+    "table_costs",
+    "table_profiles",
     "PlanError",
     "ShardingMethod",
     "ShardingPlan",

@@ -1,0 +1,584 @@
+"""Benchmark of the TT-EmbeddingBag algorithms against uncompressed baselines: ``python -m ecorec.bench tt``.
+
+Variants (one table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same index batches for all):
+
+- ``ecorec`` (``ecorec_m<M>`` for ``M > 1`` micro-batches), ``fbtt``, ``elrec``: :class:`TTEmbeddingBag`
+  with the same cores, the same ``--product-strategy`` and a fused SGD update in backward;
+- ``nn_embedding_bag``: ``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (skipped above
+  ``--max-dense-bytes``);
+- ``fbgemm_tbe``: fbgemm's ``SplitTableBatchedEmbeddingBagsCodegen`` on HOST/CPU with ``EXACT_SGD`` (CPU only;
+  skipped with a message where ``fbgemm_gpu`` is missing).
+
+Per batch size and variant: forward ms and forward+backward(+update) ms (median and p90 over ``--repeats``
+repeats after ``--warmup`` warm-ups; the variants are timed side by side, interleaved, in one process, cycling
+through ``--num-batches`` distinct batches), peak transient memory of one forward and of one training step
+(:mod:`ecorec.bench.memory`), parameter and optimizer-state bytes, compression ratio, ``nnz``, ``U``, ``G``,
+the TT GEMM FLOPs (:func:`ecorec.tt.tt_gemm_flops`) and the achieved GFLOP/s against the rate of ``torch.bmm``
+on the same small GEMM shapes (pre-gathered operands) on the same device. Rows go to ``--out`` as JSON lines
+(``{"config", "environment", "metrics"}``), then a table and the ratios the paper claims are printed.
+
+Index sources (``--indices``): ``zipf`` (bounded Zipf rows, hot rows scattered, bag lengths uniform in
+``[0, 2 L]``; :func:`ecorec.tt.testing.random_lookup`) or ``synthetic`` (``ecorec.data``'s generator, once
+it exists). Add a source to :data:`INDEX_SOURCES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ecorec.bench.memory import measure_peak_memory
+from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig, tt_gemm_flops, tt_level_counts
+from ecorec.tt.costs import tt_level_flops
+from ecorec.tt.primitives import PRODUCT_STRATEGIES
+from ecorec.tt.shapes import TTShapes
+from ecorec.tt.testing import LookupInput, random_lookup
+from ecorec.utils import atomic_write, environment_record, setup_logging
+
+logger = logging.getLogger("ecorec.bench.tt")
+
+TT_ALGORITHMS = ("ecorec", "fbtt", "elrec")
+BASELINES = ("nn_embedding_bag", "fbgemm_tbe")
+
+
+@dataclass(frozen=True)
+class TTBenchConfig:
+    """Options of the benchmark (the CLI flags, see :func:`build_parser`)."""
+
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (4096,)
+    num_embeddings: int = 1_000_000
+    embedding_dim: int = 32
+    tt_ranks: int = 32
+    algorithms: tuple[str, ...] = TT_ALGORITHMS + BASELINES
+    micro_batches: tuple[int, ...] = (1, 4)
+    fbtt_chunk_size: int = 20000
+    product_strategies: tuple[str, ...] = ("auto",)
+    repeats: int = 10
+    warmup: int = 3
+    num_batches: int = 4
+    indices: str = "zipf"
+    zipf_alpha: float = 1.05
+    pooling: float = 16.0
+    mode: str = "sum"
+    learning_rate: float = 0.01
+    seed: int = 0
+    threads: int | None = None
+    max_dense_bytes: int = 4 << 30
+    measure_memory: bool = True
+
+
+# --------------------------------------------------------------------------------------------- index sources
+
+
+def zipf_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> LookupInput:
+    """One batch of Zipf rows (bag lengths uniform in ``[0, 2 * pooling]``)."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + batch_size * 101 + batch_index)
+    return random_lookup(
+        config.num_embeddings,
+        batch_size,
+        mean_length=config.pooling,
+        distribution="zipf",
+        alpha=config.zipf_alpha,
+        generator=generator,
+    )
+
+
+def synthetic_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> LookupInput:
+    """One batch from ``ecorec.data``'s synthetic generator: not available yet (plug it in here)."""
+    raise SystemExit(
+        "--indices synthetic needs the synthetic generator of ecorec.data, which does not exist yet; "
+        "use --indices zipf"
+    )
+
+
+INDEX_SOURCES: dict[str, Callable[[TTBenchConfig, int, int], LookupInput]] = {
+    "zipf": zipf_source,
+    "synthetic": synthetic_source,
+}
+
+
+# -------------------------------------------------------------------------------------------------- variants
+
+
+@dataclass
+class Variant:
+    """One thing to time: its forward and its training step on a batch (indices, offsets with last offset)."""
+
+    name: str
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    train_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+    param_bytes: int
+    state_bytes: int
+    algorithm: str | None = None  # TT algorithm, for the FLOP counts
+
+
+def _tensor_bytes(tensors: Sequence[torch.Tensor | None]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def make_tt_variant(
+    config: TTBenchConfig, algorithm: str, micro_batches: int = 1, product_strategy: str = "auto"
+) -> Variant:
+    """A :class:`TTEmbeddingBag` with fused SGD (index validation off, as in the uncompressed baselines)."""
+    module = TTEmbeddingBag(
+        config.num_embeddings,
+        config.embedding_dim,
+        config.tt_ranks,
+        mode=config.mode,
+        include_last_offset=True,
+        algorithm=algorithm,
+        micro_batches=micro_batches,
+        fbtt_chunk_size=config.fbtt_chunk_size,
+        product_strategy=product_strategy,
+        optimizer=TTOptimizerConfig("sgd", config.learning_rate),
+        validate_indices=False,
+        device=config.device,
+    )
+    module.reset_parameters(torch.Generator(device=config.device).manual_seed(config.seed))
+
+    def train_step(indices: torch.Tensor, offsets: torch.Tensor, grad: torch.Tensor) -> None:
+        module(indices, offsets).backward(grad)
+
+    name = algorithm if micro_batches == 1 else f"{algorithm}_m{micro_batches}"
+    if len(config.product_strategies) > 1:
+        name = f"{name}/{product_strategy}"
+    return Variant(
+        name,
+        lambda indices, offsets: module(indices, offsets),
+        train_step,
+        _tensor_bytes(list(module.cores)),
+        _tensor_bytes(module.optimizer_states()),
+        algorithm,
+    )
+
+
+def make_embedding_bag_variant(config: TTBenchConfig) -> Variant:
+    """Uncompressed ``nn.EmbeddingBag`` with sparse gradients and ``torch.optim.SGD``."""
+    module = nn.EmbeddingBag(
+        config.num_embeddings,
+        config.embedding_dim,
+        mode=config.mode,
+        sparse=True,
+        include_last_offset=True,
+        device=config.device,
+    )
+    optimizer = torch.optim.SGD(module.parameters(), lr=config.learning_rate)
+
+    def train_step(indices: torch.Tensor, offsets: torch.Tensor, grad: torch.Tensor) -> None:
+        module(indices, offsets).backward(grad)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return Variant(
+        "nn_embedding_bag",
+        lambda indices, offsets: module(indices, offsets),
+        train_step,
+        _tensor_bytes([module.weight]),
+        0,
+    )
+
+
+def make_tbe_variant(config: TTBenchConfig) -> Variant | None:
+    """fbgemm's CPU TBE with ``EXACT_SGD``, or ``None`` (with a log message) where it cannot run."""
+    if torch.device(config.device).type != "cpu":
+        logger.warning("fbgemm_tbe: the CPU TBE runs on cpu only; skipped on %s", config.device)
+        return None
+    try:
+        from fbgemm_gpu.split_embedding_configs import EmbOptimType
+        from fbgemm_gpu.split_table_batched_embeddings_ops_common import (
+            ComputeDevice,
+            EmbeddingLocation,
+            PoolingMode,
+        )
+        from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
+            SplitTableBatchedEmbeddingBagsCodegen,
+        )
+    except ImportError as exc:
+        logger.warning("fbgemm_tbe: fbgemm_gpu is not importable (%s); skipped", exc)
+        return None
+    module = SplitTableBatchedEmbeddingBagsCodegen(
+        embedding_specs=[
+            (config.num_embeddings, config.embedding_dim, EmbeddingLocation.HOST, ComputeDevice.CPU)
+        ],
+        optimizer=EmbOptimType.EXACT_SGD,
+        learning_rate=config.learning_rate,
+        pooling_mode=PoolingMode.SUM if config.mode == "sum" else PoolingMode.MEAN,
+    )
+
+    def train_step(indices: torch.Tensor, offsets: torch.Tensor, grad: torch.Tensor) -> None:
+        module(indices, offsets).backward(grad)
+
+    weights = module.split_embedding_weights()
+    return Variant(
+        "fbgemm_tbe",
+        lambda indices, offsets: module(indices, offsets),
+        train_step,
+        _tensor_bytes(weights),
+        0,
+    )
+
+
+def make_variants(config: TTBenchConfig) -> list[Variant]:
+    """The variants selected by ``config.algorithms`` (and ``micro_batches`` for ``ecorec``)."""
+    variants: list[Variant] = []
+    dense_bytes = config.num_embeddings * config.embedding_dim * 4
+    for name in config.algorithms:
+        if name == "ecorec":
+            variants.extend(
+                make_tt_variant(config, "ecorec", m, strategy)
+                for strategy in config.product_strategies
+                for m in config.micro_batches
+            )
+        elif name in TT_ALGORITHMS:
+            variants.extend(make_tt_variant(config, name, 1, s) for s in config.product_strategies)
+        elif dense_bytes > config.max_dense_bytes:
+            logger.warning(
+                "%s: the dense table needs %.2f GiB > --max-dense-bytes; skipped", name, dense_bytes / 2**30
+            )
+        elif name == "nn_embedding_bag":
+            variants.append(make_embedding_bag_variant(config))
+        else:
+            tbe = make_tbe_variant(config)
+            if tbe is not None:
+                variants.append(tbe)
+    return variants
+
+
+# ------------------------------------------------------------------------------------------------- measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_ms(fn: Callable[[], Any], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def bmm_reference_gflops(
+    shapes: TTShapes, level_counts: Sequence[int], device: torch.device, repeats: int, dtype: torch.dtype
+) -> float:
+    """GFLOP/s of ``torch.bmm`` on this lookup's level products with pre-gathered contiguous operands:
+    ``n_k`` products ``(Q_{k-1} x r_k) @ (r_k x q_k r_{k+1})`` for ``k = 1..d-1`` (median over repeats)."""
+    r, q = shapes.ranks, shapes.q_shapes
+    dims = shapes.level_dims()
+    flops = tt_level_flops(shapes)
+    operands = []
+    for k in range(1, shapes.num_cores):
+        n = max(level_counts[k], 1)
+        left = torch.randn(n, dims[k - 1], r[k], device=device, dtype=dtype)
+        right = torch.randn(n, r[k], q[k] * r[k + 1], device=device, dtype=dtype)
+        operands.append((left, right, n * flops[k - 1]))
+    total_flops = sum(f for _, _, f in operands)
+
+    def run() -> None:
+        for left, right, _ in operands:
+            torch.bmm(left, right)
+
+    run()
+    times = [_time_ms(run, device) for _ in range(max(repeats, 3))]
+    return total_flops / (statistics.median(times) * 1e-3) / 1e9
+
+
+def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Measure every variant at every batch size; return one record per (batch size, variant)."""
+    from tqdm import tqdm
+
+    if config.indices not in INDEX_SOURCES:
+        raise ValueError(f"--indices must be one of {sorted(INDEX_SOURCES)}, got {config.indices!r}")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    variants = make_variants(config)
+    if not variants:
+        raise SystemExit("no variant to run (see the messages above)")
+    shapes = TTShapes.from_sizes(config.num_embeddings, config.embedding_dim, config.tt_ranks)
+    environment = environment_record(device)
+    config_dict = dataclasses.asdict(config)
+    records: list[dict[str, Any]] = []
+    source = INDEX_SOURCES[config.indices]
+    for batch_size in config.batch_sizes:
+        batches = [source(config, batch_size, i) for i in range(config.num_batches)]
+        batches = [
+            LookupInput(*(t.to(device) if t is not None else None for t in batch)) for batch in batches
+        ]
+        grads = [
+            torch.randn(batch_size, config.embedding_dim, generator=torch.Generator().manual_seed(i)).to(
+                device
+            )
+            * 1e-3
+            for i in range(config.num_batches)
+        ]
+        level_counts = [tt_level_counts(batch.indices, shapes) for batch in batches]
+        nnz = statistics.mean(batch.indices.numel() for batch in batches)
+        mean_counts = [statistics.mean(c[k] for c in level_counts) for k in range(shapes.num_cores)]
+        num_uniques, num_groups = mean_counts[-1], mean_counts[-2]
+        logger.info(
+            "batch %d: nnz=%.0f U=%.0f G=%.0f (mean of %d batches)",
+            batch_size,
+            nnz,
+            num_uniques,
+            num_groups,
+            len(batches),
+        )
+        for variant in variants:  # warm-up
+            for i in range(config.warmup):
+                batch = batches[i % len(batches)]
+                variant.forward(batch.indices, batch.offsets)
+                variant.train_step(batch.indices, batch.offsets, grads[i % len(grads)])
+        forward_ms: dict[str, list[float]] = {v.name: [] for v in variants}
+        step_ms: dict[str, list[float]] = {v.name: [] for v in variants}
+        loop = tqdm(
+            range(config.repeats), desc=f"B={batch_size}", disable=not progress, file=sys.stderr, leave=False
+        )
+        for rep in loop:
+            batch, grad = batches[rep % len(batches)], grads[rep % len(grads)]
+            shift = rep % len(variants)  # rotate the order so no variant always runs first
+            for variant in variants[shift:] + variants[:shift]:
+                forward_ms[variant.name].append(
+                    _time_ms(lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device)
+                )
+                step_ms[variant.name].append(
+                    _time_ms(lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device)
+                )
+        reference = bmm_reference_gflops(
+            shapes, [round(c) for c in mean_counts], device, config.repeats, torch.float32
+        )
+        for variant in variants:
+            metrics: dict[str, Any] = {
+                "batch_size": batch_size,
+                "variant": variant.name,
+                "forward_ms_median": statistics.median(forward_ms[variant.name]),
+                "forward_ms_p90": _percentile(forward_ms[variant.name], 0.9),
+                "forward_backward_ms_median": statistics.median(step_ms[variant.name]),
+                "forward_backward_ms_p90": _percentile(step_ms[variant.name], 0.9),
+                "param_bytes": variant.param_bytes,
+                "optimizer_state_bytes": variant.state_bytes,
+                "compression_ratio": config.num_embeddings * config.embedding_dim * 4 / variant.param_bytes,
+                "nnz": nnz,
+                "num_uniques": num_uniques,
+                "num_groups": num_groups,
+                "bmm_reference_gflops": reference,
+            }
+            if variant.algorithm is not None:
+                flops = [
+                    tt_gemm_flops(
+                        shapes,
+                        batch.indices.numel(),
+                        counts[-1],
+                        counts[-2],
+                        variant.algorithm,
+                        level_counts=counts,
+                    )
+                    for batch, counts in zip(batches, level_counts)
+                ]
+                forward_flops = statistics.mean(f for f, _ in flops)
+                backward_flops = statistics.mean(b for _, b in flops)
+                achieved = (
+                    (forward_flops + backward_flops) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
+                )
+                metrics.update(
+                    forward_gflop=forward_flops / 1e9,
+                    backward_gflop=backward_flops / 1e9,
+                    achieved_gflops=achieved,
+                    efficiency_vs_bmm=achieved / reference,
+                )
+            if config.measure_memory:
+                batch, grad = batches[0], grads[0]
+                _, forward_peak = measure_peak_memory(
+                    lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device
+                )
+                _, step_peak = measure_peak_memory(
+                    lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device
+                )
+                metrics.update(
+                    peak_forward_bytes=forward_peak.peak_bytes,
+                    peak_forward_backward_bytes=step_peak.peak_bytes,
+                    memory_method=step_peak.method,
+                )
+            records.append({"config": config_dict, "environment": environment, "metrics": metrics})
+            logger.debug("%s", json.dumps(metrics, sort_keys=True))
+    return records
+
+
+# ------------------------------------------------------------------------------------------------- reporting
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """A readable table of the records."""
+    header = (
+        f"{'B':>6} {'variant':<17} {'fwd ms':>8} {'fwd+bwd ms':>10} {'p90':>8} {'peak MiB':>9} "
+        f"{'params MiB':>10} {'compr.':>8} {'U':>8} {'G':>8} {'GFLOP/s':>8} {'eff.':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for record in records:
+        m = record["metrics"]
+        peak = m.get("peak_forward_backward_bytes")
+        lines.append(
+            f"{m['batch_size']:>6} {m['variant']:<17} {m['forward_ms_median']:>8.2f} "
+            f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p90']:>8.2f} "
+            f"{(peak / 2**20 if peak is not None else float('nan')):>9.2f} {m['param_bytes'] / 2**20:>10.2f} "
+            f"{m['compression_ratio']:>8.1f} {m['num_uniques']:>8.0f} {m['num_groups']:>8.0f} "
+            f"{m.get('achieved_gflops', float('nan')):>8.2f} {m.get('efficiency_vs_bmm', float('nan')):>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def format_ratios(records: Sequence[dict[str, Any]]) -> str:
+    """The paper's claims, measured: ecorec's fwd+bwd speed-up over fbtt and elrec (targets >= 3x and
+    >= 1.3x) and its peak transient memory relative to fbtt's (target <= 1/4 at batch 16384), each ecorec
+    variant against the baselines run with the same product strategy."""
+    lines = []
+    by_batch: dict[int, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        m = record["metrics"]
+        by_batch.setdefault(m["batch_size"], {})[m["variant"]] = m
+    for batch_size, rows in by_batch.items():
+        for name, m in rows.items():
+            if not name.startswith("ecorec"):
+                continue
+            suffix = name[name.index("/") :] if "/" in name else ""
+            parts = []
+            for baseline in ("fbtt", "elrec"):
+                other = rows.get(baseline + suffix)
+                if other is not None:
+                    speedup = other["forward_backward_ms_median"] / m["forward_backward_ms_median"]
+                    parts.append(f"{speedup:.2f}x faster fwd+bwd than {baseline + suffix}")
+            fbtt = rows.get("fbtt" + suffix)
+            if (
+                fbtt is not None
+                and m.get("peak_forward_backward_bytes")
+                and fbtt.get("peak_forward_backward_bytes")
+            ):
+                ratio = m["peak_forward_backward_bytes"] / fbtt["peak_forward_backward_bytes"]
+                parts.append(f"peak transient memory {ratio:.3f} of {'fbtt' + suffix}'s")
+            lines.append(f"B={batch_size} {name}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TTBenchConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m ecorec.bench tt", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    p.add_argument("--device", default=d.device, help="cpu or cuda[:i] (default %(default)s)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes), help="bags per batch")
+    p.add_argument("--num-embeddings", type=int, default=d.num_embeddings, help="table rows N")
+    p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="D")
+    p.add_argument("--tt-ranks", type=int, default=d.tt_ranks, help="every inner TT rank")
+    p.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=list(d.algorithms),
+        choices=list(TT_ALGORITHMS + BASELINES),
+        help="variants to run",
+    )
+    p.add_argument("--micro-batches", type=int, nargs="+", default=list(d.micro_batches), help="M for ecorec")
+    p.add_argument(
+        "--fbtt-chunk-size", type=int, default=d.fbtt_chunk_size, help="fbtt occurrences per chunk"
+    )
+    p.add_argument(
+        "--product-strategy",
+        nargs="+",
+        default=list(d.product_strategies),
+        choices=list(PRODUCT_STRATEGIES),
+        help="how the TT variants run their small GEMMs (ecorec.tt.primitives.resolve_product_strategy); "
+        "'slices' keeps the per-item core-gradient slices of the published CUDA kernels",
+    )
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed repeats per variant")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed repeats per variant")
+    p.add_argument("--num-batches", type=int, default=d.num_batches, help="distinct batches cycled through")
+    p.add_argument("--indices", default=d.indices, choices=sorted(INDEX_SOURCES), help="index source")
+    p.add_argument("--zipf-alpha", type=float, default=d.zipf_alpha, help="Zipf exponent")
+    p.add_argument("--pooling", type=float, default=d.pooling, help="mean bag length L (pooling factor)")
+    p.add_argument("--mode", default=d.mode, choices=["sum", "mean"], help="pooling mode")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="SGD learning rate")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument(
+        "--max-dense-bytes", type=int, default=d.max_dense_bytes, help="skip dense baselines above"
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--out", type=Path, default=None, help="JSON-lines output file (written atomically)")
+    p.add_argument("--jsonl-stdout", action="store_true", help="also print the JSON lines to stdout")
+    p.add_argument("--log-file", type=Path, default=None, help="log file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
+    for name in ("batch_sizes", "micro_batches"):
+        if any(v < 1 for v in getattr(args, name)):
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("num_embeddings", "embedding_dim", "tt_ranks", "repeats", "num_batches"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return TTBenchConfig(
+        device=args.device,
+        batch_sizes=tuple(args.batch_sizes),
+        num_embeddings=args.num_embeddings,
+        embedding_dim=args.embedding_dim,
+        tt_ranks=args.tt_ranks,
+        algorithms=tuple(dict.fromkeys(args.algorithms)),
+        micro_batches=tuple(dict.fromkeys(args.micro_batches)),
+        fbtt_chunk_size=args.fbtt_chunk_size,
+        product_strategies=tuple(dict.fromkeys(args.product_strategy)),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        num_batches=args.num_batches,
+        indices=args.indices,
+        zipf_alpha=args.zipf_alpha,
+        pooling=args.pooling,
+        mode=args.mode,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        threads=args.threads,
+        max_dense_bytes=args.max_dense_bytes,
+        measure_memory=not args.no_memory,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    setup_logging(args.log_file)
+    records = run_benchmark(config, progress=not args.no_progress)
+    lines = [json.dumps(record, sort_keys=True, default=str) for record in records]
+    if args.out is not None:
+        with atomic_write(args.out) as handle:
+            handle.write("\n".join(lines) + "\n")
+        logger.info("wrote %d records to %s", len(records), args.out)
+    if args.jsonl_stdout:
+        print("\n".join(lines))
+    print(format_table(records))
+    print(format_ratios(records))
+    return 0

@@ -1,0 +1,1 @@
+"""The TT lookup algorithms on one core storage: ``ecorec``, ``fbtt`` (TT-Rec), ``elrec`` (EL-Rec)."""

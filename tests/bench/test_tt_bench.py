@@ -1,0 +1,71 @@
+"""The TT benchmark's plumbing at tiny sizes (its numbers are printed by the benchmark, never tested)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecorec.bench.__main__ import main as bench_main
+from ecorec.bench.memory import measure_peak_memory
+
+
+def test_peak_memory_of_known_allocations() -> None:
+    def allocate() -> torch.Tensor:
+        a = torch.empty(1_000_000)  # 4 MB
+        b = torch.empty(2_000_000)  # 8 MB, both live: 12 MB
+        del a
+        c = torch.empty(500_000)  # 2 MB after a was freed: 10 MB
+        return b + 0 if c.numel() else b
+
+    _, peak = measure_peak_memory(allocate, "cpu")
+    # 12 MB peak (+ the 8 MB result allocated while b and c are live: 8 + 2 + 8 = 18 MB)
+    assert peak.peak_bytes == pytest.approx(18_000_000, abs=4096)
+
+
+def test_tt_benchmark_writes_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tt.jsonl"
+    code = bench_main([
+        "tt", "--num-embeddings", "2000", "--embedding-dim", "8", "--tt-ranks", "4", "--batch-sizes", "16",
+        "--repeats", "2", "--warmup", "1", "--num-batches", "2", "--pooling", "3",
+        "--micro-batches", "1", "2", "--fbtt-chunk-size", "10", "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    variants = [r["metrics"]["variant"] for r in records]
+    assert variants[:4] == ["ecorec", "ecorec_m2", "fbtt", "elrec"] and "nn_embedding_bag" in variants
+    for record in records:
+        assert set(record) == {"config", "environment", "metrics"}
+        m = record["metrics"]
+        assert m["forward_ms_median"] > 0 and m["forward_backward_ms_p90"] >= m["forward_backward_ms_median"]
+        assert m["peak_forward_backward_bytes"] > 0 and m["param_bytes"] > 0
+    tt = {r["metrics"]["variant"]: r["metrics"] for r in records}
+    assert tt["ecorec"]["num_uniques"] <= tt["ecorec"]["nnz"]
+    assert tt["fbtt"]["forward_gflop"] >= tt["ecorec"]["forward_gflop"]  # per occurrence vs per unique
+    printed = capsys.readouterr().out
+    assert "fwd+bwd ms" in printed and "faster fwd+bwd than fbtt" in printed
+
+
+def test_dispatcher_rejects_unknown_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["nope"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    assert bench_main([]) == 2
+
+
+def test_strategies_side_by_side_and_synthetic_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tt.jsonl"
+    args = [
+        "tt", "--num-embeddings", "500", "--embedding-dim", "4", "--tt-ranks", "2", "--batch-sizes", "8",
+        "--repeats", "1", "--warmup", "0", "--num-batches", "1", "--algorithms", "ecorec", "fbtt",
+        "--micro-batches", "1", "--product-strategy", "auto", "slices", "--no-memory", "--no-progress",
+    ]  # fmt: skip
+    assert bench_main([*args, "--out", str(out)]) == 0
+    variants = [json.loads(line)["metrics"]["variant"] for line in out.read_text().splitlines()]
+    assert variants == ["ecorec/auto", "ecorec/slices", "fbtt/auto", "fbtt/slices"]
+    assert "than fbtt/slices" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="synthetic generator of ecorec.data"):
+        bench_main([*args, "--indices", "synthetic"])

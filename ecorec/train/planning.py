@@ -1,9 +1,9 @@
-"""Where a run's tables go: the sharding plan (from the planner rule's JSON file, or computed here from one
-batch of the dataset with the same planner function) and the table-wise pipeline's stages.
+"""Where a run's tables go: the sharding plan (from the planner rule's JSON file, or computed here with the
+planner's own pipeline) and the table-wise pipeline's stages.
 
-Per-table cost, when computed here: the predicted TT GEMM FLOPs (forward + backward) of one global batch
-(``ecorec.tt.tt_gemm_flops`` from the batch's ``nnz``, unique rows ``U`` and prefix groups ``G``), or ``nnz *
-D`` for an uncompressed table. Memory: parameter bytes plus optimizer state.
+Computed here: ``ecorec.stats`` statistics of one global batch of the train split (nnz, U, G, TT levels) ->
+``ecorec.planner.table_costs`` (TT GEMM FLOPs of the run's algorithm, ``nnz * D`` for uncompressed tables;
+memory with the optimizer state) -> ``table_profiles`` -> ``plan_sharding`` with ``parallel.sharding``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ecorec.models import TableSettings, TableSpec
-from ecorec.planner import ShardingPlan, TableProfile, execution_order, plan_sharding, stage_sizes
+from ecorec.planner import ShardingPlan, execution_order, plan_sharding, stage_sizes
 from ecorec.train.config import RunConfig
 
-__all__ = ["profile_tables", "resolve_plan", "table_costs", "table_specs", "twp_stages"]
+__all__ = ["planner_profiles", "resolve_plan", "table_specs", "twp_stages"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -27,66 +27,31 @@ def table_specs(metadata: Any, features: Sequence[str], embedding_dim: int) -> l
     return [TableSpec(name, int(metadata.num_embeddings[name]), embedding_dim) for name in features]
 
 
-def _tt_shapes(spec: TableSpec, settings: TableSettings) -> Any:
-    from ecorec.tt import TTShapes
+def planner_profiles(cfg: RunConfig, specs: Sequence[TableSpec], settings: TableSettings) -> list[Any]:
+    """``TableProfile`` of every table (planner cost model over one global batch of the train split)."""
+    from ecorec.planner.cost_model import table_costs, table_profiles
+    from ecorec.stats.features import compute_feature_stats, dataset_lookups
 
-    return TTShapes.from_sizes(spec.num_embeddings, spec.embedding_dim, list(settings.tt_ranks))
-
-
-def _state_factor(optimizer: str) -> float:
-    return {"sgd": 1.0, "adagrad": 2.0, "rowwise_adagrad": 1.0}[optimizer]
-
-
-def profile_tables(
-    specs: Sequence[TableSpec],
-    sparse: Any,
-    settings: TableSettings,
-    optimizer: str,
-) -> list[TableProfile]:
-    """``TableProfile`` of every table from one global batch ``sparse`` (a KJT holding every feature)."""
-    features = sparse.to_dict()
-    num_samples = max(sparse.stride(), 1)
-    profiles = []
-    for spec in specs:
-        values = features[spec.name].values()
-        nnz = int(values.numel())
-        if settings.compresses(spec):
-            from ecorec.tt import tt_gemm_flops, tt_lookup_counts
-
-            shapes = _tt_shapes(spec, settings)
-            nnz_, uniques, groups = tt_lookup_counts(values, shapes)
-            forward, backward = tt_gemm_flops(shapes, nnz_, uniques, groups, settings.algorithm)
-            cost = float(forward + backward)
-            params = shapes.num_parameters()
-        else:
-            cost = float(2 * nnz * spec.embedding_dim)
-            params = spec.num_embeddings * spec.embedding_dim
-        memory = int(params * 4 * _state_factor(optimizer))
-        profiles.append(
-            TableProfile(spec.name, spec.num_embeddings, spec.embedding_dim, nnz / num_samples, cost, memory)
-        )
-    return profiles
-
-
-def table_costs(cfg: RunConfig, specs: Sequence[TableSpec], settings: TableSettings) -> dict[str, float]:
-    """Per-table cost of one global batch of the train split (reads that one batch, every feature)."""
-    from ecorec.data import ParquetBatchLoader
-
-    loader = ParquetBatchLoader(
-        cfg.dataset.path,
-        split="train",
-        global_batch_size=cfg.train.global_batch_size,
-        rank=0,
-        world_size=1,
-        features=[s.name for s in specs],
-        layout="local",
-        shuffle=False,
-        prefetch=0,
+    G = cfg.train.global_batch_size
+    names = [s.name for s in specs]
+    stats = compute_feature_stats(
+        dataset_lookups(cfg.dataset.path, batch_size=G, num_batches=1, features=names),
+        {s.name: s.num_embeddings for s in specs},
+        batch_size=G,
+        embedding_dim=cfg.model.embedding_dim,
+        tt_ranks=list(settings.tt_ranks),
+        tt_num_cores=len(settings.tt_ranks) + 1,
     )
-    batch = loader.batch(0)
-    return {
-        p.name: float(p.cost) for p in profile_tables(specs, batch.sparse, settings, cfg.embeddings.optimizer)
-    }
+    costs = table_costs(
+        stats.table,
+        settings.algorithm if settings.algorithm != "none" else "uncompressed",
+        global_batch_size=G,
+        world_size=cfg.parallel.world_size,
+        tt_min_rows=settings.tt_min_rows,
+        optimizer=cfg.embeddings.optimizer,
+    )
+    by_name = {p.name: p for p in table_profiles(costs, stats.table)}
+    return [by_name[n] for n in names]
 
 
 def resolve_plan(
@@ -116,28 +81,11 @@ def resolve_plan(
             )
         costs = plan.meta.get("table_costs")
         return plan, ({k: float(v) for k, v in costs.items()} if isinstance(costs, dict) else None)
-    costs = table_costs(cfg, specs, settings)
-    profiles = _profiles_with_costs(specs, settings, costs, cfg.embeddings.optimizer)
+    profiles = planner_profiles(cfg, specs, settings)
     plan = plan_sharding(profiles, world, cfg.parallel.sharding, seed=cfg.run.seed)
+    costs = {p.name: float(p.cost) for p in profiles}
     plan.meta["table_costs"] = costs
     return plan, costs
-
-
-def _profiles_with_costs(
-    specs: Sequence[TableSpec], settings: TableSettings, costs: dict[str, float], optimizer: str
-) -> list[TableProfile]:
-    out = []
-    for spec in specs:
-        params = (
-            _tt_shapes(spec, settings).num_parameters()
-            if settings.compresses(spec)
-            else spec.num_embeddings * spec.embedding_dim
-        )
-        memory = int(params * 4 * _state_factor(optimizer))
-        out.append(
-            TableProfile(spec.name, spec.num_embeddings, spec.embedding_dim, 0.0, costs[spec.name], memory)
-        )
-    return out
 
 
 def twp_stages(

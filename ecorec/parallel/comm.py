@@ -96,9 +96,9 @@ class PooledAllToAll:
     def _issue(
         self, send: torch.Tensor, recv_numel: int, out_splits: list[int], in_splits: list[int]
     ) -> PendingExchange:
-        stream = self._side.get(send.device)
         if self.world_size == 1:
             return PendingExchange(None, send.clone())
+        stream = self._side.get(send.device)
         if stream is None:
             recv = send.new_empty(recv_numel)
             work = dist.all_to_all_single(recv, send, out_splits, in_splits, group=self.group, async_op=True)

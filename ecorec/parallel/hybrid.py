@@ -17,7 +17,7 @@ computes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -55,7 +55,7 @@ class HybridParallelModel:
         dense_optimizer: DenseOptimizerSettings,
         embedding_optimizer: EmbeddingOptimizerSettings,
         *,
-        set_fused_learning_rate: Any = None,
+        set_fused_learning_rate: Callable[[nn.Module, float], None] | None = None,
         group: dist.ProcessGroup | None = None,
         device: torch.device | str | None = None,
         bucket_bytes: int = 25 * 2**20,
@@ -134,8 +134,9 @@ class HybridParallelModel:
         """Set the learning rate of the head and of every table (torch optimizer and fused TT updates)."""
         set_learning_rate(self.dense_optimizer, dense_lr)
         set_learning_rate(self.embedding_optimizer, embedding_lr)
-        for name in self.strategy.fused_tables:
-            self._set_fused_lr(self.strategy.tables[name], embedding_lr)
+        if self._set_fused_lr is not None:
+            for name in self.strategy.fused_tables:
+                self._set_fused_lr(self.strategy.tables[name], embedding_lr)
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's model and optimizer state (tables incl. TT cores and fused optimizer state)."""

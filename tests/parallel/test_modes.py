@@ -80,6 +80,7 @@ CASES = {
         {},
     ),
 }
+CASES["torchrec_rowwise"] = Case("torchrec", ADAM, EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1), {})
 HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
 if HAS_TT:
     # Tables with >= 40 rows (t0, t2, t4) are TT; fused updates happen inside the TT backward (dp sums the

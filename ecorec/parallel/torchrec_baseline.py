@@ -271,6 +271,10 @@ class TorchRecBaseline:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a model built with the same sharding plan. The optimizers' lazily
+        created state (dense optimizer, data-parallel tables) is materialised first (``init_state``), then the
+        saved values are copied in place, as torchrec's ``KeyedOptimizer.load_state_dict`` expects."""
+        self.optimizer.init_state()
         with torch.no_grad():
             _restore_into(self.model.state_dict(), state["model"])
             current = self.optimizer.state_dict()

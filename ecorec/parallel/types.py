@@ -1,8 +1,8 @@
 """What the distributed modes are, where tables live, and the settings they share (plain data, no behaviour).
 
-Kept apart from the strategies (``dp.py``, ``mp.py``, ``bwp.py``, ``twp.py``, ``torchrec.py``) the way
-torchrec keeps ``ShardingType`` and ``ShardingPlan`` apart from its sharders: YAML configs, plan JSON files
-and the CLI share the enum values as their vocabulary.
+Kept apart from the strategies (``dp.py``, ``mp.py``, ``bwp.py``, ``twp.py``, ``torchrec_baseline.py``) the
+way torchrec keeps ``ShardingType`` and ``ShardingPlan`` apart from its sharders: YAML configs, plan JSON
+files and the CLI share the enum values as their vocabulary.
 """
 
 from __future__ import annotations

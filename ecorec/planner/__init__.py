@@ -18,6 +18,7 @@ from ecorec.planner.sharding import (
     ShardingMethod,
     ShardingPlan,
     TableProfile,
+    compare_sharding_methods,
     lpt_lower_bound,
     plan_sharding,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ShardingMethod",
     "ShardingPlan",
     "TableProfile",
+    "compare_sharding_methods",
     "execution_order",
     "lpt_lower_bound",
     "pipeline_stages",

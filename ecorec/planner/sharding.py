@@ -280,3 +280,37 @@ def plan_sharding(
             "seed": seed,
         },
     )
+
+
+def compare_sharding_methods(
+    tables: Sequence[TableProfile],
+    world_size: int,
+    methods: Sequence[ShardingMethod | str] = tuple(ShardingMethod),
+    memory_cap_bytes: float | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Plan with every method and report, per method: makespan (max rank cost), mean rank cost, their ratio,
+    the LPT lower bound and makespan / lower bound, and the largest rank memory. A method whose plan does
+    not fit under the cap is reported with ``error`` set instead."""
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        try:
+            plan = plan_sharding(tables, world_size, method, memory_cap_bytes=memory_cap_bytes, seed=seed)
+        except PlanError as err:
+            rows.append({"method": str(ShardingMethod(method)), "error": str(err)})
+            continue
+        rows.append(
+            {
+                "method": plan.method,
+                "world_size": world_size,
+                "num_tables": len(tables),
+                "makespan": plan.makespan,
+                "mean_cost": plan.mean_cost,
+                "imbalance": plan.imbalance,
+                "lower_bound": plan.lower_bound,
+                "makespan_over_lower_bound": plan.makespan / plan.lower_bound if plan.lower_bound else 1.0,
+                "max_rank_memory_bytes": max(plan.rank_memory),
+                "error": None,
+            }
+        )
+    return rows

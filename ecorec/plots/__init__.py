@@ -1,0 +1,1 @@
+"""Figures, made with matplotlib from result records only (never from live objects)."""

@@ -1,0 +1,43 @@
+"""Shared figure set-up: a headless backend and one look for every figure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ecorec.utils import atomic_path  # noqa: E402
+
+#: One color per system/algorithm, stable across figures.
+COLORS = {
+    "ecorec": "#1b9e77",
+    "elrec": "#d95f02",
+    "fbtt": "#7570b3",
+    "ttrec": "#7570b3",
+    "torchrec": "#e7298a",
+    "uncompressed": "#666666",
+    "nn_embedding_bag": "#666666",
+    "fbgemm_tbe": "#a6761d",
+}
+
+
+def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str], also_pdf: bool = True) -> None:
+    """Save ``fig`` to ``path`` (PNG, 150 dpi) and, if ``also_pdf``, beside it as PDF; atomically."""
+    fig.tight_layout()
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=150, format=target.suffix.lstrip(".") or "png")
+    if also_pdf and target.suffix != ".pdf":
+        with atomic_path(target.with_suffix(".pdf")) as tmp:
+            fig.savefig(tmp, format="pdf")
+    plt.close(fig)

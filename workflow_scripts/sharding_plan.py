@@ -1,0 +1,47 @@
+"""Plan where a run's tables go (rule `sharding_plan`): stats -> cost model -> plan_sharding -> JSON."""
+
+import contextlib
+
+import polars as pl
+
+from ecorec.planner import CostCalibration, plan_sharding, table_costs, table_profiles
+from ecorec.utils import setup_logging
+
+
+def main(stats_path, output, log_file, wildcards, params):
+    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
+        logger = setup_logging(None)
+        stats = pl.read_parquet(stats_path).head(int(wildcards.tables))
+        world = int(wildcards.world)
+        costs = table_costs(
+            stats,
+            wildcards.algorithm,
+            global_batch_size=int(wildcards.gbatch),
+            world_size=world,
+            tt_min_rows=params.tt_min_rows,
+            optimizer=params.optimizer,
+        )
+        calibration = CostCalibration.load(params.calibration) if params.calibration else None
+        profiles = table_profiles(costs, stats, calibration)
+        plan = plan_sharding(
+            profiles, world, wildcards.method, memory_cap_bytes=params.memory_cap_bytes, seed=params.seed
+        )
+        plan.meta.update(
+            table_costs={p.name: p.cost for p in profiles},
+            cost_unit="seconds" if calibration else "flops",
+            algorithm=wildcards.algorithm,
+            global_batch_size=int(wildcards.gbatch),
+            stats=stats_path,
+        )
+        plan.save(output)
+        logger.info(
+            "%s: makespan %.4g, mean %.4g, lower bound %.4g, memory %s",
+            wildcards.method,
+            plan.makespan,
+            plan.mean_cost,
+            plan.lower_bound,
+            plan.rank_memory,
+        )
+
+
+main(snakemake.input.stats, snakemake.output[0], snakemake.log[0], snakemake.wildcards, snakemake.params)

@@ -80,3 +80,119 @@ def criteo_1tb_sha256(wildcards):
         .get("sha256", {})
         .get(f"day_{wildcards.day}.gz")
     )
+
+
+# ---- training runs (rules/train.smk) -------------------------------------------------------------------------
+# One run = (dataset, system, algorithm, tables, world, batch); a system (config `systems:`) fixes the parallel
+# mode and its knobs. A run's resources follow from its world size, `train.procs_per_node` (ranks per node, GPUs
+# per node on cuda) and `train.agents_per_node` (torchrun agents per node, usually 1): several agents are
+# launched with srun (the MPI mode of the SLURM executor plugin), GPUs are requested per node with gres.
+
+TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
+# Subpackages a training run executes (their content hash reruns the runs when they change).
+TRAIN_SUBPACKAGES = [
+    name
+    for name in ("models", "parallel", "train", "planner", "tt", "data")
+    if (Path(workflow.basedir) / "ecorec" / name).is_dir()
+]
+
+
+def train_run_id(run):
+    """Path fragment of a run from a `train.runs` entry (dataset defaults to config["dataset"])."""
+    return TRAIN_RUN_PATTERN.format(
+        dataset=run.get("dataset", config["dataset"]), **run
+    )
+
+
+def train_records():
+    """The record.json of every run listed in config `train.runs`."""
+    return [
+        f"results/runs/{train_run_id(run)}/record.json"
+        for run in config["train"]["runs"]
+    ]
+
+
+def train_nodes(wildcards):
+    """Nodes of a run: world / procs_per_node (at least 1)."""
+    world, per_node = int(wildcards.world), config["train"]["procs_per_node"]
+    if world > per_node and world % per_node:
+        raise ValueError(
+            f"world size {world} is not a multiple of train.procs_per_node={per_node} (multi-node runs)"
+        )
+    return max(1, world // per_node)
+
+
+def train_agents(wildcards):
+    """torchrun agents of a run: agents_per_node on each node (1: one agent per node)."""
+    per_node = min(config["train"]["agents_per_node"], int(wildcards.world))
+    return train_nodes(wildcards) * per_node
+
+
+def train_procs_per_agent(wildcards):
+    world, agents = int(wildcards.world), train_agents(wildcards)
+    if world % agents:
+        raise ValueError(
+            f"world size {world} does not split over {agents} torchrun agents"
+        )
+    return world // agents
+
+
+def train_threads(wildcards):
+    """CPUs of one torchrun agent (the job's --cpus-per-task)."""
+    return train_procs_per_agent(wildcards) * config["train"]["cpus_per_proc"]
+
+
+def train_mpi(wildcards):
+    """'srun' when a run has several torchrun agents (the rule's shell runs its own srun), else unset."""
+    return "srun" if train_agents(wildcards) > 1 else None
+
+
+def train_tasks(wildcards):
+    return train_agents(wildcards) if train_agents(wildcards) > 1 else None
+
+
+def train_gres(wildcards):
+    """GPUs per node on cuda (gres), unset on cpu."""
+    if config["device"] != "cuda":
+        return None
+    return f"gpu:{min(int(wildcards.world), config['train']['procs_per_node'])}"
+
+
+def train_run_settings(wildcards):
+    """Everything of the run's YAML that comes from config and wildcards (see ecorec.train.config)."""
+    train = config["train"]
+    if wildcards.system not in config["systems"]:
+        raise ValueError(
+            f"unknown system {wildcards.system!r}; config `systems` has {sorted(config['systems'])}"
+        )
+    world = int(wildcards.world)
+    return {
+        "run": {
+            "seed": train["seed"],
+            "device": config["device"],
+            "name": wildcards.system,
+        },
+        "dataset": {"num_tables": int(wildcards.tables)},
+        "model": train["model"],
+        "embeddings": {**train["embeddings"], "algorithm": wildcards.algorithm},
+        "dense_optimizer": train["dense_optimizer"],
+        "lr_schedule": train["lr_schedule"],
+        "parallel": {**config["systems"][wildcards.system], "world_size": world},
+        "train": {
+            **{k: train[k] for k in TRAIN_LOOP_KEYS if k in train},
+            "global_batch_size": int(wildcards.batch) * world,
+        },
+    }
+
+
+TRAIN_LOOP_KEYS = (
+    "steps",
+    "eval_every",
+    "eval_batches",
+    "eval_splits",
+    "target_auc",
+    "checkpoint_every",
+    "timing_warmup_steps",
+    "timing_windows",
+    "log_every",
+)

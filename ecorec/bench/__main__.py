@@ -4,6 +4,7 @@ Benchmarks (each a module of this package with a ``main(argv) -> int``):
 
 - ``tt``: the TT-EmbeddingBag algorithms against ``nn.EmbeddingBag`` and fbgemm's CPU TBE
   (:mod:`ecorec.bench.tt`).
+- ``train``: the distributed modes side by side (:mod:`ecorec.bench.train`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"tt": "ecorec.bench.tt"}
+BENCHMARKS = {"tt": "ecorec.bench.tt", "train": "ecorec.bench.train"}
 
 
 def main(argv: list[str] | None = None) -> int:

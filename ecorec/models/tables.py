@@ -1,0 +1,227 @@
+"""Per-table embedding modules for the distributed modes: TT (any algorithm) or uncompressed by a row
+threshold, with initial weights that depend only on (run seed, table name), never on which rank builds the
+table.
+
+A rank that builds only its own tables therefore holds exactly the weights a single process builds, which is
+what lets every mode be checked step by step against a single-process run.
+
+The modules share one call convention, ``table(values, offsets, per_sample_weights) -> [B, D]`` with
+``offsets`` of length ``B + 1`` (``include_last_offset``): ``ecorec.tt.TTEmbeddingBag`` and
+``nn.EmbeddingBag``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "EmbeddingOptimizerSettings",
+    "TableSettings",
+    "TableSpec",
+    "build_tables",
+    "derive_seed",
+    "is_tt_table",
+    "pool_table",
+    "set_tt_learning_rate",
+    "uncompressed_init",
+]
+
+TT_ALGORITHMS = ("ecorec", "fbtt", "elrec")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One embedding table: ``name`` (also its sparse feature's name), ``num_embeddings`` rows,
+    ``embedding_dim``."""
+
+    name: str
+    num_embeddings: int
+    embedding_dim: int
+
+    def __post_init__(self) -> None:
+        if self.num_embeddings < 1:
+            raise ValueError(f"table {self.name!r}: num_embeddings must be >= 1, got {self.num_embeddings}")
+        if self.embedding_dim < 1:
+            raise ValueError(f"table {self.name!r}: embedding_dim must be >= 1, got {self.embedding_dim}")
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """How tables are built.
+
+    Args:
+        algorithm: TT algorithm (``"ecorec"``, ``"fbtt"``, ``"elrec"``) for tables with at least
+        ``tt_min_rows``
+            rows, or ``"none"``: every table uncompressed.
+        tt_ranks: inner TT ranks ``[r1, ..., r_{d-1}]`` (the number of cores is ``len(tt_ranks) + 1``).
+        tt_min_rows: tables with fewer rows stay uncompressed (``nn.EmbeddingBag``).
+        micro_batches: TT micro-batches over unique indices (``num_micro_uidx`` of the table-wise pipeline).
+    """
+
+    algorithm: str = "ecorec"
+    tt_ranks: tuple[int, ...] = (16, 16)
+    tt_min_rows: int = 1000
+    micro_batches: int = 1
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in (*TT_ALGORITHMS, "none"):
+            raise ValueError(f"algorithm must be one of {(*TT_ALGORITHMS, 'none')}, got {self.algorithm!r}")
+        if not self.tt_ranks or any(r < 1 for r in self.tt_ranks):
+            raise ValueError(f"tt_ranks must be a non-empty list of positive ints, got {self.tt_ranks}")
+        if self.tt_min_rows < 0:
+            raise ValueError(f"tt_min_rows must be >= 0, got {self.tt_min_rows}")
+        if self.micro_batches < 1:
+            raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
+
+    def compresses(self, spec: TableSpec) -> bool:
+        """Whether ``spec`` becomes a TT table."""
+        return self.algorithm != "none" and spec.num_embeddings >= self.tt_min_rows
+
+
+@dataclass(frozen=True)
+class EmbeddingOptimizerSettings:
+    """Optimizer of the embedding tables (TT cores and uncompressed tables).
+
+    ``kind`` in sgd, adagrad, rowwise_adagrad (the kinds fbgemm and ``ecorec.tt`` fuse). ``update="fused"``
+    applies the update inside the TT backward, once per batch; ``"plain"`` leaves gradients on the TT cores
+    for a torch optimizer with the same rule. Uncompressed tables always use the torch optimizer.
+    """
+
+    kind: str = "sgd"
+    lr: float = 0.1
+    eps: float = 1e-8
+    update: str = "fused"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sgd", "adagrad", "rowwise_adagrad"):
+            raise ValueError(
+                f"embedding optimizer kind must be sgd, adagrad or rowwise_adagrad, got {self.kind!r}"
+            )
+        if self.update not in ("fused", "plain"):
+            raise ValueError(f"embedding optimizer update must be 'fused' or 'plain', got {self.update!r}")
+        if not self.lr >= 0:
+            raise ValueError(f"embedding optimizer lr must be >= 0, got {self.lr}")
+
+
+def derive_seed(seed: int, *names: str) -> int:
+    """A 63-bit seed derived from ``seed`` and ``names`` (stable across processes, platforms and Python
+    runs)."""
+    digest = hashlib.sha256("\0".join([str(seed), *names]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def uncompressed_init(spec: TableSpec, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The initial ``[N, D]`` weight of an uncompressed table: uniform(-1/sqrt(N), 1/sqrt(N)) (torchrec's
+    ``EmbeddingBagConfig`` default), drawn from a generator seeded by ``derive_seed(seed, name)``."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "table", spec.name))
+    bound = math.sqrt(1.0 / spec.num_embeddings)
+    weight = torch.empty(spec.num_embeddings, spec.embedding_dim, dtype=dtype)
+    return weight.uniform_(-bound, bound, generator=gen)
+
+
+def is_tt_table(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``ecorec.tt.TTEmbeddingBag``."""
+    return hasattr(module, "cores") and hasattr(module, "set_gradient_hook")
+
+
+def _tt_classes() -> tuple[Any, Any]:
+    try:
+        from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig
+    except ImportError as err:  # pragma: no cover - only before the tt branch is installed
+        raise ImportError(
+            "TT tables need ecorec.tt (TTEmbeddingBag, TTOptimizerConfig); set algorithm='none' to train "
+            "uncompressed tables"
+        ) from err
+    return TTEmbeddingBag, TTOptimizerConfig
+
+
+def _build_tt(
+    spec: TableSpec, settings: TableSettings, optimizer: EmbeddingOptimizerSettings | None, seed: int
+) -> nn.Module:
+    tt_cls, opt_cls = _tt_classes()
+    fused = None
+    if optimizer is not None and optimizer.update == "fused":
+        fused = opt_cls(kind=optimizer.kind, lr=optimizer.lr, eps=optimizer.eps)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "table", spec.name))
+        return tt_cls(
+            spec.num_embeddings,
+            spec.embedding_dim,
+            list(settings.tt_ranks),
+            mode="sum",
+            include_last_offset=True,
+            algorithm=settings.algorithm,
+            micro_batches=settings.micro_batches,
+            optimizer=fused,
+        )
+
+
+def _build_uncompressed(spec: TableSpec, seed: int) -> nn.EmbeddingBag:
+    table = nn.EmbeddingBag(spec.num_embeddings, spec.embedding_dim, mode="sum", include_last_offset=True)
+    with torch.no_grad():
+        table.weight.copy_(uncompressed_init(spec, seed))
+    return table
+
+
+def build_tables(
+    specs: Sequence[TableSpec],
+    settings: TableSettings,
+    seed: int,
+    *,
+    names: Sequence[str] | None = None,
+    optimizer: EmbeddingOptimizerSettings | None = None,
+    device: torch.device | str | None = None,
+) -> nn.ModuleDict:
+    """Build the tables named in ``names`` (default: all of ``specs``), in that order, as an
+    ``nn.ModuleDict``.
+
+    TT tables get ``optimizer`` fused into their backward when ``optimizer.update == "fused"``; otherwise they
+    keep plain core gradients. Weights are created on the CPU (so they do not depend on the device's RNG) and
+    then moved to ``device``.
+    """
+    by_name: Mapping[str, TableSpec] = {s.name: s for s in specs}
+    if len(by_name) != len(specs):
+        raise ValueError("table names must be unique")
+    wanted = list(names) if names is not None else [s.name for s in specs]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown tables: {unknown[:10]}")
+    tables = nn.ModuleDict()
+    for name in wanted:
+        spec = by_name[name]
+        module = (
+            _build_tt(spec, settings, optimizer, seed)
+            if settings.compresses(spec)
+            else _build_uncompressed(spec, seed)
+        )
+        tables[name] = module
+    if device is not None:
+        tables.to(device)
+    return tables
+
+
+def pool_table(
+    table: nn.Module, values: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pooled embeddings ``[B, D]`` of one table for bags given by ``values: [nnz]`` and ``offsets: [B +
+    1]``."""
+    if weights is None:
+        return table(values, offsets)
+    return table(values, offsets, per_sample_weights=weights)
+
+
+def set_tt_learning_rate(table: nn.Module, lr: float) -> None:
+    """Set the learning rate of a TT table's fused optimizer."""
+    setter = getattr(table, "set_learning_rate", None)
+    if setter is None:
+        raise TypeError(
+            f"{type(table).__name__} has no set_learning_rate(lr); cannot schedule its fused update"
+        )
+    setter(lr)

@@ -1,0 +1,133 @@
+"""The single dispatch point from a ``ParallelMode`` to a trainable distributed model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ecorec.models import (
+    EmbeddingOptimizerSettings,
+    TableSettings,
+    TableSpec,
+    build_tables,
+    set_tt_learning_rate,
+)
+from ecorec.parallel.bwp import BatchWisePipeline
+from ecorec.parallel.comm import world_of
+from ecorec.parallel.dp import DataParallelEmbeddings
+from ecorec.parallel.hybrid import HybridParallelModel
+from ecorec.parallel.mp import ModelParallelEmbeddings
+from ecorec.parallel.torchrec_baseline import TorchRecBaseline
+from ecorec.parallel.twp import TableWisePipeline
+from ecorec.parallel.types import DenseOptimizerSettings, ParallelMode, TablePlacement
+
+__all__ = ["DistributedModel", "build_distributed_model"]
+
+_LOG = logging.getLogger(__name__)
+
+DistributedModel = HybridParallelModel | TorchRecBaseline
+
+
+def build_distributed_model(
+    mode: ParallelMode | str,
+    specs: Sequence[TableSpec],
+    head: nn.Module,
+    *,
+    table_settings: TableSettings,
+    dense_optimizer: DenseOptimizerSettings,
+    embedding_optimizer: EmbeddingOptimizerSettings,
+    seed: int,
+    placement: TablePlacement | None = None,
+    stages: Mapping[int, Sequence[Sequence[str]]] | None = None,
+    num_micro_batches: int = 1,
+    local_batch_size: int | None = None,
+    group: dist.ProcessGroup | None = None,
+    device: torch.device | str | None = None,
+) -> DistributedModel:
+    """Build this rank's part of the model for ``mode``.
+
+    Args:
+        mode: ``dp``, ``mp``, ``bwp``, ``twp`` or ``torchrec``.
+        specs: every table, in the global feature order (the order of the head's F pooled embeddings).
+        head: the model over pooled embeddings, initialised identically on every rank.
+        table_settings: TT or uncompressed per table (``torchrec`` needs ``algorithm="none"``).
+        dense_optimizer, embedding_optimizer: optimizer settings.
+        seed: run seed (table initialisation).
+        placement: ``{rank: [tables]}`` for mp, bwp and twp.
+        stages: twp stages ``{rank: [[tables], ...]}`` (``twp.table_wise_stages``).
+        num_micro_batches: bwp micro-batches.
+        local_batch_size: b, for TorchRec's planner.
+        group, device: process group; device.
+    """
+    mode = ParallelMode(mode)
+    rank, world_size = world_of(group)
+    features = [s.name for s in specs]
+    D = {s.embedding_dim for s in specs}
+    if len(D) != 1:
+        raise ValueError(f"every table needs the same embedding_dim, got {sorted(D)}")
+    embedding_dim = D.pop()
+    if mode is ParallelMode.TORCHREC:
+        if table_settings.algorithm != "none":
+            raise ValueError("mode 'torchrec' trains uncompressed tables: set the TT algorithm to 'none'")
+        if local_batch_size is None:
+            raise ValueError("mode 'torchrec' needs local_batch_size for its planner")
+        return TorchRecBaseline(
+            specs, head, dense_optimizer, embedding_optimizer, seed, local_batch_size, group, device
+        )
+    if mode is ParallelMode.BATCH_WISE_PIPELINE and embedding_optimizer.update == "fused":
+        _LOG.info(
+            "bwp applies the embedding update once per batch, after every micro-batch's backward: "
+            "TT tables keep plain gradients and a torch %s optimizer applies the same rule",
+            embedding_optimizer.kind,
+        )
+        embedding_optimizer = dataclasses.replace(embedding_optimizer, update="plain")
+    if mode is ParallelMode.DATA_PARALLEL:
+        names = features
+    else:
+        if placement is None:
+            raise ValueError(f"mode {mode.value!r} needs a placement {{rank: [tables]}}")
+        names = list(placement[rank])
+    tables = build_tables(
+        specs, table_settings, seed, names=names, optimizer=embedding_optimizer, device=device
+    )
+    fused = [
+        n
+        for n in names
+        if embedding_optimizer.update == "fused" and table_settings.compresses(_spec(specs, n))
+    ]
+    strategy: DataParallelEmbeddings | ModelParallelEmbeddings | BatchWisePipeline
+    if mode is ParallelMode.DATA_PARALLEL:
+        strategy = DataParallelEmbeddings(tables, features, embedding_dim, group, fused, device)
+    elif mode is ParallelMode.MODEL_PARALLEL:
+        strategy = ModelParallelEmbeddings(
+            tables, placement, features, embedding_dim, group, fused, None, device
+        )
+    elif mode is ParallelMode.TABLE_WISE_PIPELINE:
+        if stages is None:
+            raise ValueError("mode 'twp' needs stages {rank: [[tables], ...]}")
+        strategy = TableWisePipeline(tables, placement, features, embedding_dim, stages, group, fused, device)
+    else:
+        strategy = BatchWisePipeline(
+            tables, placement, features, embedding_dim, num_micro_batches, group, device
+        )
+    return HybridParallelModel(
+        head,
+        strategy,
+        dense_optimizer,
+        embedding_optimizer,
+        set_fused_learning_rate=set_tt_learning_rate,
+        group=group,
+        device=device,
+    )
+
+
+def _spec(specs: Sequence[TableSpec], name: str) -> TableSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

@@ -1,0 +1,124 @@
+"""What the distributed modes are, where tables live, and the settings they share (plain data, no behaviour).
+
+Kept apart from the strategies (``dp.py``, ``mp.py``, ``bwp.py``, ``twp.py``, ``torchrec_baseline.py``) the
+way torchrec keeps ``ShardingType`` and ``ShardingPlan`` apart from its sharders: YAML configs, plan JSON
+files and the CLI share the enum values as their vocabulary.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+__all__ = [
+    "BatchLike",
+    "DenseOptimizerSettings",
+    "InputLayout",
+    "ParallelMode",
+    "StepOutput",
+    "TablePlacement",
+    "validate_placement",
+]
+
+
+class ParallelMode(enum.StrEnum):
+    """The distributed training modes. The value is the spelling used in configs, plans and the CLI."""
+
+    DATA_PARALLEL = "dp"
+    """Every rank holds every table and trains on its local batch; gradients are all-reduced."""
+    MODEL_PARALLEL = "mp"
+    """Table-wise model parallel: a rank computes its tables for the global batch; all-to-all to local
+    batches."""
+    BATCH_WISE_PIPELINE = "bwp"
+    """``mp`` over micro-batches of the global batch, micro-batch m's all-to-all overlapping m+1's compute."""
+    TABLE_WISE_PIPELINE = "twp"
+    """EcoRec: ``mp`` over stages of tables, stage i's all-to-all overlapping stage i+1's compute."""
+    TORCHREC = "torchrec"
+    """TorchRec ``DistributedModelParallel`` over an uncompressed ``EmbeddingBagCollection`` (the
+    baseline)."""
+
+
+class InputLayout(enum.StrEnum):
+    """Which samples and features a rank's sparse input holds
+    (``ecorec.data.ParquetBatchLoader(layout=...)``)."""
+
+    LOCAL = "local"
+    """The rank's ``b`` samples, every feature it is asked for (data parallel)."""
+    GLOBAL = "global"
+    """All ``G = R*b`` samples of the global batch, for the rank's own tables (model parallel)."""
+
+
+TablePlacement = Mapping[int, Sequence[str]]
+"""``{rank: [table names]}``: which rank owns which tables (the planner's plan, without its costs)."""
+
+
+class BatchLike(Protocol):
+    """What a strategy reads from a batch (``ecorec.data.Batch`` satisfies it).
+
+    ``sparse``: KJT of the rank's features, local or global samples depending on the strategy's layout;
+    ``dense``: ``[b, num_dense]``; ``labels``: ``[b]`` (always the rank's local samples).
+    """
+
+    sparse: KeyedJaggedTensor
+    dense: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DenseOptimizerSettings:
+    """Optimizer of the dense (MLP) parameters: ``kind`` in sgd, adagrad, adam."""
+
+    kind: str = "sgd"
+    lr: float = 0.1
+    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sgd", "adagrad", "adam"):
+            raise ValueError(f"dense optimizer kind must be sgd, adagrad or adam, got {self.kind!r}")
+        if not self.lr >= 0:
+            raise ValueError(f"dense optimizer lr must be >= 0, got {self.lr}")
+
+
+@dataclass
+class StepOutput:
+    """What one training step reports.
+
+    ``loss``: the global mean BCE over the global batch (identical on every rank); ``logits``/``labels``: the
+    rank's local ``[b]`` predictions and labels (detached).
+    """
+
+    loss: float
+    logits: torch.Tensor
+    labels: torch.Tensor
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def validate_placement(placement: TablePlacement, tables: Sequence[str], world_size: int) -> None:
+    """Check that ``placement`` puts every table of ``tables`` on exactly one rank in ``[0, world_size)``.
+
+    Raises ``ValueError`` naming the offending rank or table, before any collective runs.
+    """
+    ranks = set(placement)
+    if ranks != set(range(world_size)):
+        raise ValueError(
+            f"placement must have an entry for each rank 0..{world_size - 1}, got ranks {sorted(ranks)}"
+        )
+    seen: dict[str, int] = {}
+    for rank in range(world_size):
+        for name in placement[rank]:
+            if name in seen:
+                raise ValueError(f"placement puts table {name!r} on ranks {seen[name]} and {rank}")
+            seen[name] = rank
+    missing = [t for t in tables if t not in seen]
+    unknown = [t for t in seen if t not in set(tables)]
+    if missing:
+        raise ValueError(f"placement leaves tables without a rank: {missing[:10]}")
+    if unknown:
+        raise ValueError(f"placement names unknown tables: {unknown[:10]}")

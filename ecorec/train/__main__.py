@@ -1,0 +1,75 @@
+"""``python -m ecorec.train --config run.yaml [--resume] [--prepare] [--stop-after-steps K]``.
+
+Run under torchrun (``torchrun --standalone --nproc_per_node R -m ecorec.train --config run.yaml``), or
+through ``workflow_scripts/launch_torchrun.sh``, which first runs ``--prepare`` once: it validates the
+configuration (every error names the field) and writes the sharding plan to ``<output_dir>/plan.json`` before
+any worker starts, so a bad configuration fails in seconds and every rank reads the same plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ecorec.train.config import ConfigError, RunConfig, load_run_config
+
+
+def prepare(cfg: RunConfig) -> str:
+    """Validate what needs the dataset (features, stages per rank) and write ``<output_dir>/plan.json``."""
+    from ecorec.data import read_metadata
+    from ecorec.train.loop import _settings
+    from ecorec.train.planning import resolve_plan, table_specs, twp_stages
+
+    try:
+        metadata = read_metadata(cfg.dataset.path)
+    except Exception as err:
+        raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
+    features = cfg.features_of(metadata.features)
+    if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
+        raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
+    if cfg.parallel.mode not in ("mp", "bwp", "twp"):
+        return "no plan needed"
+    specs = table_specs(metadata, features, cfg.model.embedding_dim)
+    table_settings = _settings(cfg)[0]
+    plan, costs = resolve_plan(cfg, specs, table_settings)
+    if cfg.parallel.mode == "twp":
+        try:
+            twp_stages(cfg, plan, costs)
+        except ValueError as err:
+            raise ConfigError(f"{cfg.source}: parallel.num_micro_keys: {err}") from err
+    path = cfg.output_dir / "plan.json"
+    plan.save(path)
+    return f"plan written to {path}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ecorec.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="run configuration (YAML)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument(
+        "--prepare", action="store_true", help="validate and write the plan (one process, no training)"
+    )
+    parser.add_argument(
+        "--stop-after-steps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="stop after step K without writing a record (simulates a preempted job; resume with --resume)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_run_config(args.config)
+        if args.prepare:
+            print(prepare(cfg))
+            return 0
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from ecorec.train.loop import run_training
+
+    run_training(cfg, resume=args.resume, stop_after_steps=args.stop_after_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

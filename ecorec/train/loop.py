@@ -1,0 +1,356 @@
+"""One training run under torchrun: set up the process group, data, plan and model of the configured mode,
+train with the learning-rate schedule, evaluate, checkpoint, and write the run record (rank 0).
+
+Run record (``<output_dir>/record.json``, written atomically)::
+
+    {"config": ..., "environment": environment_record(), "metrics": {
+        "mode", "world_size", "global_batch_size", "steps", "resumed_from_step", "stopped_early",
+        "loss_curve": [global mean loss of every step],
+        "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
+        "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
+        "eval": [{"step", "split", "auroc", "bce", "samples"}], "final_auroc": {"val": ..., "test": ...},
+        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec)}}
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ecorec.models import EmbeddingOptimizerSettings, ModelSettings, TableSettings, build_head
+from ecorec.parallel import DenseOptimizerSettings, build_distributed_model
+from ecorec.train.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_rank_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_rank_checkpoint,
+    write_latest,
+)
+from ecorec.train.config import RunConfig
+from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
+from ecorec.train.planning import resolve_plan, table_specs, twp_stages
+from ecorec.train.schedule import MLPerfSchedule
+from ecorec.utils import environment_record, setup_logging, write_json_atomic
+
+__all__ = ["DistributedContext", "init_distributed", "run_training"]
+
+_LOG = logging.getLogger("ecorec.train")
+
+
+@dataclass
+class DistributedContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool
+
+
+def init_distributed(cfg: RunConfig) -> DistributedContext:
+    """Join the torchrun job (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the environment) with gloo on CPU and
+    NCCL on CUDA; a plain ``python -m ecorec.train`` without torchrun is a 1-rank job."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world != cfg.parallel.world_size:
+        raise ValueError(
+            f"{cfg.source}: parallel.world_size is {cfg.parallel.world_size} but the job has {world} ranks "
+            f"(WORLD_SIZE)"
+        )
+    if cfg.run.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{cfg.source}: run.device is 'cuda' but no CUDA device is available")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = torch.device("cpu")
+        backend = "gloo"
+    owns = False
+    if not dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", "29500")
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        owns = True
+    return DistributedContext(rank, world, local_rank, device, owns)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _batch_stream(loader: Any) -> Iterator[Any]:
+    """Endless batches: one epoch after another, from the loader's current position."""
+    while True:
+        produced = False
+        for batch in loader:
+            produced = True
+            yield batch
+        if not produced:
+            raise RuntimeError("the training split yields no batch")
+
+
+@dataclass
+class _RunState:
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    resumed_from: int | None = None
+
+
+def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings, DenseOptimizerSettings]:
+    e, p = cfg.embeddings, cfg.parallel
+    micro = p.num_micro_uidx if (p.mode == "twp" and e.algorithm == "ecorec") else 1
+    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro)
+    emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update)
+    d = cfg.dense_optimizer
+    dense = DenseOptimizerSettings(kind=d.kind, lr=d.lr, eps=d.eps, weight_decay=d.weight_decay)
+    return tables, emb_opt, dense
+
+
+def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shuffle: bool) -> Any:
+    from ecorec.data import ParquetBatchLoader
+
+    return ParquetBatchLoader(
+        cfg.dataset.path,
+        split=split,
+        global_batch_size=cfg.train.global_batch_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        features=model.input_features,
+        layout=model.input_layout.value,
+        shuffle=shuffle,
+        seed=cfg.run.seed,
+        prefetch=cfg.dataset.prefetch,
+        drop_last=True,
+    )
+
+
+def _checkpoint(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
+    root = cfg.output_dir / "checkpoints"
+    payload = {
+        "step": state.step,
+        "model": model.state_dict(),
+        "losses": list(state.losses),
+        "evals": list(state.evals),
+        "rng": capture_rng_state(),
+    }
+    save_rank_checkpoint(root, state.step, ctx.rank, payload)
+    dist.barrier()
+    if ctx.rank == 0:
+        write_latest(root, state.step, ctx.world_size, cfg.parallel.mode)
+        prune_checkpoints(root, cfg.train.keep_checkpoints)
+    dist.barrier()
+    _LOG.info("checkpoint of step %d written", state.step)
+
+
+def _resume(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
+    root = cfg.output_dir / "checkpoints"
+    record = latest_checkpoint(root)
+    if record is None:
+        _LOG.warning("--resume: no checkpoint under %s; starting from step 0", root)
+        return
+    saved = load_rank_checkpoint(root, record, ctx.rank, ctx.world_size, cfg.parallel.mode)
+    model.load_state_dict(saved["model"])
+    restore_rng_state(saved["rng"])
+    state.step = int(saved["step"])
+    state.losses = list(saved["losses"])
+    state.evals = list(saved["evals"])
+    state.resumed_from = state.step
+    _LOG.info("resumed from the checkpoint of step %d", state.step)
+
+
+def run_training(
+    cfg: RunConfig, *, resume: bool = False, stop_after_steps: int | None = None
+) -> dict[str, Any] | None:
+    """Train as configured; returns the run record on rank 0 (``None`` elsewhere, or when stopped early by
+    ``stop_after_steps``, which simulates a preempted job: no record is written)."""
+    ctx = init_distributed(cfg)
+    try:
+        return _run(cfg, ctx, resume, stop_after_steps)
+    finally:
+        if ctx.owns_group:
+            dist.destroy_process_group()
+
+
+def _run(
+    cfg: RunConfig, ctx: DistributedContext, resume: bool, stop_after_steps: int | None
+) -> dict[str, Any] | None:
+    from ecorec.data import read_metadata
+
+    setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
+    torch.manual_seed(cfg.run.seed)
+    metadata = read_metadata(cfg.dataset.path)
+    if not metadata.has_labels:
+        _LOG.warning(
+            "%s has no labels: the loss trains towards label 0 and AUROC is undefined (a throughput run)",
+            cfg.dataset.path,
+        )
+    features = cfg.features_of(metadata.features)
+    specs = table_specs(metadata, features, cfg.model.embedding_dim)
+    table_settings, emb_opt, dense_opt = _settings(cfg)
+    mode = cfg.parallel.mode
+    plan = costs = stages = None
+    if mode in ("mp", "bwp", "twp"):
+        plan, costs = resolve_plan(cfg, specs, table_settings)
+        if mode == "twp":
+            stages = twp_stages(cfg, plan, costs)
+    m = cfg.model
+    head = build_head(
+        ModelSettings(
+            kind=m.kind,
+            embedding_dim=m.embedding_dim,
+            interaction=m.interaction,
+            dense_arch=tuple(m.dense_arch),
+            over_arch=tuple(m.over_arch),
+            dcn_num_layers=m.dcn_num_layers,
+            dcn_low_rank_dim=m.dcn_low_rank_dim,
+            deep_layers=tuple(m.deep_layers),
+            cross_layers=m.cross_layers,
+        ),
+        metadata.num_dense,
+        len(features),
+        cfg.run.seed,
+    )
+    model = build_distributed_model(
+        mode,
+        specs,
+        head,
+        table_settings=table_settings,
+        dense_optimizer=dense_opt,
+        embedding_optimizer=emb_opt,
+        seed=cfg.run.seed,
+        placement=plan.assignment if plan is not None else None,
+        stages=stages,
+        num_micro_batches=cfg.parallel.num_micro_batches,
+        local_batch_size=cfg.train.global_batch_size // ctx.world_size,
+        device=ctx.device,
+    )
+    train_loader = _loader(cfg, ctx, model, "train", cfg.dataset.shuffle)
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"{cfg.source}: train.global_batch_size={cfg.train.global_batch_size} is larger than the "
+            "train split"
+        )
+    eval_splits = [s for s in cfg.train.eval_splits if s in metadata.splits]
+    schedule = MLPerfSchedule(
+        cfg.dense_optimizer.lr,
+        cfg.embeddings.lr,
+        cfg.lr_schedule.warmup_steps,
+        cfg.lr_schedule.decay_start_step,
+        cfg.lr_schedule.decay_steps,
+        cfg.lr_schedule.decay_end_lr,
+    )
+    state = _RunState()
+    if resume:
+        _resume(cfg, ctx, model, state)
+    n = len(train_loader)
+    train_loader.load_state_dict({"epoch": state.step // n, "batch": state.step % n})
+    stream = _batch_stream(train_loader)
+
+    def run_eval(split: str) -> dict[str, Any]:
+        loader = _loader(cfg, ctx, model, split, shuffle=False)
+        result = evaluate(model.predict, loader, cfg.train.eval_batches)
+        entry = {"step": state.step, "split": split, **result}
+        _LOG.info("step %d %s AUROC %.5f BCE %.5f", state.step, split, result["auroc"], result["bce"])
+        return entry
+
+    _LOG.info(
+        "mode %s, %d ranks, %d tables, G=%d, %d steps%s",
+        mode,
+        ctx.world_size,
+        len(specs),
+        cfg.train.global_batch_size,
+        cfg.train.steps,
+        f", plan {plan.assignment}" if plan is not None else "",
+    )
+    dist.barrier()
+    times: list[float] = []
+    first_timed = state.step
+    progress = tqdm(total=cfg.train.steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
+    while state.step < cfg.train.steps:
+        model.set_learning_rates(*schedule.rates(state.step))
+        _sync(ctx.device)
+        start = time.perf_counter()
+        out = model.train_step(stream)
+        _sync(ctx.device)
+        times.append(time.perf_counter() - start)
+        if not math.isfinite(out.loss):
+            raise FloatingPointError(f"step {state.step}: the loss is {out.loss}")
+        state.losses.append(out.loss)
+        state.step += 1
+        progress.update(1)
+        if cfg.train.log_every and state.step % cfg.train.log_every == 0:
+            _LOG.info("step %d loss %.6f (%.1f ms)", state.step, out.loss, times[-1] * 1e3)
+        if cfg.train.eval_every and state.step % cfg.train.eval_every == 0 and "val" in eval_splits:
+            entry = run_eval("val")
+            state.evals.append(entry)
+            if cfg.train.target_auc is not None and entry["auroc"] >= cfg.train.target_auc:
+                _LOG.info("val AUROC %.5f reached the target %.5f", entry["auroc"], cfg.train.target_auc)
+                state.stopped_early = True
+        if cfg.train.checkpoint_every and state.step % cfg.train.checkpoint_every == 0:
+            _checkpoint(cfg, ctx, model, state)
+        if stop_after_steps is not None and state.step >= stop_after_steps:
+            progress.close()
+            _LOG.warning("stopping after step %d as asked (--stop-after-steps)", state.step)
+            return None
+        if state.stopped_early:
+            break
+    progress.close()
+    final = {split: run_eval(split) for split in eval_splits}
+    state.evals.extend(final.values())
+    memory, kind = peak_memory(ctx.device)
+    all_times = gather_objects(times)
+    all_memory = gather_objects(memory)
+    step_times = [max(ts) for ts in zip(*all_times)]
+    if ctx.rank != 0:
+        return None
+    metrics: dict[str, Any] = {
+        "mode": mode,
+        "world_size": ctx.world_size,
+        "global_batch_size": cfg.train.global_batch_size,
+        "steps": state.step,
+        "resumed_from_step": state.resumed_from,
+        "stopped_early": state.stopped_early,
+        "loss_curve": state.losses,
+        "timing": summarize_times(
+            step_times,
+            cfg.train.timing_warmup_steps,
+            cfg.train.timing_windows,
+            cfg.train.global_batch_size,
+            first_timed,
+        ),
+        "peak_memory_bytes": {"per_rank": all_memory, "max": max(all_memory), "kind": kind},
+        "eval": state.evals,
+        "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
+        "num_tables": len(specs),
+        "num_tt_tables": sum(table_settings.compresses(s) for s in specs),
+    }
+    if plan is not None:
+        metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}
+    if stages is not None:
+        metrics["stages"] = {str(r): groups for r, groups in stages.items()}
+    if hasattr(model, "sharding_types"):
+        metrics["sharding_types"] = model.sharding_types()
+    record = {
+        "config": cfg.to_dict(),
+        "environment": environment_record(ctx.device, ctx.world_size),
+        "metrics": metrics,
+    }
+    write_json_atomic(cfg.output_dir / "record.json", record)
+    _LOG.info("run record written to %s", cfg.output_dir / "record.json")
+    return record

@@ -1,0 +1,59 @@
+"""The MLPerf DLRM learning-rate schedule: linear warm-up, constant, polynomial (power 2) decay, constant end.
+
+For update number ``s`` (0-based) and base rate ``lr0``:
+
+- ``s < warmup_steps``: ``lr0 * (s + 1) / warmup_steps``;
+- ``decay_start_step <= s < decay_start_step + decay_steps``:
+  ``end + (lr0 - end) * ((decay_start_step + decay_steps - s) / decay_steps) ** power``;
+- ``s >= decay_start_step + decay_steps`` (when decaying): ``end``; otherwise ``lr0``.
+
+``decay_steps = 0`` disables the decay, ``warmup_steps = 0`` the warm-up. The dense and the embedding rates
+follow the same curve: the embedding one ends at ``decay_end_lr * embedding_lr0 / dense_lr0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MLPerfSchedule", "mlperf_lr"]
+
+
+def mlperf_lr(
+    step: int,
+    base_lr: float,
+    warmup_steps: int = 0,
+    decay_start_step: int = 0,
+    decay_steps: int = 0,
+    decay_end_lr: float = 0.0,
+    power: float = 2.0,
+) -> float:
+    """The learning rate of update ``step`` (0-based); see the module docstring."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if decay_steps > 0 and step >= decay_start_step:
+        remaining = decay_start_step + decay_steps - step
+        if remaining <= 0:
+            return decay_end_lr
+        return decay_end_lr + (base_lr - decay_end_lr) * (remaining / decay_steps) ** power
+    return base_lr
+
+
+@dataclass(frozen=True)
+class MLPerfSchedule:
+    """The dense and embedding learning rates of every step."""
+
+    dense_lr: float
+    embedding_lr: float
+    warmup_steps: int = 0
+    decay_start_step: int = 0
+    decay_steps: int = 0
+    decay_end_lr: float = 0.0
+
+    def rates(self, step: int) -> tuple[float, float]:
+        """``(dense_lr, embedding_lr)`` of update ``step``."""
+        args = (self.warmup_steps, self.decay_start_step, self.decay_steps)
+        dense = mlperf_lr(step, self.dense_lr, *args, self.decay_end_lr)
+        end = self.decay_end_lr * self.embedding_lr / self.dense_lr
+        return dense, mlperf_lr(step, self.embedding_lr, *args, end)

@@ -1,0 +1,72 @@
+"""Per-table modules: initial weights depend on (seed, table name) only, not on which tables a rank builds."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from ecorec.models import (
+    EmbeddingOptimizerSettings,
+    TableSettings,
+    TableSpec,
+    build_tables,
+    uncompressed_init,
+)
+from ecorec.models.tables import derive_seed, is_tt_table, pool_table
+
+HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
+SPECS = [TableSpec("small", 40, 8), TableSpec("big", 3000, 8), TableSpec("mid", 1500, 8)]
+
+
+def test_derive_seed_is_stable_and_name_dependent():
+    assert derive_seed(0, "table", "a") == derive_seed(0, "table", "a")
+    assert (
+        len({derive_seed(0, "table", "a"), derive_seed(0, "table", "b"), derive_seed(1, "table", "a")}) == 3
+    )
+    assert 0 <= derive_seed(123, "x") < 2**63
+
+
+def test_uncompressed_init_is_torchrec_uniform_and_placement_independent():
+    all_tables = build_tables(SPECS, TableSettings(algorithm="none"), seed=3)
+    only_mid = build_tables(SPECS, TableSettings(algorithm="none"), seed=3, names=["mid"])
+    assert torch.equal(all_tables["mid"].weight, only_mid["mid"].weight)
+    weight = uncompressed_init(SPECS[1], seed=3)
+    bound = (1 / 3000) ** 0.5
+    assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
+    assert not torch.equal(weight, uncompressed_init(SPECS[1], seed=4))
+
+
+def test_uncompressed_tables_pool_like_embedding_bag():
+    tables = build_tables(SPECS, TableSettings(algorithm="none"), seed=0)
+    values, offsets = torch.tensor([1, 5, 5, 39]), torch.tensor([0, 3, 3, 4])
+    expected = torch.nn.functional.embedding_bag(values, tables["small"].weight, offsets[:-1], mode="sum")
+    torch.testing.assert_close(pool_table(tables["small"], values, offsets), expected)
+    assert not any(is_tt_table(t) for t in tables.values())
+
+
+def test_unknown_and_duplicate_tables_are_rejected():
+    with pytest.raises(ValueError, match="unknown tables"):
+        build_tables(SPECS, TableSettings(algorithm="none"), seed=0, names=["nope"])
+    with pytest.raises(ValueError, match="unique"):
+        build_tables([SPECS[0], SPECS[0]], TableSettings(algorithm="none"), seed=0)
+    with pytest.raises(ValueError, match="algorithm"):
+        TableSettings(algorithm="tt")
+
+
+@pytest.mark.skipif(not HAS_TT, reason="ecorec.tt (branch tt) is not merged yet")
+def test_tt_tables_by_threshold_and_placement_independent():
+    settings = TableSettings(algorithm="ecorec", tt_ranks=(4, 4), tt_min_rows=1000)
+    fused = EmbeddingOptimizerSettings("adagrad", lr=0.1)
+    all_tables = build_tables(SPECS, settings, seed=2, optimizer=fused)
+    assert [is_tt_table(all_tables[s.name]) for s in SPECS] == [False, True, True]
+    micro = TableSettings(algorithm="ecorec", tt_ranks=(4, 4), tt_min_rows=1000, micro_batches=3)
+    subset = build_tables(SPECS, micro, seed=2, names=["mid"], optimizer=fused)
+    for a, b in zip(all_tables["mid"].cores, subset["mid"].cores):
+        assert torch.equal(a, b)
+    # the TT table pools like an EmbeddingBag over its dense reconstruction
+    values, offsets = torch.tensor([0, 1499, 7, 7]), torch.tensor([0, 2, 2, 4])
+    full = all_tables["mid"].full_weight()
+    expected = torch.nn.functional.embedding_bag(values, full, offsets[:-1], mode="sum")
+    torch.testing.assert_close(pool_table(all_tables["mid"], values, offsets), expected, rtol=1e-5, atol=1e-6)

@@ -16,6 +16,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/env.smk"
 include: "rules/data.smk"
+include: "rules/stats.smk"
 include: "rules/train.smk"
 
 
@@ -24,3 +25,5 @@ rule all:
     input:
         rules.environment.output,
         expand("results/datasets/{dataset}", dataset=config["dataset"]),
+        stats_outputs(config["dataset"]),
+        sharding_methods_report(config["dataset"]),

@@ -26,6 +26,11 @@ def src_hash(*subpackages):
     return source_hash(*paths)
 
 
+# The interpreter running Snakemake (the project's environment): rules launch Python through it, so a job never
+# picks up another `python` from PATH.
+PYTHON = sys.executable
+
+
 def script_path(name):
     """Absolute path of a workflow script (stable across runs, unlike workflow.source_path)."""
     return f"{workflow.basedir}/workflow_scripts/{name}"
@@ -196,3 +201,58 @@ TRAIN_LOOP_KEYS = (
     "timing_windows",
     "log_every",
 )
+
+
+# ---- statistics and plans (rules/stats.smk) ------------------------------------------------------------------
+from ecorec.planner.sharding import ShardingMethod  # noqa: E402
+
+PLANNER_METHODS = [method.value for method in ShardingMethod]
+# Modes whose runs place tables on ranks with a sharding plan (dp replicates, torchrec plans for itself).
+PLANNED_MODES = ("mp", "bwp", "twp")
+
+
+def target_stats_file(wildcards):
+    """The locality statistics a dataset is compared with: a synthetic dataset's own target file, else the
+    packaged statistics of Meta's 2022 release (None)."""
+    settings = dataset_settings(wildcards.dataset)
+    return settings.get("stats_file") if settings["source"] == "synthetic" else None
+
+
+def stats_outputs(dataset):
+    """The statistics shown in the report for a dataset (at `stats.batch_size`)."""
+    base = f"results/stats/{dataset}/b{config['stats']['batch_size']}"
+    return [f"{base}/summary.json", f"{base}/reuse_histogram.png"]
+
+
+def sharding_methods_report(dataset):
+    """Every sharding method on all tables of a dataset, at the report layout and `stats.batch_size`."""
+    layout = config["planner"]["report"]
+    tables = dataset_num_tables(dataset)
+    return (
+        f"results/plans/{dataset}/methods-{layout['algorithm']}-T{tables}-R{layout['world_size']}"
+        f"-G{config['stats']['batch_size']}.csv"
+    )
+
+
+def dataset_num_tables(dataset):
+    """Number of tables of a dataset known from its config (synthetic: num_tables; Meta: the release's)."""
+    settings = dataset_settings(dataset)
+    source = settings["source"]
+    if source == "synthetic":
+        return settings.get("num_tables", 32)
+    if source.startswith("meta_dlrm"):
+        return {"meta_dlrm_2021": 856, "meta_dlrm_2022": 788}[source]
+    return 26
+
+
+def run_plan(wildcards):
+    """The planner's JSON for a run whose mode needs one (empty list otherwise)."""
+    system = config["systems"][wildcards.system]
+    if system["mode"] not in PLANNED_MODES or "plan_file" in system:
+        return []
+    algorithm = "uncompressed" if wildcards.algorithm == "none" else wildcards.algorithm
+    gbatch = int(wildcards.batch) * int(wildcards.world)
+    return [
+        f"results/plans/{wildcards.dataset}/{system.get('sharding', 'greedy')}/"
+        f"{algorithm}-T{wildcards.tables}-R{wildcards.world}-G{gbatch}.json"
+    ]

@@ -6,7 +6,7 @@
 
 wildcard_constraints:
     system=r"[A-Za-z0-9_]+",
-    algorithm=r"ecorec|fbtt|elrec|none",
+    algorithm=r"ecorec|fbtt|elrec|none|uncompressed",
     tables=r"\d+",
     world=r"\d+",
     batch=r"\d+",
@@ -15,6 +15,7 @@ wildcard_constraints:
 rule train_config:
     input:
         dataset="results/datasets/{dataset}",
+        plan=run_plan,
     output:
         "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/run.yaml",
     log:
@@ -49,9 +50,11 @@ rule train:
         cpus_per_task=train_threads,
     params:
         launcher=script_path("launch_torchrun.sh"),
+        python=PYTHON,
         src=src_hash(*TRAIN_SUBPACKAGES),
     shell:
-        "bash {params.launcher} --config {input.run_config} --nodes {resources.nodes} "
+        "bash {params.launcher} --python {params.python} --config {input.run_config} "
+        "--nodes {resources.nodes} "
         "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
         "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
 

@@ -9,9 +9,11 @@ from ecorec.train import run_config_from_dict
 from ecorec.utils import atomic_write, setup_logging
 
 
-def main(settings: dict, dataset: str, output: str, log_file: str) -> None:
+def main(settings: dict, dataset: str, plan: list[str], output: str, log_file: str) -> None:
     setup_logging(log_file)
     data = {**settings}
+    if plan:  # the planner rule's sharding plan (rules/stats.smk: sharding_plan)
+        data["parallel"] = {**settings["parallel"], "plan_file": plan[0]}
     data["run"] = {**settings["run"], "output_dir": str(Path(output).parent)}
     data["dataset"] = {**settings["dataset"], "path": dataset}
     cfg = run_config_from_dict(data, source=output)  # fails here, naming the field, on a bad setting
@@ -20,4 +22,10 @@ def main(settings: dict, dataset: str, output: str, log_file: str) -> None:
     logging.getLogger("ecorec").info("run configuration written to %s", output)
 
 
-main(dict(snakemake.params.settings), snakemake.input.dataset, snakemake.output[0], snakemake.log[0])
+main(
+    dict(snakemake.params.settings),
+    snakemake.input.dataset,
+    list(snakemake.input.plan),
+    snakemake.output[0],
+    snakemake.log[0],
+)

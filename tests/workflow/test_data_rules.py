@@ -51,26 +51,34 @@ def test_synthetic_rule_end_to_end(tmp_path):
 
 
 def test_default_plan_builds_the_synthetic_dataset(tmp_path):
-    counts = dry_run_job_counts("--configfile", str(CONFIG), workdir=tmp_path)
-    assert counts == {"all": 1, "environment": 1, "synthetic": 1}
+    counts = dry_run_job_counts("results/datasets/synthetic", "--configfile", str(CONFIG), workdir=tmp_path)
+    assert counts == {"synthetic": 1}
 
 
 def test_paper_plan_downloads_and_converts_all_2022_files(tmp_path):
     counts = dry_run_job_counts(
-        "--configfile", str(CONFIG), str(REPO_ROOT / "config.paper.yaml"), workdir=tmp_path
+        "results/datasets/meta_dlrm_2022",
+        "--configfile",
+        str(CONFIG),
+        str(REPO_ROOT / "config.paper.yaml"),
+        workdir=tmp_path,
     )
-    assert counts == {"all": 1, "environment": 1, "download_meta_dlrm": 16, "to_parquet_meta_dlrm": 1}
+    assert counts == {"download_meta_dlrm": 16, "to_parquet_meta_dlrm": 1}
 
 
 def test_criteo_plans(tmp_path):
     kaggle = _overlay(tmp_path, "kaggle.yaml", {"dataset": "criteo_kaggle"})
-    counts = dry_run_job_counts("--configfile", str(CONFIG), kaggle, workdir=tmp_path)
-    assert counts == {"all": 1, "environment": 1, "download_criteo_kaggle": 1, "to_parquet_criteo": 1}
+    counts = dry_run_job_counts(
+        "results/datasets/criteo_kaggle", "--configfile", str(CONFIG), kaggle, workdir=tmp_path
+    )
+    assert counts == {"download_criteo_kaggle": 1, "to_parquet_criteo": 1}
     terabyte = _overlay(
         tmp_path, "1tb.yaml", {"dataset": "criteo_1tb", "datasets": {"criteo_1tb": {"days": [0, 1, 23]}}}
     )
-    counts = dry_run_job_counts("--configfile", str(CONFIG), terabyte, workdir=tmp_path)
-    assert counts == {"all": 1, "environment": 1, "download_criteo_1tb": 3, "to_parquet_criteo": 1}
+    counts = dry_run_job_counts(
+        "results/datasets/criteo_1tb", "--configfile", str(CONFIG), terabyte, workdir=tmp_path
+    )
+    assert counts == {"download_criteo_1tb": 3, "to_parquet_criteo": 1}
 
 
 def _config_error(tmp_path, overlay: dict) -> str:

@@ -408,6 +408,14 @@ def _tt_forward_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Ten
     return (*grads, *(None for _ in range(_FORWARD_ARGS - 3)))
 
 
+def _tt_backward_backward(ctx: Any, *grads: torch.Tensor) -> tuple[None, ...]:
+    raise NotImplementedError(
+        "ecorec::tt_backward is not differentiable (no double backward through TT lookups)"
+    )
+
+
 torch.library.register_autograd(
     f"{NAMESPACE}::tt_forward", _tt_forward_backward, setup_context=_tt_forward_setup_context
 )
+# Registered so that every device behaves alike (the CPU kernel is made of differentiable torch ops).
+torch.library.register_autograd(f"{NAMESPACE}::tt_backward", _tt_backward_backward)

@@ -41,6 +41,14 @@ class CudaBuildSettings:
     libraries: list[str] = field(default_factory=lambda: ["cublas"])
     archs: tuple[str, ...] = DEFAULT_ARCHS
 
+    def cxx_flags(self) -> list[str]:
+        """Host compiler flags (torch >= 2.14 headers need C++20)."""
+        return ["-O3", "-std=c++20"]
+
+    def cuda_flags(self) -> list[str]:
+        """nvcc flags: C++20, line info for profilers, one ``-gencode`` per arch."""
+        return ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", *self.gencode_flags()]
+
     def gencode_flags(self) -> list[str]:
         """One ``-gencode`` per arch (``"9.0"`` -> sm_90 machine code); ``"9.0+PTX"`` also embeds compute_90
         PTX, which newer GPUs can JIT-compile."""
@@ -187,15 +195,8 @@ def load_extension(
     from torch.utils import cpp_extension
 
     cpp_extension.CUDA_HOME = str(settings.cuda_home)
-    cuda_flags = [
-        "-O3",
-        "-std=c++20",
-        "--expt-relaxed-constexpr",
-        "-lineinfo",
-        *settings.gencode_flags(),
-        *extra_cuda_cflags,
-    ]
-    cxx_flags = ["-O3", "-std=c++20"]
+    cuda_flags = [*settings.cuda_flags(), *extra_cuda_cflags]
+    cxx_flags = settings.cxx_flags()
     ldflags = [f"-L{p}" for p in settings.library_paths] + [f"-l{lib}" for lib in settings.libraries]
     digest = hashlib.sha256()
     for source in [*sources, *depends]:

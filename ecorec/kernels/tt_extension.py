@@ -65,7 +65,7 @@ def _load_once(verbose: bool) -> str | None:
             )
         return None
     try:
-        logger.info("building the ecorec CUDA kernels from kernels/ (once per source version; minutes)")
+        logger.warning("building the ecorec CUDA kernels from kernels/ (once per source version; minutes)")
         load_extension(TT_EXTENSION_NAME, kernel_sources(), depends=kernel_headers(), verbose=verbose)
     except CudaBuildError as exc:
         return str(exc)

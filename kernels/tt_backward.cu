@@ -123,8 +123,8 @@ __global__ void segment_sum_kernel(const T* __restrict__ values, int64_t width,
   const int64_t j = blockIdx.x;
   const int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (j >= n || c >= width) return;
-  const int64_t lo = min(max(child_offsets[j], child_lo), child_hi);
-  const int64_t hi = min(max(child_offsets[j + 1], child_lo), child_hi);
+  const int64_t lo = clamp64(child_offsets[j], child_lo, child_hi);
+  const int64_t hi = clamp64(child_offsets[j + 1], child_lo, child_hi);
   T acc = T(0);
   for (int64_t i = lo; i < hi; ++i) acc += values[(i - child_lo) * width + c];
   const int64_t row = out_rows != nullptr ? out_rows[j] : j;

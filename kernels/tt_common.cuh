@@ -215,6 +215,11 @@ inline int lanes_per_row(int64_t chunks) {
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// int64 min/max/clamp on the device without relying on the math library's overload set.
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+__device__ __forceinline__ int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+__device__ __forceinline__ int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return min64(max64(x, lo), hi); }
+
 // ------------------------------------------------------------------------------------ row-major batched GEMM
 
 template <typename T>

@@ -77,8 +77,8 @@ __global__ void micro_bounds_kernel(const int64_t* __restrict__ ids, int64_t nnz
   const int64_t* unique_ids = ids + 2 * nnz;
   const int64_t num_uniques = unique_ids[nnz - 1];
   int64_t count = micro_batches;
-  if (max_micro_uniques > 0) count = max(count, (num_uniques + max_micro_uniques - 1) / max_micro_uniques);
-  count = min(count, num_uniques);
+  if (max_micro_uniques > 0) count = max64(count, (num_uniques + max_micro_uniques - 1) / max_micro_uniques);
+  count = min64(count, num_uniques);
   CUDA_KERNEL_ASSERT(count <= max_micro);
   if (threadIdx.x == 0) {
     info[0] = level0_ids[nnz - 1];
@@ -88,7 +88,7 @@ __global__ void micro_bounds_kernel(const int64_t* __restrict__ ids, int64_t nnz
   }
   const int64_t base = num_uniques / count, extra = num_uniques % count;
   for (int64_t m = threadIdx.x; m < count; m += blockDim.x) {
-    const int64_t u_start = m * base + min(m, extra);
+    const int64_t u_start = m * base + min64(m, extra);
     const int64_t u_end = u_start + base + (m < extra ? 1 : 0);
     // unique_ids are 1-based: the occurrences of unique u have unique_ids == u + 1.
     const int64_t o_start = lower_bound(unique_ids, nnz, u_start + 1);

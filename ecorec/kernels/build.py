@@ -153,7 +153,11 @@ def kernel_sources(root: Path | None = None) -> list[Path]:
     folder = root or kernels_folder()
     sources = sorted([*folder.glob("*.cu"), *folder.glob("*.cpp")])
     if not sources:
-        raise CudaBuildError(f"no CUDA sources in {folder}")
+        raise CudaBuildError(
+            f"no CUDA sources in {folder}: the JIT build needs the repository checkout (an editable "
+            "install or PYTHONPATH), or build ahead of time: ECOREC_BUILD_CUDA=1 pip install "
+            "--no-build-isolation ."
+        )
     return sources
 
 

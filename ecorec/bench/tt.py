@@ -3,19 +3,33 @@
 Variants (one table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same index batches for all):
 
 - ``ecorec`` (``ecorec_m<M>`` for ``M > 1`` micro-batches), ``fbtt``, ``elrec``: :class:`TTEmbeddingBag`
-  with the same cores, the same ``--product-strategy`` and a fused SGD update in backward;
+  on the pure-torch backend with the same cores, the same ``--product-strategy`` and a fused SGD update in
+  backward;
+- ``ecorec_cuda`` (``ecorec_cuda_m<M>``): the same module on the CUDA kernels of ``kernels/``
+  (``backend="cuda"``; CUDA devices only; built on first use);
 - ``nn_embedding_bag``: ``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (skipped above
   ``--max-dense-bytes``);
 - ``fbgemm_tbe``: fbgemm's ``SplitTableBatchedEmbeddingBagsCodegen`` on HOST/CPU with ``EXACT_SGD`` (CPU only;
   skipped with a message where ``fbgemm_gpu`` is missing).
 
+Defaults follow the device: on CPU every variant but ``ecorec_cuda`` at batch 4096; on CUDA
+``ecorec_cuda``, ``ecorec``, ``fbtt``, ``elrec`` and ``nn_embedding_bag`` at batches 2048 ... 131072 (the
+paper's figure 11 grid; ``N = 10^6``, ``D = 32``, ranks 32).
+
 Per batch size and variant: forward ms and forward+backward(+update) ms (median and p90 over ``--repeats``
-repeats after ``--warmup`` warm-ups; the variants are timed side by side, interleaved, in one process, cycling
-through ``--num-batches`` distinct batches), peak transient memory of one forward and of one training step
-(:mod:`ecorec.bench.memory`), parameter and optimizer-state bytes, compression ratio, ``nnz``, ``U``, ``G``,
-the TT GEMM FLOPs (:func:`ecorec.tt.tt_gemm_flops`) and the achieved GFLOP/s against the rate of ``torch.bmm``
-on the same small GEMM shapes (pre-gathered operands) on the same device. Rows go to ``--out`` as JSON lines
-(``{"config", "environment", "metrics"}``), then a table and the ratios the paper claims are printed.
+repeats after ``--warmup`` warm-ups, CUDA events on GPUs; the variants are timed side by side, interleaved,
+in one process, cycling through ``--num-batches`` distinct batches), peak transient memory of one forward and
+of one training step (:mod:`ecorec.bench.memory`), parameter and optimizer-state bytes, compression ratio,
+``nnz``, ``U``, ``G``, and two efficiency figures, each against a rate measured on the same device in the same
+run:
+
+- GEMM: the TT FLOPs (:func:`ecorec.tt.tt_gemm_flops`) per second against ``torch.bmm`` on the same small GEMM
+  shapes with pre-gathered operands (``efficiency_vs_bmm``);
+- memory: the modelled traffic (:func:`ecorec.tt.costs.tt_memory_traffic`; for ``nn_embedding_bag`` the rows
+  read and written) per second against a large device-to-device copy (``bandwidth_fraction``).
+
+Rows go to ``--out`` as JSON lines (``{"config", "environment", "metrics"}``), then a table and the ratios the
+paper claims are printed.
 
 Index sources (``--indices``): ``zipf`` (bounded Zipf rows, hot rows scattered, bag lengths uniform in
 ``[0, 2 L]``; :func:`ecorec.tt.testing.random_lookup`) or ``synthetic`` (``ecorec.data``'s generator, once
@@ -41,7 +55,7 @@ from torch import nn
 
 from ecorec.bench.memory import measure_peak_memory
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig, tt_gemm_flops, tt_level_counts
-from ecorec.tt.costs import tt_level_flops
+from ecorec.tt.costs import tt_level_flops, tt_memory_traffic
 from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.shapes import TTShapes
 from ecorec.tt.testing import LookupInput, random_lookup
@@ -50,7 +64,22 @@ from ecorec.utils import atomic_write, environment_record, setup_logging
 logger = logging.getLogger("ecorec.bench.tt")
 
 TT_ALGORITHMS = ("ecorec", "fbtt", "elrec")
+CUDA_VARIANTS = ("ecorec_cuda",)
 BASELINES = ("nn_embedding_bag", "fbgemm_tbe")
+CPU_BATCH_SIZES = (4096,)
+CUDA_BATCH_SIZES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
+
+
+def default_algorithms(device: str) -> tuple[str, ...]:
+    """The variants run when ``--algorithms`` is not given."""
+    if torch.device(device).type == "cuda":
+        return (*CUDA_VARIANTS, *TT_ALGORITHMS, "nn_embedding_bag")
+    return TT_ALGORITHMS + BASELINES
+
+
+def default_batch_sizes(device: str) -> tuple[int, ...]:
+    """The batch sizes run when ``--batch-sizes`` is not given."""
+    return CUDA_BATCH_SIZES if torch.device(device).type == "cuda" else CPU_BATCH_SIZES
 
 
 @dataclass(frozen=True)
@@ -62,7 +91,7 @@ class TTBenchConfig:
     num_embeddings: int = 1_000_000
     embedding_dim: int = 32
     tt_ranks: int = 32
-    algorithms: tuple[str, ...] = TT_ALGORITHMS + BASELINES
+    algorithms: tuple[str, ...] = TT_ALGORITHMS + BASELINES  # see default_algorithms(device)
     micro_batches: tuple[int, ...] = (1, 4)
     fbtt_chunk_size: int = 20000
     product_strategies: tuple[str, ...] = ("auto",)
@@ -78,6 +107,7 @@ class TTBenchConfig:
     threads: int | None = None
     max_dense_bytes: int = 4 << 30
     measure_memory: bool = True
+    copy_bytes: int = 1 << 30
 
 
 # --------------------------------------------------------------------------------------------- index sources
@@ -122,7 +152,7 @@ class Variant:
     train_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
     param_bytes: int
     state_bytes: int
-    algorithm: str | None = None  # TT algorithm, for the FLOP counts
+    algorithm: str | None = None  # TT algorithm, for the FLOP and traffic counts
 
 
 def _tensor_bytes(tensors: Sequence[torch.Tensor | None]) -> int:
@@ -130,7 +160,11 @@ def _tensor_bytes(tensors: Sequence[torch.Tensor | None]) -> int:
 
 
 def make_tt_variant(
-    config: TTBenchConfig, algorithm: str, micro_batches: int = 1, product_strategy: str = "auto"
+    config: TTBenchConfig,
+    algorithm: str,
+    micro_batches: int = 1,
+    product_strategy: str = "auto",
+    backend: str = "torch",
 ) -> Variant:
     """A :class:`TTEmbeddingBag` with fused SGD (index validation off, as in the uncompressed baselines)."""
     module = TTEmbeddingBag(
@@ -145,6 +179,7 @@ def make_tt_variant(
         product_strategy=product_strategy,
         optimizer=TTOptimizerConfig("sgd", config.learning_rate),
         validate_indices=False,
+        backend=backend,
         device=config.device,
     )
     module.reset_parameters(torch.Generator(device=config.device).manual_seed(config.seed))
@@ -152,8 +187,10 @@ def make_tt_variant(
     def train_step(indices: torch.Tensor, offsets: torch.Tensor, grad: torch.Tensor) -> None:
         module(indices, offsets).backward(grad)
 
-    name = algorithm if micro_batches == 1 else f"{algorithm}_m{micro_batches}"
-    if len(config.product_strategies) > 1:
+    name = algorithm if backend == "torch" else f"{algorithm}_{backend}"
+    if micro_batches != 1:
+        name = f"{name}_m{micro_batches}"
+    if len(config.product_strategies) > 1 and backend == "torch":
         name = f"{name}/{product_strategy}"
     return Variant(
         name,
@@ -242,6 +279,15 @@ def make_variants(config: TTBenchConfig) -> list[Variant]:
                 for strategy in config.product_strategies
                 for m in config.micro_batches
             )
+        elif name == "ecorec_cuda":
+            if torch.device(config.device).type != "cuda":
+                logger.warning(
+                    "ecorec_cuda: the CUDA kernels run on CUDA devices only; skipped on %s", config.device
+                )
+                continue
+            variants.extend(
+                make_tt_variant(config, "ecorec", m, backend="cuda") for m in config.micro_batches
+            )
         elif name in TT_ALGORITHMS:
             variants.extend(make_tt_variant(config, name, 1, s) for s in config.product_strategies)
         elif dense_bytes > config.max_dense_bytes:
@@ -266,11 +312,18 @@ def _sync(device: torch.device) -> None:
 
 
 def _time_ms(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
+    """Wall time of ``fn()`` in ms: CUDA events on the current stream on GPUs, ``perf_counter`` on CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    start_s = time.perf_counter()
     fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3
+    return (time.perf_counter() - start_s) * 1e3
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -303,6 +356,27 @@ def bmm_reference_gflops(
     run()
     times = [_time_ms(run, device) for _ in range(max(repeats, 3))]
     return total_flops / (statistics.median(times) * 1e-3) / 1e9
+
+
+def copy_bandwidth_gbps(device: torch.device, num_bytes: int, repeats: int) -> float:
+    """GB/s of a device-to-device copy of ``num_bytes`` (read plus written bytes; median over repeats)."""
+    numel = max(num_bytes // 4, 1)
+    src = torch.empty(numel, device=device, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = [_time_ms(lambda: dst.copy_(src), device) for _ in range(max(repeats, 3))]
+    return 2 * numel * 4 / (statistics.median(times) * 1e-3) / 1e9
+
+
+def embedding_bag_traffic(
+    nnz: int, num_bags: int, num_uniques: int, dim: int, element_bytes: int = 4
+) -> tuple[int, int]:
+    """``(forward_bytes, backward_bytes)`` of the uncompressed baseline: rows and indices read, output
+    written; backward: one ``dY`` row per occurrence into the sparse gradient (written and read by the
+    update), and the touched rows read and written."""
+    forward = nnz * (dim * element_bytes + 8) + (num_bags + 1) * 8 + num_bags * dim * element_bytes
+    backward = 3 * nnz * dim * element_bytes + nnz * 16 + 2 * num_uniques * dim * element_bytes
+    return forward, backward
 
 
 def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str, Any]]:
@@ -370,6 +444,7 @@ def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str
         reference = bmm_reference_gflops(
             shapes, [round(c) for c in mean_counts], device, config.repeats, torch.float32
         )
+        bandwidth = copy_bandwidth_gbps(device, config.copy_bytes, config.repeats)
         for variant in variants:
             metrics: dict[str, Any] = {
                 "batch_size": batch_size,
@@ -385,7 +460,29 @@ def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str
                 "num_uniques": num_uniques,
                 "num_groups": num_groups,
                 "bmm_reference_gflops": reference,
+                "copy_bandwidth_gbps": bandwidth,
             }
+            if variant.algorithm is not None:
+                traffic = [
+                    tt_memory_traffic(shapes, batch.indices.numel(), batch_size, counts, variant.algorithm)
+                    for batch, counts in zip(batches, level_counts)
+                ]
+            else:
+                traffic = [
+                    embedding_bag_traffic(batch.indices.numel(), batch_size, counts[-1], config.embedding_dim)
+                    for batch, counts in zip(batches, level_counts)
+                ]
+            forward_bytes = statistics.mean(f for f, _ in traffic)
+            backward_bytes = statistics.mean(b for _, b in traffic)
+            achieved_bandwidth = (
+                (forward_bytes + backward_bytes) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
+            )
+            metrics.update(
+                forward_traffic_bytes=forward_bytes,
+                backward_traffic_bytes=backward_bytes,
+                achieved_gbps=achieved_bandwidth,
+                bandwidth_fraction=achieved_bandwidth / bandwidth,
+            )
             if variant.algorithm is not None:
                 flops = [
                     tt_gemm_flops(
@@ -433,19 +530,22 @@ def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A readable table of the records."""
     header = (
-        f"{'B':>6} {'variant':<17} {'fwd ms':>8} {'fwd+bwd ms':>10} {'p90':>8} {'peak MiB':>9} "
-        f"{'params MiB':>10} {'compr.':>8} {'U':>8} {'G':>8} {'GFLOP/s':>8} {'eff.':>6}"
+        f"{'B':>6} {'variant':<18} {'fwd ms':>8} {'fwd+bwd ms':>10} {'p90':>8} {'peak MiB':>9} "
+        f"{'params MiB':>10} {'compr.':>8} {'U':>8} {'G':>8} {'GFLOP/s':>8} {'eff.':>6} "
+        f"{'GB/s':>8} {'bw.':>5}"
     )
     lines = [header, "-" * len(header)]
     for record in records:
         m = record["metrics"]
         peak = m.get("peak_forward_backward_bytes")
         lines.append(
-            f"{m['batch_size']:>6} {m['variant']:<17} {m['forward_ms_median']:>8.2f} "
+            f"{m['batch_size']:>6} {m['variant']:<18} {m['forward_ms_median']:>8.2f} "
             f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p90']:>8.2f} "
             f"{(peak / 2**20 if peak is not None else float('nan')):>9.2f} {m['param_bytes'] / 2**20:>10.2f} "
             f"{m['compression_ratio']:>8.1f} {m['num_uniques']:>8.0f} {m['num_groups']:>8.0f} "
-            f"{m.get('achieved_gflops', float('nan')):>8.2f} {m.get('efficiency_vs_bmm', float('nan')):>6.2f}"
+            f"{m.get('achieved_gflops', float('nan')):>8.2f} "
+            f"{m.get('efficiency_vs_bmm', float('nan')):>6.2f} "
+            f"{m['achieved_gbps']:>8.2f} {m['bandwidth_fraction']:>5.2f}"
         )
     return "\n".join(lines)
 
@@ -453,7 +553,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 def format_ratios(records: Sequence[dict[str, Any]]) -> str:
     """The paper's claims, measured: ecorec's fwd+bwd speed-up over fbtt and elrec (targets >= 3x and
     >= 1.3x) and its peak transient memory relative to fbtt's (target <= 1/4 at batch 16384), each ecorec
-    variant against the baselines run with the same product strategy."""
+    variant against the baselines run with the same product strategy; ``ecorec_cuda`` also against the torch
+    ``ecorec`` of the same micro-batching and ``nn_embedding_bag``."""
     lines = []
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
     for record in records:
@@ -464,12 +565,16 @@ def format_ratios(records: Sequence[dict[str, Any]]) -> str:
             if not name.startswith("ecorec"):
                 continue
             suffix = name[name.index("/") :] if "/" in name else ""
+            baselines = ["fbtt" + suffix, "elrec" + suffix]
+            if name.startswith("ecorec_cuda"):  # the kernels against the same algorithm in torch
+                baselines = [name.replace("ecorec_cuda", "ecorec", 1), *baselines, "nn_embedding_bag"]
             parts = []
-            for baseline in ("fbtt", "elrec"):
-                other = rows.get(baseline + suffix)
+            for baseline in baselines:
+                other = rows.get(baseline)
                 if other is not None:
                     speedup = other["forward_backward_ms_median"] / m["forward_backward_ms_median"]
-                    parts.append(f"{speedup:.2f}x faster fwd+bwd than {baseline + suffix}")
+                    forward = other["forward_ms_median"] / m["forward_ms_median"]
+                    parts.append(f"{speedup:.2f}x faster fwd+bwd ({forward:.2f}x fwd) than {baseline}")
             fbtt = rows.get("fbtt" + suffix)
             if (
                 fbtt is not None
@@ -491,18 +596,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ecorec.bench tt", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     p.add_argument("--device", default=d.device, help="cpu or cuda[:i] (default %(default)s)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes), help="bags per batch")
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"bags per batch (default: {list(CPU_BATCH_SIZES)} on cpu, {list(CUDA_BATCH_SIZES)} on cuda)",
+    )
     p.add_argument("--num-embeddings", type=int, default=d.num_embeddings, help="table rows N")
     p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="D")
     p.add_argument("--tt-ranks", type=int, default=d.tt_ranks, help="every inner TT rank")
     p.add_argument(
         "--algorithms",
         nargs="+",
-        default=list(d.algorithms),
-        choices=list(TT_ALGORITHMS + BASELINES),
-        help="variants to run",
+        default=None,
+        choices=list(CUDA_VARIANTS + TT_ALGORITHMS + BASELINES),
+        help=f"variants to run (default: {list(default_algorithms('cpu'))} on cpu, "
+        f"{list(default_algorithms('cuda'))} on cuda)",
     )
-    p.add_argument("--micro-batches", type=int, nargs="+", default=list(d.micro_batches), help="M for ecorec")
+    p.add_argument(
+        "--micro-batches",
+        type=int,
+        nargs="+",
+        default=list(d.micro_batches),
+        help="M for ecorec and ecorec_cuda",
+    )
     p.add_argument(
         "--fbtt-chunk-size", type=int, default=d.fbtt_chunk_size, help="fbtt occurrences per chunk"
     )
@@ -528,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-dense-bytes", type=int, default=d.max_dense_bytes, help="skip dense baselines above"
     )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument(
+        "--copy-bytes", type=int, default=d.copy_bytes, help="size of the bandwidth-reference device copy"
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON-lines output file (written atomically)")
     p.add_argument("--jsonl-stdout", action="store_true", help="also print the JSON lines to stdout")
     p.add_argument("--log-file", type=Path, default=None, help="log file")
@@ -536,10 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
+    if args.batch_sizes is None:
+        args.batch_sizes = list(default_batch_sizes(args.device))
+    if args.algorithms is None:
+        args.algorithms = list(default_algorithms(args.device))
     for name in ("batch_sizes", "micro_batches"):
         if any(v < 1 for v in getattr(args, name)):
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("num_embeddings", "embedding_dim", "tt_ranks", "repeats", "num_batches"):
+    for name in ("num_embeddings", "embedding_dim", "tt_ranks", "repeats", "num_batches", "copy_bytes"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return TTBenchConfig(
@@ -564,6 +689,7 @@ def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
         threads=args.threads,
         max_dense_bytes=args.max_dense_bytes,
         measure_memory=not args.no_memory,
+        copy_bytes=args.copy_bytes,
     )
 
 

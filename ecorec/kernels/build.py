@@ -41,11 +41,23 @@ class CudaBuildSettings:
     libraries: list[str] = field(default_factory=lambda: ["cublas"])
     archs: tuple[str, ...] = DEFAULT_ARCHS
 
+    def cxx_flags(self) -> list[str]:
+        """Host compiler flags (torch >= 2.14 headers need C++20)."""
+        return ["-O3", "-std=c++20"]
+
+    def cuda_flags(self) -> list[str]:
+        """nvcc flags: C++20, line info for profilers, one ``-gencode`` per arch."""
+        return ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", *self.gencode_flags()]
+
     def gencode_flags(self) -> list[str]:
+        """One ``-gencode`` per arch (``"9.0"`` -> sm_90 machine code); ``"9.0+PTX"`` also embeds compute_90
+        PTX, which newer GPUs can JIT-compile."""
         flags = []
         for arch in self.archs:
-            digits = arch.replace(".", "")
+            digits = arch.removesuffix("+PTX").replace(".", "")
             flags.append(f"-gencode=arch=compute_{digits},code=sm_{digits}")
+            if arch.endswith("+PTX"):
+                flags.append(f"-gencode=arch=compute_{digits},code=compute_{digits}")
         return flags
 
 
@@ -131,13 +143,28 @@ def cuda_build_settings(
     return settings
 
 
+def kernels_folder() -> Path:
+    """The repository's ``kernels/`` folder (beside the ``ecorec`` package)."""
+    return Path(__file__).resolve().parents[2] / "kernels"
+
+
 def kernel_sources(root: Path | None = None) -> list[Path]:
     """The ``.cu``/``.cpp`` sources of ``kernels/`` (default: the folder beside the ``ecorec`` package)."""
-    folder = root or Path(__file__).resolve().parents[2] / "kernels"
+    folder = root or kernels_folder()
     sources = sorted([*folder.glob("*.cu"), *folder.glob("*.cpp")])
     if not sources:
-        raise CudaBuildError(f"no CUDA sources in {folder}")
+        raise CudaBuildError(
+            f"no CUDA sources in {folder}: the JIT build needs the repository checkout (an editable "
+            "install or PYTHONPATH), or build ahead of time: ECOREC_BUILD_CUDA=1 pip install "
+            "--no-build-isolation ."
+        )
     return sources
+
+
+def kernel_headers(root: Path | None = None) -> list[Path]:
+    """The ``.h``/``.cuh`` headers of ``kernels/`` (part of the build's content hash)."""
+    folder = root or kernels_folder()
+    return sorted([*folder.glob("*.h"), *folder.glob("*.cuh")])
 
 
 def load_extension(
@@ -146,14 +173,21 @@ def load_extension(
     *,
     archs: Sequence[str] | None = None,
     build_dir: str | os.PathLike[str] | None = None,
+    depends: Sequence[str | os.PathLike[str]] = (),
     extra_cuda_cflags: Sequence[str] = (),
     verbose: bool = False,
-) -> ModuleType:
-    """Compile (if stale) and load ``sources`` as a torch extension; returns the loaded module.
+) -> ModuleType | None:
+    """Compile (if stale) and load ``sources`` as a torch extension (``is_python_module=False``: loaded for
+    its op registrations, returns ``None``).
 
-    The build folder is keyed by a hash of the sources' contents and the flags, under the cache folder
-    (``$ECOREC_CACHE`` or ``~/.cache/ecorec``), so different checkouts never share a stale build. Ops the
-    sources register with ``TORCH_LIBRARY`` appear under ``torch.ops.<namespace>``.
+    The build folder is keyed by a hash of the contents of ``sources`` and ``depends`` (headers) and the
+    flags, under the cache folder (``$ECOREC_CACHE`` or ``~/.cache/ecorec``), so different checkouts never
+    share a stale build. Ops the sources register with ``TORCH_LIBRARY``/``TORCH_LIBRARY_IMPL`` appear under
+    ``torch.ops.<namespace>``. ``$MAX_JOBS`` caps ninja's parallel compiles.
+
+    Raises:
+        CudaBuildError: no toolkit, or the compile/link/load failed; the compiler output is in
+            ``<build folder>/build.log``, named in the message.
     """
     if torch.version.cuda is None:
         raise CudaBuildError(f"torch {torch.__version__} was built without CUDA; cannot build {name}")
@@ -161,34 +195,35 @@ def load_extension(
     settings = cuda_build_settings(archs, cache)
     # cpp_extension reads CUDA_HOME when first imported: set it before, and correct it if imported already.
     os.environ["CUDA_HOME"] = str(settings.cuda_home)
-    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(settings.archs)
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(settings.archs).replace("+PTX", "")
     from torch.utils import cpp_extension
 
     cpp_extension.CUDA_HOME = str(settings.cuda_home)
-    cuda_flags = [
-        "-O3",
-        "-std=c++20",
-        "--expt-relaxed-constexpr",
-        "-lineinfo",
-        *settings.gencode_flags(),
-        *extra_cuda_cflags,
-    ]
-    cxx_flags = ["-O3", "-std=c++20"]
+    cuda_flags = [*settings.cuda_flags(), *extra_cuda_cflags]
+    cxx_flags = settings.cxx_flags()
     ldflags = [f"-L{p}" for p in settings.library_paths] + [f"-l{lib}" for lib in settings.libraries]
     digest = hashlib.sha256()
-    for source in sources:
+    for source in [*sources, *depends]:
         digest.update(Path(source).read_bytes())
     digest.update(" ".join(cuda_flags + cxx_flags + ldflags + settings.include_paths).encode())
     folder = Path(build_dir) if build_dir else cache / f"{name}-{digest.hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load(
-        name=name,
-        sources=[str(s) for s in sources],
-        extra_cflags=cxx_flags,
-        extra_cuda_cflags=cuda_flags,
-        extra_ldflags=ldflags,
-        extra_include_paths=settings.include_paths,
-        build_directory=str(folder),
-        is_python_module=False,
-        verbose=verbose,
-    )
+    log = folder / "build.log"
+    try:
+        return cpp_extension.load(
+            name=name,
+            sources=[str(s) for s in sources],
+            extra_cflags=cxx_flags,
+            extra_cuda_cflags=cuda_flags,
+            extra_ldflags=ldflags,
+            extra_include_paths=settings.include_paths,
+            build_directory=str(folder),
+            is_python_module=False,
+            verbose=verbose,
+        )
+    except Exception as exc:  # compiler errors come as RuntimeError, loader errors as OSError
+        log.write_text(f"{type(exc).__name__}: {exc}\n")
+        raise CudaBuildError(
+            f"building or loading the CUDA extension {name!r} failed ({type(exc).__name__}); "
+            f"the compiler output is in {log}"
+        ) from exc

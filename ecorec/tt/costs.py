@@ -82,3 +82,70 @@ def tt_gemm_flops(
     if algorithm == "elrec":
         return num_groups * prefix + nnz * flops[-1], num_uniques * (prefix + 2 * total)
     raise ValueError(f"algorithm must be one of ('ecorec', 'fbtt', 'elrec'), got algorithm={algorithm!r}")
+
+
+def tt_memory_traffic(
+    shapes: TTShapes,
+    nnz: int,
+    num_bags: int,
+    level_counts: Sequence[int],
+    algorithm: str,
+    *,
+    element_bytes: int = 4,
+    index_bytes: int = 8,
+) -> tuple[int, int]:
+    """``(forward_bytes, backward_bytes)``: a model of the memory traffic of one lookup and its backward with
+    the fused optimizer, for the benchmarks' achieved-bandwidth figures.
+
+    - one level-``k`` product reads its left operand (``Q_{k-1} r_k``) and core row (``r_k q_k r_{k+1}``)
+      and writes its result (``Q_k r_{k+1}``); its backward reads the result's gradient twice, the left
+      operand and the core row, writes the core-gradient slice and the left gradient, and adds the slice into
+      the dense core gradient (slice read, gradient row read and written);
+    - ``ecorec`` also sums the left gradients of each prefix's children (reads ``n_k``, writes ``n_{k-1}``
+      items of ``Q_{k-1} r_k``);
+    - pooling reads one ``D``-row and one index per occurrence and writes the ``(B, D)`` output; the
+      backward's bag step reads one ``dY`` row and two indices per occurrence and, for ``ecorec``/``elrec``,
+      writes one ``Q``-row per unique;
+    - the dense gradients are zeroed and the fused update reads the gradient and reads and writes the cores.
+
+    Products counted as in :func:`tt_gemm_flops` (``ecorec``: ``n_k`` per level; ``fbtt``: ``nnz``; ``elrec``:
+    prefixes forward, ``nnz`` rows, everything per unique backward). Repeated core rows that a cache serves
+    and the pointer arrays and atomics of the kernels are not counted.
+    """
+    d = shapes.num_cores
+    counts = list(level_counts)
+    if len(counts) != d:
+        raise ValueError(f"level_counts must have d={d} entries, got level_counts={counts}")
+    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
+    b = element_bytes
+    left = [dims[k - 1] * r[k] for k in range(1, d)]  # per level k = 1..d-1
+    row = [r[k] * q[k] * r[k + 1] for k in range(1, d)]
+    result = [dims[k] * r[k + 1] for k in range(1, d)]
+    product = [b * (left[i] + row[i] + result[i]) for i in range(d - 1)]
+    pair = [b * (2 * result[i] + 2 * left[i] + 5 * row[i]) for i in range(d - 1)]
+    num_uniques = counts[-1]
+    if algorithm == "ecorec":
+        forward_items = counts[1:]
+        backward_items = counts[1:]
+        rows_written = num_uniques
+    elif algorithm == "fbtt":
+        forward_items = [nnz] * (d - 1)
+        backward_items = [nnz] * (d - 1)
+        rows_written = 0
+    elif algorithm == "elrec":
+        forward_items = [*counts[1:-1], nnz]
+        backward_items = [num_uniques] * (d - 1)
+        rows_written = num_uniques
+    else:
+        raise ValueError(f"algorithm must be one of ('ecorec', 'fbtt', 'elrec'), got algorithm={algorithm!r}")
+    dim = shapes.embedding_dim
+    pooling = nnz * (dim * b + index_bytes) + (num_bags + 1) * index_bytes + num_bags * dim * b
+    forward = sum(n * cost for n, cost in zip(forward_items, product)) + pooling
+    bag_step = nnz * (dim * b + 2 * index_bytes) + rows_written * shapes.padded_dim * b
+    recompute = sum(n * cost for n, cost in zip(backward_items[:-1], product[:-1]))
+    pairs = sum(n * cost for n, cost in zip(backward_items, pair))
+    contraction = 0
+    if algorithm == "ecorec":
+        contraction = sum(b * (counts[k] + counts[k - 1]) * left[k - 1] for k in range(1, d))
+    update = 4 * shapes.num_parameters() * b
+    return forward, bag_step + recompute + pairs + contraction + update

@@ -24,9 +24,10 @@ from ecorec.tt.ops import (
     resolve_backend,
     tt_backward,
     tt_forward,
+    tt_fused_update_,
     tt_preprocess,
 )
-from ecorec.tt.optim import TTOptimizerConfig, fused_update_
+from ecorec.tt.optim import TTOptimizerConfig
 from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.reference import tt_full_weight
 from ecorec.tt.shapes import TTShapes
@@ -71,7 +72,7 @@ class _TTLookupFunction(torch.autograd.Function):
             module._gradient_hook(grads)
         if module.optimizer is None:
             return (None, None, None, *grads)
-        fused_update_(module.optimizer, cores, grads, module.optimizer_states())
+        tt_fused_update_(module.optimizer, cores, grads, module.optimizer_states(), ctx.lookup.backend)
         return (None, None, None, *(None for _ in grads))
 
 
@@ -114,7 +115,10 @@ class TTEmbeddingBag(nn.Module):
         product_strategy: how the small per-item GEMMs run in the torch backend (``"auto"``, ``"gather"``,
             ``"grouped"``, ``"slices"``; same results, different speed and transient memory; see
             :func:`ecorec.tt.primitives.resolve_product_strategy`).
-        backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (see :mod:`ecorec.tt.ops`).
+        backend: ``"auto"`` (the CUDA kernels of ``kernels/`` for CUDA cores when they can run the lookup:
+            ``algorithm="ecorec"``, 3 cores, float32/float64; built on first use; else the torch path),
+            ``"torch"`` (force the pure-torch path) or ``"cuda"`` (the CUDA kernels or a clear error); see
+            :func:`ecorec.tt.ops.resolve_backend`. ``product_strategy`` applies to the torch path only.
         validate_indices: check index range and offsets/lengths values (O(nnz); a device sync on CUDA).
         device, dtype: of the cores.
 
@@ -304,7 +308,13 @@ class TTEmbeddingBag(nn.Module):
             micro_batches=self.micro_batches,
             max_micro_uniques=self.max_micro_uniques,
             fbtt_chunk_size=self.fbtt_chunk_size,
-            backend=resolve_backend(self.backend, core0.device),
+            backend=resolve_backend(
+                self.backend,
+                core0.device,
+                algorithm=self.algorithm,
+                num_cores=self.shapes.num_cores,
+                dtype=core0.dtype,
+            ),
             product_strategy=self.product_strategy,
         )
         cores = tuple(self.cores)

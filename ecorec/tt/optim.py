@@ -2,7 +2,8 @@
 
 Config, state and update are kept apart: :class:`TTOptimizerConfig` (frozen hyperparameters),
 :meth:`TTOptimizerConfig.state_shapes` (what state each core needs, allocated as module buffers by
-``TTEmbeddingBag``) and :func:`fused_update_` (the in-place step).
+``TTEmbeddingBag``) and :func:`fused_update_` (the in-place step, one per-core function per kind; the CUDA
+kernels of ``torch.ops.ecorec.tt_*_update_`` implement the same math).
 
 Semantics, per core ``W`` with dense batch gradient ``g`` (rows the batch does not touch have ``g = 0``):
 
@@ -71,6 +72,31 @@ class TTOptimizerConfig:
 
 
 @torch.no_grad()
+def sgd_update_(core: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+    """``W -= lr * g`` in place (``core``, ``grad``: ``(p, C)``)."""
+    core.add_(grad, alpha=-lr)
+
+
+@torch.no_grad()
+def adagrad_update_(
+    core: torch.Tensor, state: torch.Tensor, grad: torch.Tensor, lr: float, eps: float
+) -> None:
+    """``S += g^2; W -= lr * g / (sqrt(S) + eps)`` in place (``core``, ``state``, ``grad``: ``(p, C)``)."""
+    state.addcmul_(grad, grad)
+    core.addcdiv_(grad, state.sqrt().add_(eps), value=-lr)
+
+
+@torch.no_grad()
+def rowwise_adagrad_update_(
+    core: torch.Tensor, state: torch.Tensor, grad: torch.Tensor, lr: float, eps: float
+) -> None:
+    """``s += mean_j g[:, j]^2; W -= lr * g / (sqrt(s) + eps)`` row-wise in place (``core``, ``grad``:
+    ``(p, C)``; ``state``: ``(p,)``)."""
+    state.add_(grad.square().mean(dim=1))
+    core.addcdiv_(grad, state.sqrt().add_(eps).unsqueeze(1), value=-lr)
+
+
+@torch.no_grad()
 def fused_update_(
     config: TTOptimizerConfig,
     cores: Sequence[torch.Tensor],
@@ -87,12 +113,10 @@ def fused_update_(
     """
     for core, grad, state in zip(cores, grads, states, strict=True):
         if config.kind is TTOptimizerKind.SGD:
-            core.add_(grad, alpha=-config.lr)
+            sgd_update_(core, grad, config.lr)
         elif config.kind is TTOptimizerKind.ADAGRAD:
             assert state is not None
-            state.addcmul_(grad, grad)
-            core.addcdiv_(grad, state.sqrt().add_(config.eps), value=-config.lr)
+            adagrad_update_(core, state, grad, config.lr, config.eps)
         else:
             assert state is not None
-            state.add_(grad.square().mean(dim=1))
-            core.addcdiv_(grad, state.sqrt().add_(config.eps).unsqueeze(1), value=-config.lr)
+            rowwise_adagrad_update_(core, state, grad, config.lr, config.eps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from ecorec.bench.__main__ import main as bench_main
 from ecorec.bench.memory import measure_peak_memory
+from ecorec.bench.tt import build_parser, config_from_args, make_variants
 
 
 def test_peak_memory_of_known_allocations() -> None:
@@ -29,6 +31,7 @@ def test_tt_benchmark_writes_records(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = tmp_path / "tt.jsonl"
     code = bench_main([
         "tt", "--num-embeddings", "2000", "--embedding-dim", "8", "--tt-ranks", "4", "--batch-sizes", "16",
+        "--copy-bytes", "1000000",
         "--repeats", "2", "--warmup", "1", "--num-batches", "2", "--pooling", "3",
         "--micro-batches", "1", "2", "--fbtt-chunk-size", "10", "--out", str(out), "--no-progress",
     ])  # fmt: skip
@@ -45,7 +48,12 @@ def test_tt_benchmark_writes_records(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert tt["ecorec"]["num_uniques"] <= tt["ecorec"]["nnz"]
     assert tt["fbtt"]["forward_gflop"] >= tt["ecorec"]["forward_gflop"]  # per occurrence vs per unique
     printed = capsys.readouterr().out
-    assert "fwd+bwd ms" in printed and "faster fwd+bwd than fbtt" in printed
+    assert "fwd+bwd ms" in printed and "fwd) than fbtt" in printed and "GB/s" in printed
+    for record in records:
+        m = record["metrics"]
+        assert m["copy_bandwidth_gbps"] > 0 and m["achieved_gbps"] > 0
+        assert m["bandwidth_fraction"] == pytest.approx(m["achieved_gbps"] / m["copy_bandwidth_gbps"])
+        assert m["forward_traffic_bytes"] > 0 and m["backward_traffic_bytes"] > 0
 
 
 def test_dispatcher_rejects_unknown_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,3 +77,19 @@ def test_strategies_side_by_side_and_synthetic_source(
     assert "than fbtt/slices" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="synthetic generator of ecorec.data"):
         bench_main([*args, "--indices", "synthetic"])
+
+
+def test_defaults_follow_the_device(caplog: pytest.LogCaptureFixture) -> None:
+    cpu = config_from_args(build_parser().parse_args([]))
+    assert (
+        cpu.batch_sizes == (4096,) and "ecorec_cuda" not in cpu.algorithms and "fbgemm_tbe" in cpu.algorithms
+    )
+    cuda = config_from_args(build_parser().parse_args(["--device", "cuda"]))
+    assert cuda.batch_sizes == (2048, 4096, 8192, 16384, 32768, 65536, 131072)
+    assert cuda.algorithms == ("ecorec_cuda", "ecorec", "fbtt", "elrec", "nn_embedding_bag")
+    assert (cuda.num_embeddings, cuda.embedding_dim, cuda.tt_ranks) == (1_000_000, 32, 32)
+    only_cuda = config_from_args(build_parser().parse_args(["--algorithms", "ecorec_cuda", "ecorec"]))
+    with caplog.at_level("WARNING", logger="ecorec.bench.tt"):
+        names = [v.name for v in make_variants(dataclasses.replace(only_cuda, num_embeddings=1000))]
+    assert names == ["ecorec", "ecorec_m4"]
+    assert "ecorec_cuda: the CUDA kernels run on CUDA devices only" in caplog.text

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ecorec.tt import TTShapes, tt_gemm_flops, tt_level_counts, tt_lookup_counts
+from ecorec.tt.costs import tt_memory_traffic
 from ecorec.tt.testing import random_lookup
 
 
@@ -52,3 +53,26 @@ def test_flops_with_four_cores_use_level_counts() -> None:
     assert backward == 7 * f1 + 9 * f2 + 2 * forward
     with pytest.raises(ValueError, match="level_counts must have d=4 entries"):
         tt_gemm_flops(shapes, 20, 11, 9, "ecorec", level_counts=[1, 2])
+
+
+def test_memory_traffic_by_hand() -> None:
+    # d = 3, q = [1, 2, 2], ranks [1, 2, 3, 1]: left (Q0 r1, Q1 r2) = (2, 6); rows (r1 q1 r2, r2 q2) =
+    # (12, 6); results (Q1 r2, Q2) = (6, 4); products 4 * (2 + 12 + 6) = 80 and 4 * (6 + 6 + 4) = 64 bytes.
+    shapes = TTShapes.from_sizes(64, 4, [2, 3], p_shapes=[4, 4, 4], q_shapes=[1, 2, 2])
+    counts, nnz, bags = [3, 5, 9], 20, 6
+    pooling = nnz * (4 * 4 + 8) + (bags + 1) * 8 + bags * 4 * 4
+    pairs = [4 * (2 * 6 + 2 * 2 + 5 * 12), 4 * (2 * 4 + 2 * 6 + 5 * 6)]  # 304, 200
+    update = 4 * 4 * shapes.num_parameters()
+    forward, backward = tt_memory_traffic(shapes, nnz, bags, counts, "ecorec")
+    assert forward == 5 * 80 + 9 * 64 + pooling
+    bag_step = nnz * (16 + 16) + 9 * 4 * 4
+    contraction = 4 * ((5 + 3) * 2 + (9 + 5) * 6)
+    assert backward == bag_step + 5 * 80 + 5 * pairs[0] + 9 * pairs[1] + contraction + update
+    forward, backward = tt_memory_traffic(shapes, nnz, bags, counts, "fbtt")
+    assert forward == nnz * (80 + 64) + pooling
+    assert backward == nnz * (16 + 16) + nnz * 80 + nnz * sum(pairs) + update
+    forward, backward = tt_memory_traffic(shapes, nnz, bags, counts, "elrec")
+    assert forward == 5 * 80 + nnz * 64 + pooling
+    assert backward == nnz * (16 + 16) + 9 * 16 + 9 * 80 + 9 * sum(pairs) + update
+    with pytest.raises(ValueError, match="level_counts must have d=3"):
+        tt_memory_traffic(shapes, nnz, bags, [1, 2], "ecorec")

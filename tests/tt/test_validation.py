@@ -109,10 +109,10 @@ def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
         TTEmbeddingBag(100, 8, 2, **kwargs)
 
 
-def test_cuda_backend_without_extension_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match="backend='cuda' needs the ecorec CUDA ops"):
+def test_cuda_backend_on_cpu_tensors_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="backend='cuda' cannot run this lookup: the TT cores are on cpu"):
         resolve_backend("cuda", torch.device("cpu"))
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
     bag = TTEmbeddingBag(100, 8, 2, include_last_offset=True, backend="cuda")
-    with pytest.raises(RuntimeError, match="backend='cuda'"):
+    with pytest.raises(ValueError, match="backend='cuda'"):
         bag(IDX, torch.tensor([0, 4]))

@@ -4,33 +4,31 @@ import contextlib
 
 import polars as pl
 
-from ecorec.planner import CostCalibration, compare_sharding_methods, table_costs, table_profiles
+from ecorec.planner import compare_sharding_methods, planner_inputs
 from ecorec.utils import atomic_path, setup_logging
 
 
 def main(stats_path, output, log_file, wildcards, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
-        stats = pl.read_parquet(stats_path).head(int(wildcards.tables))
-        world = int(wildcards.world)
-        costs = table_costs(
-            stats,
+        profiles = planner_inputs(
+            pl.read_parquet(stats_path).head(int(wildcards.tables)),
             wildcards.algorithm,
             global_batch_size=int(wildcards.gbatch),
-            world_size=world,
+            world_size=int(wildcards.world),
             tt_min_rows=params.tt_min_rows,
             optimizer=params.optimizer,
+            calibration=params.calibration,
         )
-        calibration = CostCalibration.load(params.calibration) if params.calibration else None
         rows = compare_sharding_methods(
-            table_profiles(costs, stats, calibration),
-            world,
+            profiles,
+            int(wildcards.world),
             params.methods,
             memory_cap_bytes=params.memory_cap_bytes,
             seed=params.seed,
         )
         frame = pl.DataFrame(rows).with_columns(
-            pl.lit("seconds" if calibration else "flops").alias("cost_unit")
+            pl.lit("seconds" if params.calibration else "flops").alias("cost_unit")
         )
         with atomic_path(output) as tmp:
             frame.write_csv(tmp)

@@ -4,31 +4,32 @@ import contextlib
 
 import polars as pl
 
-from ecorec.planner import CostCalibration, plan_sharding, table_costs, table_profiles
+from ecorec.planner import plan_sharding, planner_inputs
 from ecorec.utils import setup_logging
 
 
 def main(stats_path, output, log_file, wildcards, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
-        stats = pl.read_parquet(stats_path).head(int(wildcards.tables))
-        world = int(wildcards.world)
-        costs = table_costs(
-            stats,
+        profiles = planner_inputs(
+            pl.read_parquet(stats_path).head(int(wildcards.tables)),
             wildcards.algorithm,
             global_batch_size=int(wildcards.gbatch),
-            world_size=world,
+            world_size=int(wildcards.world),
             tt_min_rows=params.tt_min_rows,
             optimizer=params.optimizer,
+            calibration=params.calibration,
         )
-        calibration = CostCalibration.load(params.calibration) if params.calibration else None
-        profiles = table_profiles(costs, stats, calibration)
         plan = plan_sharding(
-            profiles, world, wildcards.method, memory_cap_bytes=params.memory_cap_bytes, seed=params.seed
+            profiles,
+            int(wildcards.world),
+            wildcards.method,
+            memory_cap_bytes=params.memory_cap_bytes,
+            seed=params.seed,
         )
         plan.meta.update(
             table_costs={p.name: p.cost for p in profiles},
-            cost_unit="seconds" if calibration else "flops",
+            cost_unit="seconds" if params.calibration else "flops",
             algorithm=wildcards.algorithm,
             global_batch_size=int(wildcards.gbatch),
             stats=stats_path,

@@ -9,6 +9,7 @@ from ecorec.planner.cost_model import (
     CostCalibration,
     TableCost,
     estimate_table_cost,
+    planner_inputs,
     table_costs,
     table_profiles,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "compare_sharding_methods",
     "execution_order",
     "lpt_lower_bound",
+    "planner_inputs",
     "pipeline_stages",
     "plan_sharding",
     "split_into_stages",

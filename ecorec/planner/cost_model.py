@@ -241,3 +241,30 @@ def table_profiles(
             )
         )
     return profiles
+
+
+def planner_inputs(
+    stats: Iterable[Mapping[str, Any]] | Any,
+    algorithm: str,
+    *,
+    global_batch_size: int,
+    world_size: int,
+    tt_min_rows: int = 0,
+    optimizer: str = "sgd",
+    calibration: CostCalibration | str | os.PathLike[str] | None = None,
+) -> list[TableProfile]:
+    """Stats table -> ``TableProfile`` per table for ``plan_sharding``: :func:`table_costs` then
+    :func:`table_profiles`. ``algorithm`` ``"none"`` means uncompressed tables; ``calibration`` may be
+    a path to a saved :class:`CostCalibration`."""
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration = CostCalibration.load(calibration)
+    rows = list(stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats)
+    costs = table_costs(
+        rows,
+        "uncompressed" if algorithm == "none" else algorithm,
+        global_batch_size=global_batch_size,
+        world_size=world_size,
+        tt_min_rows=tt_min_rows,
+        optimizer=optimizer,
+    )
+    return table_profiles(costs, rows, calibration)

@@ -29,7 +29,7 @@ def table_specs(metadata: Any, features: Sequence[str], embedding_dim: int) -> l
 
 def planner_profiles(cfg: RunConfig, specs: Sequence[TableSpec], settings: TableSettings) -> list[Any]:
     """``TableProfile`` of every table (planner cost model over one global batch of the train split)."""
-    from ecorec.planner.cost_model import table_costs, table_profiles
+    from ecorec.planner.cost_model import planner_inputs
     from ecorec.stats.features import compute_feature_stats, dataset_lookups
 
     G = cfg.train.global_batch_size
@@ -42,15 +42,15 @@ def planner_profiles(cfg: RunConfig, specs: Sequence[TableSpec], settings: Table
         tt_ranks=list(settings.tt_ranks),
         tt_num_cores=len(settings.tt_ranks) + 1,
     )
-    costs = table_costs(
+    profiles = planner_inputs(
         stats.table,
-        settings.algorithm if settings.algorithm != "none" else "uncompressed",
+        settings.algorithm,
         global_batch_size=G,
         world_size=cfg.parallel.world_size,
         tt_min_rows=settings.tt_min_rows,
         optimizer=cfg.embeddings.optimizer,
     )
-    by_name = {p.name: p for p in table_profiles(costs, stats.table)}
+    by_name = {p.name: p for p in profiles}
     return [by_name[n] for n in names]
 
 

@@ -1,6 +1,13 @@
 import pytest
 
-from ecorec.planner import CostCalibration, TableCost, estimate_table_cost, table_costs, table_profiles
+from ecorec.planner import (
+    CostCalibration,
+    TableCost,
+    estimate_table_cost,
+    planner_inputs,
+    table_costs,
+    table_profiles,
+)
 
 # D = 32, q = [2, 4, 4], ranks 32: E1 = 2 q0 r1 q1 r2 = 16384 FLOPs per group, E2 = 2 q0q1 r2 q2 = 2048.
 E1, E2 = 16384, 2048
@@ -109,3 +116,19 @@ def test_profiles_for_the_planner():
     calibration = CostCalibration("cpu", {"fbtt": (1e-9, 0.5)})
     seconds = table_profiles(costs, rows, calibration)
     assert seconds[0].cost == pytest.approx(1e-9 * costs[0].flops + 0.5)
+
+
+def test_planner_inputs_from_a_stats_frame_and_a_calibration_file(tmp_path):
+    import polars as pl
+
+    rows = [_row(table="x"), _row(table="y", nnz=1000.0)]
+    frame = pl.DataFrame(rows)
+    flops = planner_inputs(frame, "fbtt", global_batch_size=4096, world_size=2)
+    assert flops == table_profiles(table_costs(rows, "fbtt", global_batch_size=4096, world_size=2), rows)
+    none = planner_inputs(rows, "none", global_batch_size=4096, world_size=2)
+    uncompressed = table_costs(rows, "uncompressed", global_batch_size=4096, world_size=2)
+    assert [p.cost for p in none] == [c.flops for c in uncompressed]
+    path = tmp_path / "calibration.json"
+    CostCalibration("cpu", {"fbtt": (1e-9, 0.5)}).save(path)
+    seconds = planner_inputs(frame, "fbtt", global_batch_size=4096, world_size=2, calibration=str(path))
+    assert seconds[1].cost == pytest.approx(1e-9 * (flops[1].cost) + 0.5)

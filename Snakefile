@@ -18,6 +18,7 @@ include: "rules/env.smk"
 include: "rules/data.smk"
 include: "rules/stats.smk"
 include: "rules/train.smk"
+include: "rules/figures.smk"
 
 
 rule all:
@@ -27,3 +28,4 @@ rule all:
         expand("results/datasets/{dataset}", dataset=config["dataset"]),
         stats_outputs(config["dataset"]),
         sharding_methods_report(config["dataset"]),
+        rules.figures.input,

@@ -182,7 +182,10 @@ def train_run_settings(wildcards):
         "embeddings": {**train["embeddings"], "algorithm": wildcards.algorithm},
         "dense_optimizer": train["dense_optimizer"],
         "lr_schedule": train["lr_schedule"],
-        "parallel": {**config["systems"][wildcards.system], "world_size": world},
+        "parallel": {
+            **{k: v for k, v in config["systems"][wildcards.system].items() if k != "algorithm"},
+            "world_size": world,
+        },
         "train": {
             **{k: train[k] for k in TRAIN_LOOP_KEYS if k in train},
             "global_batch_size": int(wildcards.batch) * world,
@@ -255,4 +258,69 @@ def run_plan(wildcards):
     return [
         f"results/plans/{wildcards.dataset}/{system.get('sharding', 'greedy')}/"
         f"{algorithm}-T{wildcards.tables}-R{wildcards.world}-G{gbatch}.json"
+    ]
+
+
+# ---- figures (rules/figures.smk) -----------------------------------------------------------------------------
+FIGURES = ["fig10", "fig11", "fig12", "fig16", "table1"]
+# Options of `python -m ecorec.bench tt` that a figure's config section sets (section key -> flag).
+BENCH_FLAGS = {
+    "variants": "--algorithms",
+    "micro_batches": "--micro-batches",
+    "embedding_dim": "--embedding-dim",
+    "tt_ranks": "--tt-ranks",
+    "repeats": "--repeats",
+    "warmup": "--warmup",
+    "num_batches": "--num-batches",
+    "max_dense_bytes": "--max-dense-bytes",
+    "copy_bytes": "--copy-bytes",
+    "seed": "--seed",
+}
+
+
+def bench_flags(section):
+    """Command-line flags of the kernel benchmark from a figure's config section (fig11, table1)."""
+    flags = []
+    for key, flag in BENCH_FLAGS.items():
+        if key in section:
+            value = section[key]
+            values = value if isinstance(value, list) else [value]
+            flags.append(" ".join([flag, *map(str, values)]))
+    return " ".join(flags)
+
+
+def bench_gres(wildcards):
+    """One GPU for a kernel benchmark on cuda (unset on cpu)."""
+    return "gpu:1" if config["device"] == "cuda" else None
+
+
+def system_algorithm(system):
+    """The embedding algorithm a figure runs a system with (`systems.<name>.algorithm`, default ecorec)."""
+    if system not in config["systems"]:
+        raise ValueError(
+            f"unknown system {system!r} in a figure section; config `systems` has {sorted(config['systems'])}"
+        )
+    return config["systems"][system].get("algorithm", "ecorec")
+
+
+def figure_runs(name):
+    """The record.json of every point of a training figure's grid (config section `name`): its `systems` x
+    `tables` x `worlds` at local batch `batch` (fig10/fig16 take one `world`, fig12 one `tables`)."""
+    section = config[name]
+    tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
+    worlds = section["worlds"] if "worlds" in section else [section["world"]]
+    return [
+        "results/runs/"
+        + TRAIN_RUN_PATTERN.format(
+            dataset=config["dataset"],
+            system=system,
+            algorithm=system_algorithm(system),
+            tables=t,
+            world=w,
+            batch=section["batch"],
+        )
+        + "/record.json"
+        for system in section["systems"]
+        for t in tables
+        for w in worlds
     ]

@@ -40,6 +40,7 @@ rule train:
         "benchmarks/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.tsv"
     threads: train_threads
     resources:
+        timed_jobs=1,
         nodes=train_nodes,
         agents=train_agents,
         nproc_per_agent=train_procs_per_agent,

@@ -1,0 +1,343 @@
+"""The paper's figures 10, 11, 12, 16 and table 1, from the rows of :mod:`ecorec.plots.records`.
+
+Each ``plot_*`` function writes the figure (PNG, and a PDF beside it) and the CSV of exactly the numbers it
+plots (values and error bars), atomically, and returns those rows. The order of ``systems`` / ``variants``
+given is the order of bars and legend entries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ecorec.plots.style import COLORS, new_figure, save_figure
+from ecorec.utils import atomic_path
+
+#: Legend names of the systems of the end-to-end and scaling figures (config `systems:` keys).
+SYSTEM_LABELS = {
+    "ecorec": "EcoRec (twp, reorder, slope)",
+    "elrec": "EL-Rec (dp)",
+    "ttrec": "TT-Rec (mp, round-robin)",
+    "torchrec": "TorchRec (uncompressed)",
+    "dp": "data parallel",
+    "mp": "model parallel",
+    "bwp": "batch-wise pipeline",
+    "twp": "table-wise pipeline",
+    "twp_reorder": "+ reordering",
+}
+#: Legend names of figure 16's bars: the ablation steps, cumulative.
+ABLATION_LABELS = {
+    "mp": "model parallel",
+    "bwp": "batch-wise pipeline",
+    "twp": "table-wise pipeline",
+    "twp_reorder": "+ reordering",
+    "ecorec": "+ reordering + slope",
+}
+#: Legend names of the kernel variants of figure 11 and table 1.
+VARIANT_LABELS = {
+    "ecorec": "EcoRec",
+    "elrec": "EL-Rec",
+    "fbtt": "FBTT (TT-Rec)",
+    "nn_embedding_bag": "uncompressed (nn.EmbeddingBag)",
+    "fbgemm_tbe": "uncompressed (fbgemm TBE)",
+    "ecorec_cuda": "EcoRec (CUDA kernels)",
+}
+_SYSTEM_COLORS = {"mp": "#999999", "bwp": "#a6cee3", "twp": "#1f78b4", "twp_reorder": "#b2df8a"}
+
+
+def _color(key: str, fallback_index: int) -> str:
+    if key in COLORS:
+        return COLORS[key]
+    if key in _SYSTEM_COLORS:
+        return _SYSTEM_COLORS[key]
+    return f"C{fallback_index % 10}"
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+    """The plotted numbers, one row per point/bar, atomically."""
+    with atomic_path(path) as tmp:
+        pl.DataFrame(list(rows), infer_schema_length=None).write_csv(tmp)
+
+
+def _select(points: Sequence[Mapping[str, Any]], systems: Sequence[str], **where: Any) -> list[Mapping]:
+    """The points of ``systems`` (in that order) matching ``where``; each system exactly once."""
+    out = []
+    for system in systems:
+        found = [p for p in points if p["system"] == system and all(p[k] == v for k, v in where.items())]
+        if len(found) != 1:
+            raise ValueError(f"expected one run of system {system!r} with {where}, found {len(found)}")
+        out.append(found[0])
+    return out
+
+
+def _grouped_bars(ax, groups, systems, values, errors, labels) -> None:
+    """Bars of ``values[g][s]`` grouped by ``groups`` (x), one color per system, error bars ``errors``."""
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(systems), 1)
+    for i, system in enumerate(systems):
+        ax.bar(
+            x + (i - (len(systems) - 1) / 2) * width,
+            [values[g][i] for g in range(len(groups))],
+            width,
+            yerr=None if errors is None else [errors[g][i] for g in range(len(groups))],
+            capsize=3,
+            color=_color(system, i),
+            label=labels.get(system, system),
+        )
+    ax.set_xticks(x, [str(g) for g in groups])
+
+
+def plot_end_to_end(
+    points: Sequence[Mapping[str, Any]],
+    systems: Sequence[str],
+    tables: Sequence[int],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Figure 10: time per iteration (window mean +- std) and peak memory (max over ranks) per system, for
+    each table count; two panels of grouped bars."""
+    rows = []
+    for t in tables:
+        for p in _select(points, systems, tables=t):
+            rows.append({k: p[k] for k in _END_TO_END_COLUMNS})
+    fig, (left, right) = new_figure(ncols=2, width=5.2, height=3.6)
+    grid = [[r for r in rows if r["tables"] == t] for t in tables]
+    _grouped_bars(
+        left,
+        tables,
+        systems,
+        [[r["time_per_iter_ms"] for r in g] for g in grid],
+        [[r["time_per_iter_ms_std"] for r in g] for g in grid],
+        SYSTEM_LABELS,
+    )
+    left.set(xlabel="tables", ylabel="time per iteration (ms)")
+    _grouped_bars(
+        right, tables, systems, [[r["peak_memory_mib"] for r in g] for g in grid], None, SYSTEM_LABELS
+    )
+    right.set(xlabel="tables", ylabel="peak memory per rank (MiB)")
+    left.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, png)
+    write_csv(rows, csv)
+    return rows
+
+
+_END_TO_END_COLUMNS = (
+    "system",
+    "mode",
+    "algorithm",
+    "tables",
+    "world_size",
+    "local_batch_size",
+    "global_batch_size",
+    "time_per_iter_ms",
+    "time_per_iter_ms_std",
+    "num_windows",
+    "step_ms_median",
+    "step_ms_p10",
+    "step_ms_p90",
+    "throughput_samples_per_s",
+    "throughput_samples_per_s_std",
+    "peak_memory_mib",
+    "peak_memory_kind",
+    "val_auroc",
+)
+
+
+def plot_scaling(
+    points: Sequence[Mapping[str, Any]],
+    systems: Sequence[str],
+    worlds: Sequence[int],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Figure 12 (weak scaling, fixed local batch): global throughput and time per iteration vs world size."""
+    rows = []
+    for system in systems:
+        for w in worlds:
+            (p,) = _select(points, [system], world_size=w)
+            rows.append({k: p[k] for k in _END_TO_END_COLUMNS})
+    fig, (left, right) = new_figure(ncols=2, width=5.2, height=3.6)
+    for i, system in enumerate(systems):
+        mine = [r for r in rows if r["system"] == system]
+        style = {
+            "color": _color(system, i),
+            "marker": "o",
+            "capsize": 3,
+            "label": SYSTEM_LABELS.get(system, system),
+        }
+        left.errorbar(
+            worlds,
+            [r["throughput_samples_per_s"] for r in mine],
+            yerr=[r["throughput_samples_per_s_std"] for r in mine],
+            **style,
+        )
+        right.errorbar(
+            worlds,
+            [r["time_per_iter_ms"] for r in mine],
+            yerr=[r["time_per_iter_ms_std"] for r in mine],
+            **style,
+        )
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(worlds), [str(w) for w in worlds])
+        ax.set_xlabel("ranks (world size)")
+    left.set_ylabel("throughput (samples/s, global)")
+    right.set_ylabel("time per iteration (ms)")
+    left.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, png)
+    write_csv(rows, csv)
+    return rows
+
+
+def plot_ablation(
+    points: Sequence[Mapping[str, Any]],
+    systems: Sequence[str],
+    tables: Sequence[int],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Figure 16: time per iteration of the pipeline strategies, cumulative steps left to right, per table
+    count; the label of each bar also gives its speed-up over the first system."""
+    rows = []
+    for t in tables:
+        chosen = _select(points, systems, tables=t)
+        base = chosen[0]["time_per_iter_ms"]
+        for p in chosen:
+            row = {k: p[k] for k in _END_TO_END_COLUMNS}
+            row["speedup_vs_first"] = base / p["time_per_iter_ms"]
+            rows.append(row)
+    fig, (ax,) = new_figure(ncols=1, width=6.0, height=3.6)
+    grid = [[r for r in rows if r["tables"] == t] for t in tables]
+    _grouped_bars(
+        ax,
+        tables,
+        systems,
+        [[r["time_per_iter_ms"] for r in g] for g in grid],
+        [[r["time_per_iter_ms_std"] for r in g] for g in grid],
+        ABLATION_LABELS,
+    )
+    ax.set(xlabel="tables", ylabel="time per iteration (ms)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, png)
+    write_csv(rows, csv)
+    return rows
+
+
+def plot_kernels(
+    totals: Sequence[Mapping[str, Any]],
+    variants: Sequence[str],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Figure 11: forward and forward+backward time summed over the tables vs batch size (log-log), median of
+    the repeats with p10-p90 error bars, one line per variant."""
+    rows = [
+        dict(r) for v in variants for r in sorted(totals, key=lambda r: r["batch_size"]) if r["variant"] == v
+    ]
+    missing = [v for v in variants if not any(r["variant"] == v for r in rows)]
+    if missing:
+        raise ValueError(f"no benchmark records of variant(s) {missing}")
+    fig, axes = new_figure(ncols=2, width=5.0, height=3.6)
+    for ax, key, name in zip(axes, ("forward_ms", "forward_backward_ms"), ("forward", "forward + backward")):
+        for i, variant in enumerate(variants):
+            mine = [r for r in rows if r["variant"] == variant]
+            median = np.array([r[f"{key}_median"] for r in mine])
+            err = np.array(
+                [
+                    [m - r[f"{key}_p10"] for m, r in zip(median, mine)],
+                    [r[f"{key}_p90"] - m for m, r in zip(median, mine)],
+                ]
+            )
+            ax.errorbar(
+                [r["batch_size"] for r in mine],
+                median,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                color=_color(variant, i),
+                label=VARIANT_LABELS.get(variant, variant),
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(xlabel="batch size", ylabel=f"{name} time, all tables (ms)")
+        batch_sizes = sorted({r["batch_size"] for r in rows})
+        ax.set_xticks(batch_sizes, [f"{b // 1024}K" if b >= 1024 else str(b) for b in batch_sizes])
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, png)
+    write_csv(rows, csv)
+    return rows
+
+
+def plot_memory_table(
+    rows: Sequence[Mapping[str, Any]],
+    variants: Sequence[str],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Table 1 as an image and a CSV: per batch size and variant, nnz, parameter bytes, forward peak and
+    forward+backward peak in GiB, and whether the row was measured or computed."""
+    ordered = [
+        dict(r)
+        for b in sorted({r["batch_size"] for r in rows})
+        for v in variants
+        for r in rows
+        if r["batch_size"] == b and r["variant"] == v
+    ]
+    gib = 2.0**30
+    cells = [
+        [
+            VARIANT_LABELS.get(r["variant"], r["variant"]),
+            f"{r['batch_size']:,}",
+            f"{r['nnz']:,.0f}",
+            _gib(r["param_bytes"] / gib),
+            _gib(r["peak_forward_bytes"] / gib),
+            _gib(r["peak_forward_backward_bytes"] / gib),
+            r["source"],
+        ]
+        for r in ordered
+    ]
+    fig, (ax,) = new_figure(ncols=1, width=9.0, height=0.6 + 0.32 * (len(cells) + 1))
+    ax.axis("off")
+    table = ax.table(
+        cellText=cells,
+        colLabels=["model", "B", "nnz", "param (GiB)", "fwd peak (GiB)", "fwd+bwd peak (GiB)", "source"],
+        loc="center",
+        cellLoc="right",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(7)))
+    if title:
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, png)
+    write_csv(ordered, csv)
+    return ordered
+
+
+def _gib(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.4f}" if value < 1 else f"{value:.3f}"

@@ -1,0 +1,97 @@
+"""The paper's figures from their result files: one entry point per figure, used by rules/figures.smk.
+
+``make_figure(name, inputs, png, csv, settings)`` reads the records of ``inputs`` (training runs' record.json
+or kernel benchmarks' JSON lines), reduces them with :mod:`ecorec.plots.records` and draws them with
+:mod:`ecorec.plots.figures`; ``settings`` is the figure's config section (it fixes the order of systems and
+variants). The title names the machine, from the records' environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ecorec.plots.figures import plot_ablation, plot_end_to_end, plot_kernels, plot_memory_table, plot_scaling
+from ecorec.plots.records import environment_summary, kernel_totals, memory_rows, read_records, train_point
+
+Path = str | os.PathLike[str]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _training_title(records: Sequence[Mapping[str, Any]], what: str) -> str:
+    return f"{what} - {environment_summary(records)}"
+
+
+def figure10(
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    records = read_records(inputs)
+    points = [train_point(r) for r in records]
+    title = _training_title(records, f"{settings['world']} ranks, local batch {settings['batch']}")
+    return plot_end_to_end(points, settings["systems"], _as_list(settings["tables"]), png, csv, title=title)
+
+
+def figure12(
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    records = read_records(inputs)
+    points = [train_point(r) for r in records]
+    title = _training_title(records, f"{settings['tables']} tables, local batch {settings['batch']}")
+    return plot_scaling(points, settings["systems"], _as_list(settings["worlds"]), png, csv, title=title)
+
+
+def figure16(
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    records = read_records(inputs)
+    points = [train_point(r) for r in records]
+    title = _training_title(records, f"{settings['world']} ranks, local batch {settings['batch']}")
+    return plot_ablation(points, settings["systems"], _as_list(settings["tables"]), png, csv, title=title)
+
+
+def _bench_variants(records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[str]:
+    """The configured variants in config order, with ecorec's micro-batched ones (``ecorec_m4``) after it,
+    keeping only those with records (a baseline skipped by the benchmark is left out)."""
+    present = {r["metrics"]["variant"] for r in records}
+    order: list[str] = []
+    for variant in settings["variants"]:
+        order += [variant] + sorted(v for v in present if v.startswith(f"{variant}_m"))
+    return [v for v in order if v in present]
+
+
+def figure11(
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    records = read_records(inputs)
+    tables = sorted({str(r["metrics"].get("table")) for r in records})
+    title = f"{len(tables)} largest tables, D={settings['embedding_dim']}, ranks {settings['tt_ranks']} - "
+    title += environment_summary(records)
+    return plot_kernels(kernel_totals(records), _bench_variants(records, settings), png, csv, title=title)
+
+
+def table1(inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    records = read_records(inputs)
+    rows = memory_rows(records)
+    variants = _bench_variants(records, settings)
+    variants += [
+        v for v in ("nn_embedding_bag",) if v not in variants and any(r["variant"] == v for r in rows)
+    ]
+    title = f"N = {settings['num_embeddings']:,} rows, D = {settings['embedding_dim']}, ranks "
+    title += f"{settings['tt_ranks']} - {environment_summary(records)}"
+    return plot_memory_table(rows, variants, png, csv, title=title)
+
+
+FIGURES = {"fig10": figure10, "fig11": figure11, "fig12": figure12, "fig16": figure16, "table1": table1}
+
+
+def make_figure(
+    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Draw figure ``name`` (a key of :data:`FIGURES`) from ``inputs``; returns the rows of ``csv``."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    return FIGURES[name](inputs, png, csv, settings)

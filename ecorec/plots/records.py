@@ -1,0 +1,227 @@
+"""Reading result records and reducing them to the numbers a figure plots.
+
+Two kinds of records, both ``{"config", "environment", "metrics"}``:
+
+- a training run's ``record.json`` (``ecorec.train``): one JSON object;
+- a kernel benchmark's JSON lines (``python -m ecorec.bench tt``): one object per (table, batch size,
+  variant).
+
+Every function here is pure: records in, plain rows (``dict``) out, so the figures and their CSVs are made
+from the records only and can be tested on hand-made records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Record = Mapping[str, Any]
+
+
+def read_records(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Every record of ``paths``: a ``.json`` file is one record, a ``.jsonl`` file one record per line.
+
+    Raises:
+        ValueError: a file that is not JSON or a record without ``metrics``, naming the file (and line).
+    """
+    records: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        text = path.read_text()
+        lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+        chunks = lines if path.suffix == ".jsonl" else [(1, text)]
+        for lineno, chunk in chunks:
+            where = f"{path}:{lineno}" if path.suffix == ".jsonl" else str(path)
+            try:
+                record = json.loads(chunk)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not a JSON record ({err})") from err
+            if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+                raise ValueError(f"{where}: not a result record (no `metrics` object)")
+            records.append({**record, "source": str(path)})
+    return records
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile, ``q`` in [0, 1] (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    position = q * (len(ordered) - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+
+
+# ------------------------------------------------------------------------------------------ training runs
+
+
+def train_point(record: Record) -> dict[str, Any]:
+    """One training run as the numbers figures 10, 12 and 16 plot.
+
+    Time per iteration: each timing window's mean step time (``seconds / num_steps``); the point is their mean
+    and the error bar their standard deviation over the windows (>= 3 in the default config), so each point
+    has error bars from repeated measurements. The median, p10 and p90 of the single timed steps are kept too.
+    Peak memory is the largest over ranks (``max_rss`` on CPU, ``max_memory_allocated`` on CUDA).
+    """
+    config, metrics = record["config"], record["metrics"]
+    timing = metrics.get("timing", {})
+    where = record.get("source", "<record>")
+    windows = timing.get("windows") or []
+    if not windows:
+        raise ValueError(f"{where}: no timing windows in metrics.timing (a run without timed steps)")
+    window_ms = [1e3 * w["seconds"] / w["num_steps"] for w in windows]
+    warmup = int(timing.get("warmup_steps", 0))
+    steps_ms = [1e3 * s for s in timing.get("per_step_s", [])[warmup:]]
+    world = int(metrics.get("world_size", config["parallel"]["world_size"]))
+    global_batch = int(metrics.get("global_batch_size", config["train"]["global_batch_size"]))
+    mean_ms = statistics.fmean(window_ms)
+    memory = metrics.get("peak_memory_bytes", {})
+    auroc = metrics.get("final_auroc") or {}
+    return {
+        "system": config["run"]["name"],
+        "mode": metrics.get("mode", config["parallel"].get("mode")),
+        "algorithm": config["embeddings"]["algorithm"],
+        "tables": int(metrics.get("num_tables", config["dataset"].get("num_tables", 0))),
+        "world_size": world,
+        "local_batch_size": global_batch // world,
+        "global_batch_size": global_batch,
+        "time_per_iter_ms": mean_ms,
+        "time_per_iter_ms_std": statistics.stdev(window_ms) if len(window_ms) > 1 else 0.0,
+        "num_windows": len(window_ms),
+        "step_ms_median": statistics.median(steps_ms) if steps_ms else math.nan,
+        "step_ms_p10": _percentile(steps_ms, 0.1),
+        "step_ms_p90": _percentile(steps_ms, 0.9),
+        "throughput_samples_per_s": global_batch / (mean_ms * 1e-3),
+        "throughput_samples_per_s_std": statistics.stdev([global_batch / (t * 1e-3) for t in window_ms])
+        if len(window_ms) > 1
+        else 0.0,
+        "peak_memory_mib": memory.get("max", math.nan) / 2**20,
+        "peak_memory_kind": memory.get("kind", ""),
+        "val_auroc": auroc.get("val", math.nan),
+        "device": record.get("environment", {}).get("device", ""),
+    }
+
+
+# ---------------------------------------------------------------------------------------- kernel benchmark
+
+
+def kernel_totals(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """Figure 11: per (batch size, variant), forward and forward+backward time summed over the tables.
+
+    Repeat ``i`` of every table is summed into the all-tables time of repeat ``i`` (the paper's "total time"
+    over its tables); the row has the median of these sums and their p10 and p90 as the error bar. Rows are
+    sorted by variant, then batch size.
+    """
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for record in records:
+        metrics = record["metrics"]
+        groups.setdefault((metrics["variant"], int(metrics["batch_size"])), []).append(metrics)
+    rows = []
+    for (variant, batch_size), members in sorted(groups.items()):
+        tables = [m.get("table") for m in members]
+        if len(set(tables)) != len(tables):
+            raise ValueError(f"{variant} at batch {batch_size}: table(s) measured twice: {tables}")
+        row: dict[str, Any] = {"variant": variant, "batch_size": batch_size, "num_tables": len(members)}
+        for key in ("forward_ms", "forward_backward_ms"):
+            samples = [m[f"{key}_samples"] for m in members]
+            repeats = min(len(s) for s in samples)
+            if repeats == 0:
+                raise ValueError(f"{variant} at batch {batch_size}: no {key}_samples in the records")
+            totals = [sum(s[i] for s in samples) for i in range(repeats)]
+            row.update(
+                {
+                    f"{key}_median": statistics.median(totals),
+                    f"{key}_p10": _percentile(totals, 0.1),
+                    f"{key}_p90": _percentile(totals, 0.9),
+                    "repeats": repeats,
+                }
+            )
+        row["nnz"] = sum(float(m.get("nnz", 0.0)) for m in members)
+        rows.append(row)
+    return rows
+
+
+def uncompressed_memory(
+    num_embeddings: int, embedding_dim: int, batch_size: int, nnz: float, element_bytes: int = 4
+) -> dict[str, float]:
+    """Computed memory of an uncompressed ``nn.EmbeddingBag(sparse=True)`` table (bytes).
+
+    Parameters ``N * D``; forward peak adds the pooled output ``B * D``; the training step's peak adds the
+    output's gradient ``B * D`` and the sparse weight gradient (``nnz`` rows of ``D`` values and ``nnz`` int64
+    indices). Against the paper's measured PyTorch rows of table 1 (N = 1e8, D = 32, B = 10000, nnz = 464,214:
+    11.922 / 11.930 / 11.986 GiB) this gives 11.921 / 11.922 / 11.982 GiB.
+    """
+    params = num_embeddings * embedding_dim * element_bytes
+    output = batch_size * embedding_dim * element_bytes
+    sparse_grad = nnz * (embedding_dim * element_bytes + 8)
+    return {
+        "param_bytes": float(params),
+        "peak_forward_bytes": float(params + output),
+        "peak_forward_backward_bytes": float(params + 2 * output + sparse_grad),
+    }
+
+
+def memory_rows(
+    records: Iterable[Record], *, uncompressed_variant: str = "nn_embedding_bag"
+) -> list[dict[str, Any]]:
+    """Table 1: per (batch size, variant), parameter bytes and the forward and forward+backward peaks.
+
+    Peaks are parameters (and optimizer state) plus the measured transient peak of one forward / one training
+    step, as the paper's ``max_memory_allocated`` readings. Where the uncompressed variant was not run (too
+    large to allocate), its row is computed with :func:`uncompressed_memory` and marked ``"computed"``.
+    """
+    rows: list[dict[str, Any]] = []
+    by_batch: dict[int, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_batch.setdefault(int(record["metrics"]["batch_size"]), []).append(record)
+    for batch_size, members in sorted(by_batch.items()):
+        for record in members:
+            m = record["metrics"]
+            if "peak_forward_bytes" not in m:
+                raise ValueError(f"{m['variant']} at batch {batch_size}: no peak memory in the record")
+            resident = float(m["param_bytes"]) + float(m.get("optimizer_state_bytes", 0))
+            rows.append(
+                {
+                    "variant": m["variant"],
+                    "batch_size": batch_size,
+                    "num_embeddings": int(m.get("num_embeddings", record["config"]["num_embeddings"])),
+                    "nnz": float(m["nnz"]),
+                    "param_bytes": float(m["param_bytes"]),
+                    "peak_forward_bytes": resident + float(m["peak_forward_bytes"]),
+                    "peak_forward_backward_bytes": resident + float(m["peak_forward_backward_bytes"]),
+                    "source": f"measured ({m.get('memory_method', '')})".replace(" ()", ""),
+                }
+            )
+        if not any(r["variant"] == uncompressed_variant and r["batch_size"] == batch_size for r in rows):
+            config, m = members[0]["config"], members[0]["metrics"]
+            num_embeddings = int(m.get("num_embeddings", config["num_embeddings"]))
+            computed = uncompressed_memory(num_embeddings, int(config["embedding_dim"]), batch_size, m["nnz"])
+            rows.append(
+                {
+                    "variant": uncompressed_variant,
+                    "batch_size": batch_size,
+                    "num_embeddings": num_embeddings,
+                    "nnz": float(m["nnz"]),
+                    **computed,
+                    "source": "computed",
+                }
+            )
+    return rows
+
+
+def environment_summary(records: Iterable[Record]) -> str:
+    """One line naming the machines of ``records`` (device, CPU count, torch), for captions and titles."""
+    seen: list[str] = []
+    for record in records:
+        env = record.get("environment", {})
+        line = (
+            f"{env.get('device_name', env.get('device', '?'))} ({env.get('device', '?')}, "
+            f"{env.get('cpu_count', '?')} CPUs), torch {env.get('torch', '?')}"
+        )
+        if line not in seen:
+            seen.append(line)
+    return "; ".join(seen)

@@ -1,0 +1,213 @@
+"""rules/figures.smk: the figures' DAG on the default and paper configs, one real run of the whole pipeline on
+a tiny overlay, and what a change reruns afterwards (dry runs with the default rerun triggers)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow.snakemake_cli import REPO_ROOT, dry_run_job_counts, run_snakemake
+
+# What the workflow reads from the repository: copied, so that a test can edit the copy's ecorec sources.
+WORKFLOW_PARTS = [
+    "Snakefile",
+    "rules",
+    "workflow_scripts",
+    "schemas",
+    "report",
+    "profiles",
+    "ecorec",
+    "kernels",
+]
+WORKFLOW_PARTS += ["config.yaml", "config.paper.yaml"]
+
+TINY = {
+    "datasets": {"synthetic": {"num_tables": 4, "num_samples": 16384, "rows_min": 1000, "rows_max": 20000}},
+    "stats": {"batch_size": 512, "num_batches": 2},
+    "train": {
+        "steps": 5,
+        "timing_warmup_steps": 1,
+        "timing_windows": 3,
+        "eval_batches": 1,
+        "eval_splits": ["val"],
+        "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
+        "embeddings": {"tt_ranks": [4, 4], "tt_min_rows": 500},
+        "lr_schedule": {"warmup_steps": 1, "decay_start_step": 3, "decay_steps": 2},
+        "runs": [],
+    },
+    "fig10": {"systems": ["ecorec", "elrec"], "tables": [4, 2], "world": 2, "batch": 64},
+    "fig12": {"systems": ["ecorec"], "tables": 4, "worlds": [1, 2], "batch": 64},
+    "fig16": {"systems": ["twp", "ecorec"], "tables": [4], "world": 2, "batch": 64},
+    "fig11": {
+        "largest_tables": 2,
+        "batch_sizes": [128, 256],
+        "variants": ["ecorec", "fbtt", "nn_embedding_bag"],
+        "embedding_dim": 8,
+        "tt_ranks": 4,
+        "repeats": 3,
+        "warmup": 0,
+        "num_batches": 2,
+        "copy_bytes": 1 << 20,
+    },
+    "table1": {
+        "num_embeddings": 1_000_000,
+        "batch_sizes": [128, 256],
+        "variants": ["ecorec", "fbtt", "nn_embedding_bag"],
+        "embedding_dim": 8,
+        "tt_ranks": 4,
+        "repeats": 3,
+        "warmup": 0,
+        "num_batches": 1,
+        "max_dense_bytes": 1 << 20,
+        "copy_bytes": 1 << 20,
+    },
+}
+FIGURE_RULES = {"fig10", "fig11", "fig12", "fig16", "table1"}
+
+
+def _overlay(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _jobs(workdir: Path, *overlays: str) -> dict[str, int]:
+    """{rule: jobs} a dry run of the default target would run, without the `all` and `figures` aggregates."""
+    counts = dry_run_job_counts("--configfile", str(workdir / "config.yaml"), *overlays, workdir=workdir)
+    return {rule: n for rule, n in counts.items() if rule not in ("all", "figures")}
+
+
+def _edit(path: Path) -> str:
+    """Append a comment to a source file (its content hash changes); returns the old text."""
+    old = path.read_text()
+    path.write_text(old + "\n# edited by tests/workflow/test_figures.py\n")
+    return old
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    """Snakemake's deep merge of config files: mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _training_points(cfg: dict) -> set[tuple]:
+    """(system, tables, world, local batch) of every training point of figures 10, 12 and 16."""
+    points = set()
+    for name in ("fig10", "fig16"):
+        section = cfg[name]
+        points |= {
+            (s, t, section["world"], section["batch"]) for s in section["systems"] for t in section["tables"]
+        }
+    section = cfg["fig12"]
+    points |= {
+        (s, section["tables"], w, section["batch"]) for s in section["systems"] for w in section["worlds"]
+    }
+    return points
+
+
+def _assert_one_job_per_point(counts: dict[str, int], cfg: dict) -> None:
+    assert counts["train"] == counts["train_config"] == len(_training_points(cfg))  # shared points run once
+    assert counts["bench_kernels"] == len(cfg["fig11"]["batch_sizes"])
+    assert counts["bench_memory"] == len(cfg["table1"]["batch_sizes"])
+    assert all(counts[rule] == 1 for rule in FIGURE_RULES)
+
+
+def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
+    default = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    (tmp_path / "results" / "datasets" / default["dataset"]).mkdir(parents=True)
+    counts = dry_run_job_counts("figures", "--configfile", str(REPO_ROOT / "config.yaml"), workdir=tmp_path)
+    _assert_one_job_per_point(counts, default)
+    assert len(_training_points(default)) == 19
+
+    paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
+    paper_dir = tmp_path / "paper"
+    (paper_dir / "results" / "datasets" / paper["dataset"]).mkdir(parents=True)
+    counts = dry_run_job_counts(
+        "figures",
+        "--workflow-profile",
+        str(REPO_ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(REPO_ROOT / "config.yaml"),
+        str(REPO_ROOT / "config.paper.yaml"),
+        workdir=paper_dir,
+    )
+    _assert_one_job_per_point(counts, paper)
+    # fig10: 4 systems x Meta-788/480/240 at 32 GPUs; fig12: 3 more world sizes; fig16: 4 x 3 at 16 GPUs
+    assert len(_training_points(paper)) == 12 + 12 + 12
+    assert len(paper["fig11"]["batch_sizes"]) == 7 and paper["table1"]["batch_sizes"] == [10000, 20000]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    """The whole default target, run for real once on the tiny overlay, in a copy of the workflow."""
+    root = tmp_path_factory.mktemp("pipeline")
+    for part in WORKFLOW_PARTS:
+        source = REPO_ROOT / part
+        if source.is_dir():
+            shutil.copytree(
+                source, root / part, ignore=shutil.ignore_patterns("__pycache__", "*.so", "build")
+            )
+        else:
+            shutil.copy2(source, root / part)
+    tiny = _overlay(root / "tiny.yaml", TINY)
+    run_snakemake("--cores", "2", "--configfile", str(root / "config.yaml"), tiny, workdir=root, timeout=900)
+    return root, tiny
+
+
+@pytest.mark.slow  # ~2-3 min: six 2-rank training runs, four kernel benchmarks, the report
+def test_figures_and_what_a_change_reruns(tiny_pipeline):
+    root, tiny = tiny_pipeline
+    for name in FIGURE_RULES:
+        assert (root / "results" / "figures" / f"{name}.png").stat().st_size > 0
+        assert (root / "results" / "figures" / f"{name}.pdf").exists()
+        assert len((root / "results" / "figures" / f"{name}.csv").read_text().splitlines()) > 1
+    assert _jobs(root, tiny) == {}
+
+    # mtime only: nothing reruns
+    later = time.time() + 5
+    for path in (root / "ecorec" / "plots" / "figures.py", root / "ecorec" / "tt" / "__init__.py"):
+        os.utime(path, (later, later))
+    assert _jobs(root, tiny) == {}
+
+    # one figure's settings: only its new points and its plot
+    fig16 = _overlay(root / "fig16.yaml", {"fig16": {**TINY["fig16"], "systems": ["bwp", "twp", "ecorec"]}})
+    assert _jobs(root, tiny, fig16) == {"train_config": 1, "train": 1, "fig16": 1}
+    fig11 = _overlay(root / "fig11.yaml", {"fig11": {**TINY["fig11"], "batch_sizes": [128, 256, 512]}})
+    assert _jobs(root, tiny, fig11) == {"bench_kernels": 1, "fig11": 1}
+    fig12 = _overlay(root / "fig12.yaml", {"fig12": {**TINY["fig12"], "worlds": [2]}})
+    assert _jobs(root, tiny, fig12) == {"fig12": 1}  # a point dropped: no run, only the plot
+
+    # a plotting function: only the plots
+    plots = root / "ecorec" / "plots" / "figures.py"
+    old = _edit(plots)
+    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES | {"reuse_histogram"}}
+    plots.write_text(old)
+    assert _jobs(root, tiny) == {}
+
+    # the TT library: kernel benchmarks, training runs and their figures, never the dataset or the environment
+    tt = root / "ecorec" / "tt" / "__init__.py"
+    old = _edit(tt)
+    jobs = _jobs(root, tiny)
+    tt.write_text(old)
+    assert jobs["bench_kernels"] == 2 and jobs["bench_memory"] == 2 and jobs["train"] == 6
+    assert FIGURE_RULES <= set(jobs)
+    assert "synthetic" not in jobs and "environment" not in jobs
+    assert _jobs(root, tiny) == {}
+
+
+@pytest.mark.slow
+def test_report_has_every_figure(tiny_pipeline):
+    root, tiny = tiny_pipeline
+    run_snakemake("--configfile", str(root / "config.yaml"), tiny, "--report", "report.html", workdir=root)
+    html = (root / "report.html").read_text()
+    for name in FIGURE_RULES:
+        assert f"{name}.png" in html
+    assert "The paper" in html

@@ -1,6 +1,6 @@
 """Benchmark of the TT-EmbeddingBag algorithms against uncompressed baselines: ``python -m ecorec.bench tt``.
 
-Variants (one table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same index batches for all):
+Variants (on each table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same index batches for all):
 
 - ``ecorec`` (``ecorec_m<M>`` for ``M > 1`` micro-batches), ``fbtt``, ``elrec``: :class:`TTEmbeddingBag`
   on the pure-torch backend with the same cores, the same ``--product-strategy`` and a fused SGD update in
@@ -16,32 +16,53 @@ Defaults follow the device: on CPU every variant but ``ecorec_cuda`` at batch 40
 ``ecorec_cuda``, ``ecorec``, ``fbtt``, ``elrec`` and ``nn_embedding_bag`` at batches 2048 ... 131072 (the
 paper's figure 11 grid; ``N = 10^6``, ``D = 32``, ranks 32).
 
-Per batch size and variant: forward ms and forward+backward(+update) ms (median and p90 over ``--repeats``
-repeats after ``--warmup`` warm-ups, CUDA events on GPUs; the variants are timed side by side, interleaved,
-in one process, cycling through ``--num-batches`` distinct batches), peak transient memory of one forward and
-of one training step (:mod:`ecorec.bench.memory`), parameter and optimizer-state bytes, compression ratio,
-``nnz``, ``U``, ``G``, and two efficiency figures, each against a rate measured on the same device in the same
-run:
+Per batch size, table and variant: forward ms and forward+backward(+update) ms (median, p10, p90 and the
+per-repeat samples of ``--repeats`` repeats after ``--warmup`` warm-ups, CUDA events on GPUs; the variants are
+timed side by side, interleaved, in one process; repeat ``i`` uses batch ``i % --num-batches`` for every
+variant and every table, so the sum over tables of repeat ``i`` is the paper's "all tables" time of that
+repeat, :func:`sum_over_tables`), peak transient memory of one forward and of one training step
+(:mod:`ecorec.bench.memory`), parameter and optimizer-state bytes, compression ratio, ``nnz``, ``U``, ``G``,
+and two efficiency figures, each against a rate measured on the same device in the same run:
 
 - GEMM: the TT FLOPs (:func:`ecorec.tt.tt_gemm_flops`) per second against ``torch.bmm`` on the same small GEMM
   shapes with pre-gathered operands (``efficiency_vs_bmm``);
 - memory: the modelled traffic (:func:`ecorec.tt.costs.tt_memory_traffic`; for ``nn_embedding_bag`` the rows
   read and written) per second against a large device-to-device copy (``bandwidth_fraction``).
 
-Rows go to ``--out`` as JSON lines (``{"config", "environment", "metrics"}``), then a table and the ratios the
-paper claims are printed.
+Rows go to ``--out`` as JSON lines (``{"config", "environment", "metrics"}``; the metrics name the ``table``
+and its ``num_embeddings``, and the config holds that table's ``num_embeddings``), then a table, the
+all-tables sums (several tables) and the ratios the paper claims are printed.
 
-Index sources (``--indices``): ``zipf`` (bounded Zipf rows, hot rows scattered, bag lengths uniform in
-``[0, 2 L]``; :func:`ecorec.tt.testing.random_lookup`) or ``synthetic`` (``ecorec.data``'s generator, once
-it exists). Add a source to :data:`INDEX_SOURCES`.
+Index sources (``--indices``, :data:`INDEX_SOURCES`):
+
+- ``zipf``: one table of ``--num-embeddings`` rows, bounded Zipf rows, hot rows scattered, bag lengths
+  uniform in ``[0, 2 L]`` (:func:`ecorec.tt.testing.random_lookup`);
+- ``synthetic``: one table of ``--num-embeddings`` rows from ``ecorec.data``'s calibrated generator
+  (:func:`ecorec.data.synthetic_table_lookup`: reuse and pooling of ``--stats-file``, default the packaged
+  Meta statistics; needs numpy and pyarrow);
+- ``dataset``: the tables ``--tables`` (or the ``--largest-tables K`` with the most rows,
+  :func:`largest_tables`; neither: all) of the Parquet dataset ``--dataset``, each with its own rows, on the
+  first ``--num-batches`` batches of ``--split``. For every batch size the tables run one after the other,
+  only one table's modules alive at a time, so peak memory is per table. Needs ``ecorec.data`` (torchrec).
+
+The paper's figure 11 (27 largest tables, D = 32, ranks 32, B = 2048 ... 131072) is ``--indices dataset
+--dataset DIR --largest-tables 27``; its table 1 (one table of 10^8 rows, ``nn.EmbeddingBag`` against TT) is
+``--indices synthetic --num-embeddings 100000000`` (the dense baseline is skipped above
+``--max-dense-bytes``). The module imports with torch alone; ``ecorec.data`` is imported by the sources that
+need it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
+import gc
+import itertools
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -99,6 +120,11 @@ class TTBenchConfig:
     warmup: int = 3
     num_batches: int = 4
     indices: str = "zipf"
+    stats_file: str | None = None
+    dataset: str | None = None
+    tables: tuple[str, ...] = ()
+    largest_tables: int = 0
+    split: str = "train"
     zipf_alpha: float = 1.05
     pooling: float = 16.0
     mode: str = "sum"
@@ -111,6 +137,24 @@ class TTBenchConfig:
 
 
 # --------------------------------------------------------------------------------------------- index sources
+
+
+@dataclass(frozen=True)
+class BenchTable:
+    """One table to benchmark: its feature name in a dataset (``None`` for generated indices), its rows N."""
+
+    name: str | None
+    num_embeddings: int
+
+
+#: An index source: ``(config, table name, batch size) -> the config.num_batches batches of that table``. The
+#: config it gets has ``num_embeddings`` set to the table's N.
+IndexSource = Callable[[TTBenchConfig, str | None, int], list[LookupInput]]
+
+
+def _lookup(indices: torch.Tensor, offsets: torch.Tensor) -> LookupInput:
+    """A :class:`LookupInput` from ``indices [nnz]`` and ``offsets [B+1]`` (int64)."""
+    return LookupInput(indices, offsets, offsets[1:] - offsets[:-1], None)
 
 
 def zipf_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> LookupInput:
@@ -127,17 +171,161 @@ def zipf_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> Loo
 
 
 def synthetic_source(config: TTBenchConfig, batch_size: int, batch_index: int) -> LookupInput:
-    """One batch from ``ecorec.data``'s synthetic generator: not available yet (plug it in here)."""
-    raise SystemExit(
-        "--indices synthetic needs the synthetic generator of ecorec.data, which does not exist yet; "
-        "use --indices zipf"
+    """One batch of ``ecorec.data``'s synthetic generator (:func:`ecorec.data.synthetic_table_lookup`).
+
+    The reuse (access counts of the unique rows) and the mean pooling follow ``config.stats_file`` (``None``:
+    the packaged Meta statistics) at this batch size; hot rows persist across ``batch_index`` (they depend on
+    ``config.seed`` only). ``--pooling`` and ``--zipf-alpha`` do not apply. Needs numpy and pyarrow (imported
+    here, so that this module imports with torch alone).
+    """
+    try:
+        from ecorec.data.synthetic import synthetic_table_lookup
+    except ImportError as exc:
+        raise SystemExit(
+            f"--indices synthetic needs ecorec.data, which does not import here ({exc}); use --indices zipf"
+        ) from exc
+    indices, offsets = synthetic_table_lookup(
+        config.num_embeddings,
+        batch_size,
+        seed=config.seed,
+        batch_index=batch_index,
+        stats_file=config.stats_file,
     )
+    return _lookup(indices, offsets)
 
 
-INDEX_SOURCES: dict[str, Callable[[TTBenchConfig, int, int], LookupInput]] = {
-    "zipf": zipf_source,
-    "synthetic": synthetic_source,
+def generated_batches(
+    source: Callable[[TTBenchConfig, int, int], LookupInput],
+    config: TTBenchConfig,
+    table: str | None,
+    batch_size: int,
+) -> list[LookupInput]:
+    """Batches ``0 .. config.num_batches - 1`` of a per-batch generator (``table`` is unused: the generated
+    table has ``config.num_embeddings`` rows)."""
+    return [source(config, batch_size, index) for index in range(config.num_batches)]
+
+
+def dataset_source(config: TTBenchConfig, table: str | None, batch_size: int) -> list[LookupInput]:
+    """The first ``config.num_batches`` batches of ``batch_size`` samples of ``config.split`` of the Parquet
+    dataset ``config.dataset``, column ``table`` only (:class:`ecorec.data.ParquetBatchLoader`, imported
+    here). Check the split's length first (:func:`resolve_tables`)."""
+    if config.dataset is None or table is None:
+        raise ValueError("dataset_source needs config.dataset and a table name (see resolve_tables)")
+    from ecorec.data import ParquetBatchLoader
+
+    loader = ParquetBatchLoader(
+        config.dataset,
+        split=config.split,
+        global_batch_size=batch_size,
+        features=[table],
+        layout="global",
+        prefetch=0,
+    )
+    batches = []
+    with contextlib.closing(iter(loader)) as iterator:
+        for batch in itertools.islice(iterator, config.num_batches):
+            jagged = batch.sparse[table]
+            lengths = jagged.lengths().to(torch.int64)
+            offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
+            torch.cumsum(lengths, 0, out=offsets[1:])
+            batches.append(LookupInput(jagged.values().to(torch.int64), offsets, lengths, None))
+    if len(batches) < config.num_batches:  # resolve_tables checks this first; a changed dataset lands here
+        raise ValueError(
+            f"--split {config.split!r} of {config.dataset}: {len(batches)} batches of {batch_size} samples, "
+            f"fewer than --num-batches {config.num_batches}"
+        )
+    return batches
+
+
+INDEX_SOURCES: dict[str, IndexSource] = {
+    "zipf": functools.partial(generated_batches, zipf_source),
+    "synthetic": functools.partial(generated_batches, synthetic_source),
+    "dataset": dataset_source,
 }
+
+
+def _dataset_metadata(dataset_dir: str | os.PathLike[str]) -> Any:
+    """The validated metadata (:class:`ecorec.data.DatasetMetadata`) of a Parquet dataset folder."""
+    from ecorec.data import read_metadata
+
+    path = Path(dataset_dir)
+    if not path.is_dir():
+        raise ValueError(f"--dataset {path}: no such directory")
+    try:
+        return read_metadata(path)
+    except FileNotFoundError as exc:
+        raise ValueError(f"--dataset {path}: {exc}") from exc
+
+
+def _largest(metadata: Any, k: int, where: str) -> list[str]:
+    features = list(metadata.features)
+    if k < 1:
+        raise ValueError(f"--largest-tables must be >= 1, got {k}")
+    if k > len(features):
+        raise ValueError(
+            f"--largest-tables {k}: {where} has only {len(features)} tables ('features' of its metadata.json)"
+        )
+    return sorted(features, key=lambda name: -metadata.num_embeddings[name])[:k]  # stable: ties by column
+
+
+def largest_tables(dataset_dir: str | os.PathLike[str], k: int) -> list[str]:
+    """The ``k`` tables of a Parquet dataset with the most rows (``num_embeddings`` of its metadata), largest
+    first, ties in column order (the paper's figure 11 used the 27 largest). ``ValueError`` naming the
+    dataset and the field if there is no dataset there or ``k`` is not in ``[1, number of tables]``."""
+    return _largest(_dataset_metadata(dataset_dir), k, str(dataset_dir))
+
+
+def resolve_tables(config: TTBenchConfig) -> list[BenchTable]:
+    """The tables to benchmark, with their row counts, after checking the source options.
+
+    Generated indices (``zipf``, ``synthetic``): one table of ``config.num_embeddings`` rows. ``dataset``:
+    ``config.tables``, or the ``config.largest_tables`` largest, or (neither given) every table of the
+    dataset, each with its own rows; the split must hold ``config.num_batches`` batches of every batch
+    size. Every failure is a ``ValueError`` naming the flag (and the dataset folder where there is one).
+    """
+    if config.indices != "dataset":
+        if config.dataset is not None or config.tables or config.largest_tables:
+            raise ValueError(
+                "--dataset, --tables and --largest-tables need --indices dataset, "
+                f"got --indices {config.indices}"
+            )
+        return [BenchTable(None, config.num_embeddings)]
+    if config.dataset is None:
+        raise ValueError("--indices dataset needs --dataset DIR (a Parquet dataset folder)")
+    if config.tables and config.largest_tables:
+        raise ValueError("--tables and --largest-tables exclude each other: give one of them")
+    if config.largest_tables < 0:
+        raise ValueError(f"--largest-tables must be >= 0, got {config.largest_tables}")
+    where = str(config.dataset)
+    metadata = _dataset_metadata(config.dataset)
+    if config.largest_tables:
+        names = _largest(metadata, config.largest_tables, where)
+    elif config.tables:
+        names = list(dict.fromkeys(config.tables))
+        unknown = [name for name in names if name not in metadata.num_embeddings]
+        if unknown:
+            known = list(metadata.features)
+            shown = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+            raise ValueError(
+                f"--tables: {where} has no table {', '.join(map(repr, unknown))} "
+                f"('features' of its metadata.json: {shown})"
+            )
+    else:
+        names = list(metadata.features)
+    if config.split not in metadata.splits:
+        raise ValueError(
+            f"--split {config.split!r}: {where} has no such split ('splits' of its metadata.json: "
+            f"{sorted(metadata.splits)})"
+        )
+    start, stop = metadata.splits[config.split]
+    for batch_size in config.batch_sizes:
+        available = (stop - start) // batch_size
+        if available < config.num_batches:
+            raise ValueError(
+                f"--split {config.split!r} of {where} has {available} batches of {batch_size} samples "
+                f"({stop - start} samples), fewer than --num-batches {config.num_batches}"
+            )
+    return [BenchTable(name, int(metadata.num_embeddings[name])) for name in names]
 
 
 # -------------------------------------------------------------------------------------------------- variants
@@ -379,149 +567,260 @@ def embedding_bag_traffic(
     return forward, backward
 
 
-def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Measure every variant at every batch size; return one record per (batch size, variant)."""
+def _time_variants(
+    variants: Sequence[Variant],
+    batches: Sequence[LookupInput],
+    grads: Sequence[torch.Tensor],
+    config: TTBenchConfig,
+    device: torch.device,
+    description: str,
+    progress: bool,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Warm-ups, then ``config.repeats`` timed repeats, the variants interleaved (their order rotated each
+    repeat); repeat ``i`` uses batch and gradient ``i % len(batches)`` for every variant.
+
+    Returns:
+        ``(forward_ms, step_ms)``: per variant name, the ms of each repeat in repeat order.
+    """
     from tqdm import tqdm
 
+    for variant in variants:
+        for i in range(config.warmup):
+            batch = batches[i % len(batches)]
+            variant.forward(batch.indices, batch.offsets)
+            variant.train_step(batch.indices, batch.offsets, grads[i % len(grads)])
+    forward_ms: dict[str, list[float]] = {v.name: [] for v in variants}
+    step_ms: dict[str, list[float]] = {v.name: [] for v in variants}
+    loop = tqdm(range(config.repeats), desc=description, disable=not progress, file=sys.stderr, leave=False)
+    for rep in loop:
+        batch, grad = batches[rep % len(batches)], grads[rep % len(grads)]
+        shift = rep % len(variants)  # rotate the order so no variant always runs first
+        for variant in [*variants[shift:], *variants[:shift]]:
+            forward_ms[variant.name].append(
+                _time_ms(lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device)
+            )
+            step_ms[variant.name].append(
+                _time_ms(lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device)
+            )
+    return forward_ms, step_ms
+
+
+def _timing_metrics(prefix: str, samples: list[float]) -> dict[str, Any]:
+    return {
+        f"{prefix}_median": statistics.median(samples),
+        f"{prefix}_p10": _percentile(samples, 0.1),
+        f"{prefix}_p90": _percentile(samples, 0.9),
+        f"{prefix}_samples": list(samples),
+    }
+
+
+def benchmark_table(
+    config: TTBenchConfig,
+    table: BenchTable,
+    batch_size: int,
+    *,
+    copy_bandwidth: float,
+    environment: dict[str, Any],
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure every variant on one table at one batch size; one record per variant (none if every variant
+    is skipped). The modules and batches are freed when it returns."""
+    device = torch.device(config.device)
+    table_config = dataclasses.replace(config, num_embeddings=table.num_embeddings)
+    label = f"B={batch_size}" + (f" {table.name}" if table.name is not None else "")
+    batches = [
+        LookupInput(*(t.to(device) if t is not None else None for t in batch))
+        for batch in INDEX_SOURCES[config.indices](table_config, table.name, batch_size)
+    ]
+    variants = make_variants(table_config)
+    if not variants:
+        logger.warning("%s: no variant to run (see the messages above); skipped", label)
+        return []
+    shapes = TTShapes.from_sizes(table.num_embeddings, config.embedding_dim, config.tt_ranks)
+    grads = [
+        torch.randn(batch_size, config.embedding_dim, generator=torch.Generator().manual_seed(i)).to(device)
+        * 1e-3
+        for i in range(len(batches))
+    ]
+    level_counts = [tt_level_counts(batch.indices, shapes) for batch in batches]
+    nnz = statistics.mean(batch.indices.numel() for batch in batches)
+    mean_counts = [statistics.mean(c[k] for c in level_counts) for k in range(shapes.num_cores)]
+    num_uniques, num_groups = mean_counts[-1], mean_counts[-2]
+    logger.info(
+        "%s: N=%d nnz=%.0f U=%.0f G=%.0f (mean of %d batches)",
+        label,
+        table.num_embeddings,
+        nnz,
+        num_uniques,
+        num_groups,
+        len(batches),
+    )
+    forward_ms, step_ms = _time_variants(variants, batches, grads, config, device, label, progress)
+    reference = bmm_reference_gflops(
+        shapes, [round(c) for c in mean_counts], device, config.repeats, torch.float32
+    )
+    config_dict = dataclasses.asdict(table_config)
+    records = []
+    for variant in variants:
+        metrics: dict[str, Any] = {
+            "batch_size": batch_size,
+            "variant": variant.name,
+            "table": table.name,
+            "num_embeddings": table.num_embeddings,
+            **_timing_metrics("forward_ms", forward_ms[variant.name]),
+            **_timing_metrics("forward_backward_ms", step_ms[variant.name]),
+            "param_bytes": variant.param_bytes,
+            "optimizer_state_bytes": variant.state_bytes,
+            "compression_ratio": table.num_embeddings * config.embedding_dim * 4 / variant.param_bytes,
+            "nnz": nnz,
+            "num_uniques": num_uniques,
+            "num_groups": num_groups,
+            "bmm_reference_gflops": reference,
+            "copy_bandwidth_gbps": copy_bandwidth,
+        }
+        if variant.algorithm is not None:
+            traffic = [
+                tt_memory_traffic(shapes, batch.indices.numel(), batch_size, counts, variant.algorithm)
+                for batch, counts in zip(batches, level_counts)
+            ]
+        else:
+            traffic = [
+                embedding_bag_traffic(batch.indices.numel(), batch_size, counts[-1], config.embedding_dim)
+                for batch, counts in zip(batches, level_counts)
+            ]
+        forward_bytes = statistics.mean(f for f, _ in traffic)
+        backward_bytes = statistics.mean(b for _, b in traffic)
+        achieved_bandwidth = (
+            (forward_bytes + backward_bytes) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
+        )
+        metrics.update(
+            forward_traffic_bytes=forward_bytes,
+            backward_traffic_bytes=backward_bytes,
+            achieved_gbps=achieved_bandwidth,
+            bandwidth_fraction=achieved_bandwidth / copy_bandwidth,
+        )
+        if variant.algorithm is not None:
+            flops = [
+                tt_gemm_flops(
+                    shapes,
+                    batch.indices.numel(),
+                    counts[-1],
+                    counts[-2],
+                    variant.algorithm,
+                    level_counts=counts,
+                )
+                for batch, counts in zip(batches, level_counts)
+            ]
+            forward_flops = statistics.mean(f for f, _ in flops)
+            backward_flops = statistics.mean(b for _, b in flops)
+            achieved = (forward_flops + backward_flops) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
+            metrics.update(
+                forward_gflop=forward_flops / 1e9,
+                backward_gflop=backward_flops / 1e9,
+                achieved_gflops=achieved,
+                efficiency_vs_bmm=achieved / reference,
+            )
+        if config.measure_memory:
+            batch, grad = batches[0], grads[0]
+            _, forward_peak = measure_peak_memory(
+                lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device
+            )
+            _, step_peak = measure_peak_memory(
+                lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device
+            )
+            metrics.update(
+                peak_forward_bytes=forward_peak.peak_bytes,
+                peak_forward_backward_bytes=step_peak.peak_bytes,
+                memory_method=step_peak.method,
+            )
+        records.append({"config": config_dict, "environment": environment, "metrics": metrics})
+        logger.debug("%s", json.dumps(metrics, sort_keys=True))
+    return records
+
+
+def run_benchmark(
+    config: TTBenchConfig, progress: bool = True, tables: Sequence[BenchTable] | None = None
+) -> list[dict[str, Any]]:
+    """Measure every variant on every table at every batch size; one record per (batch size, table, variant).
+
+    For each batch size the tables run one after the other, each with only its own modules and batches alive
+    (so peak memory is per table); ``tables`` defaults to :func:`resolve_tables` ``(config)``.
+    """
     if config.indices not in INDEX_SOURCES:
         raise ValueError(f"--indices must be one of {sorted(INDEX_SOURCES)}, got {config.indices!r}")
+    tables = resolve_tables(config) if tables is None else list(tables)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    variants = make_variants(config)
-    if not variants:
-        raise SystemExit("no variant to run (see the messages above)")
-    shapes = TTShapes.from_sizes(config.num_embeddings, config.embedding_dim, config.tt_ranks)
     environment = environment_record(device)
-    config_dict = dataclasses.asdict(config)
     records: list[dict[str, Any]] = []
-    source = INDEX_SOURCES[config.indices]
     for batch_size in config.batch_sizes:
-        batches = [source(config, batch_size, i) for i in range(config.num_batches)]
-        batches = [
-            LookupInput(*(t.to(device) if t is not None else None for t in batch)) for batch in batches
-        ]
-        grads = [
-            torch.randn(batch_size, config.embedding_dim, generator=torch.Generator().manual_seed(i)).to(
-                device
-            )
-            * 1e-3
-            for i in range(config.num_batches)
-        ]
-        level_counts = [tt_level_counts(batch.indices, shapes) for batch in batches]
-        nnz = statistics.mean(batch.indices.numel() for batch in batches)
-        mean_counts = [statistics.mean(c[k] for c in level_counts) for k in range(shapes.num_cores)]
-        num_uniques, num_groups = mean_counts[-1], mean_counts[-2]
-        logger.info(
-            "batch %d: nnz=%.0f U=%.0f G=%.0f (mean of %d batches)",
-            batch_size,
-            nnz,
-            num_uniques,
-            num_groups,
-            len(batches),
-        )
-        for variant in variants:  # warm-up
-            for i in range(config.warmup):
-                batch = batches[i % len(batches)]
-                variant.forward(batch.indices, batch.offsets)
-                variant.train_step(batch.indices, batch.offsets, grads[i % len(grads)])
-        forward_ms: dict[str, list[float]] = {v.name: [] for v in variants}
-        step_ms: dict[str, list[float]] = {v.name: [] for v in variants}
-        loop = tqdm(
-            range(config.repeats), desc=f"B={batch_size}", disable=not progress, file=sys.stderr, leave=False
-        )
-        for rep in loop:
-            batch, grad = batches[rep % len(batches)], grads[rep % len(grads)]
-            shift = rep % len(variants)  # rotate the order so no variant always runs first
-            for variant in variants[shift:] + variants[:shift]:
-                forward_ms[variant.name].append(
-                    _time_ms(lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device)
-                )
-                step_ms[variant.name].append(
-                    _time_ms(lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device)
-                )
-        reference = bmm_reference_gflops(
-            shapes, [round(c) for c in mean_counts], device, config.repeats, torch.float32
-        )
         bandwidth = copy_bandwidth_gbps(device, config.copy_bytes, config.repeats)
-        for variant in variants:
-            metrics: dict[str, Any] = {
-                "batch_size": batch_size,
-                "variant": variant.name,
-                "forward_ms_median": statistics.median(forward_ms[variant.name]),
-                "forward_ms_p90": _percentile(forward_ms[variant.name], 0.9),
-                "forward_backward_ms_median": statistics.median(step_ms[variant.name]),
-                "forward_backward_ms_p90": _percentile(step_ms[variant.name], 0.9),
-                "param_bytes": variant.param_bytes,
-                "optimizer_state_bytes": variant.state_bytes,
-                "compression_ratio": config.num_embeddings * config.embedding_dim * 4 / variant.param_bytes,
-                "nnz": nnz,
-                "num_uniques": num_uniques,
-                "num_groups": num_groups,
-                "bmm_reference_gflops": reference,
-                "copy_bandwidth_gbps": bandwidth,
-            }
-            if variant.algorithm is not None:
-                traffic = [
-                    tt_memory_traffic(shapes, batch.indices.numel(), batch_size, counts, variant.algorithm)
-                    for batch, counts in zip(batches, level_counts)
-                ]
-            else:
-                traffic = [
-                    embedding_bag_traffic(batch.indices.numel(), batch_size, counts[-1], config.embedding_dim)
-                    for batch, counts in zip(batches, level_counts)
-                ]
-            forward_bytes = statistics.mean(f for f, _ in traffic)
-            backward_bytes = statistics.mean(b for _, b in traffic)
-            achieved_bandwidth = (
-                (forward_bytes + backward_bytes) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
+        for table in tables:
+            records.extend(
+                benchmark_table(
+                    config,
+                    table,
+                    batch_size,
+                    copy_bandwidth=bandwidth,
+                    environment=environment,
+                    progress=progress,
+                )
             )
-            metrics.update(
-                forward_traffic_bytes=forward_bytes,
-                backward_traffic_bytes=backward_bytes,
-                achieved_gbps=achieved_bandwidth,
-                bandwidth_fraction=achieved_bandwidth / bandwidth,
-            )
-            if variant.algorithm is not None:
-                flops = [
-                    tt_gemm_flops(
-                        shapes,
-                        batch.indices.numel(),
-                        counts[-1],
-                        counts[-2],
-                        variant.algorithm,
-                        level_counts=counts,
-                    )
-                    for batch, counts in zip(batches, level_counts)
-                ]
-                forward_flops = statistics.mean(f for f, _ in flops)
-                backward_flops = statistics.mean(b for _, b in flops)
-                achieved = (
-                    (forward_flops + backward_flops) / (metrics["forward_backward_ms_median"] * 1e-3) / 1e9
-                )
-                metrics.update(
-                    forward_gflop=forward_flops / 1e9,
-                    backward_gflop=backward_flops / 1e9,
-                    achieved_gflops=achieved,
-                    efficiency_vs_bmm=achieved / reference,
-                )
-            if config.measure_memory:
-                batch, grad = batches[0], grads[0]
-                _, forward_peak = measure_peak_memory(
-                    lambda v=variant, b=batch: v.forward(b.indices, b.offsets), device
-                )
-                _, step_peak = measure_peak_memory(
-                    lambda v=variant, b=batch, g=grad: v.train_step(b.indices, b.offsets, g), device
-                )
-                metrics.update(
-                    peak_forward_bytes=forward_peak.peak_bytes,
-                    peak_forward_backward_bytes=step_peak.peak_bytes,
-                    memory_method=step_peak.method,
-                )
-            records.append({"config": config_dict, "environment": environment, "metrics": metrics})
-            logger.debug("%s", json.dumps(metrics, sort_keys=True))
+            gc.collect()  # the previous table's modules are gone before the next one is built
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if not records:
+        raise SystemExit("no variant to run (see the messages above)")
     return records
+
+
+def sum_over_tables(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's "all tables" figures, per (batch size, variant) present for every table of that batch size.
+
+    Repeat ``i`` of every table used batch ``i % num_batches``, so the per-repeat times are summed over the
+    tables first, then summarised over repeats (median, mean — the paper's statistic —, p10, p90, and the
+    summed samples). Peak memory is the maximum over tables (each table ran alone); params, optimizer state,
+    ``nnz``, ``U``, ``G`` and rows are summed.
+
+    Returns:
+        one metrics dict per (batch size, variant) with ``table = "all"`` and ``num_tables``.
+    """
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    tables: dict[int, set[Any]] = {}
+    for record in records:
+        m = record["metrics"]
+        groups.setdefault((m["batch_size"], m["variant"]), []).append(m)
+        tables.setdefault(m["batch_size"], set()).add(m.get("table"))
+    out = []
+    for (batch_size, variant), rows in groups.items():
+        if {m.get("table") for m in rows} != tables[batch_size]:
+            continue  # skipped for some table (e.g. a dense baseline above --max-dense-bytes)
+        summary: dict[str, Any] = {
+            "batch_size": batch_size,
+            "variant": variant,
+            "table": "all",
+            "num_tables": len(rows),
+        }
+        for prefix in ("forward_ms", "forward_backward_ms"):
+            samples = [sum(repeat) for repeat in zip(*(m[f"{prefix}_samples"] for m in rows))]
+            summary.update(_timing_metrics(prefix, samples))
+            summary[f"{prefix}_mean"] = statistics.mean(samples)
+        for key in (
+            "num_embeddings",
+            "param_bytes",
+            "optimizer_state_bytes",
+            "nnz",
+            "num_uniques",
+            "num_groups",
+        ):
+            summary[key] = sum(m[key] for m in rows)
+        for key in ("peak_forward_bytes", "peak_forward_backward_bytes"):
+            if all(key in m for m in rows):
+                summary[key] = max(m[key] for m in rows)
+        out.append(summary)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- reporting
@@ -530,7 +829,7 @@ def run_benchmark(config: TTBenchConfig, progress: bool = True) -> list[dict[str
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A readable table of the records."""
     header = (
-        f"{'B':>6} {'variant':<18} {'fwd ms':>8} {'fwd+bwd ms':>10} {'p90':>8} {'peak MiB':>9} "
+        f"{'B':>6} {'table':<8} {'variant':<18} {'fwd ms':>8} {'fwd+bwd ms':>10} {'p90':>8} {'peak MiB':>9} "
         f"{'params MiB':>10} {'compr.':>8} {'U':>8} {'G':>8} {'GFLOP/s':>8} {'eff.':>6} "
         f"{'GB/s':>8} {'bw.':>5}"
     )
@@ -539,7 +838,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         m = record["metrics"]
         peak = m.get("peak_forward_backward_bytes")
         lines.append(
-            f"{m['batch_size']:>6} {m['variant']:<18} {m['forward_ms_median']:>8.2f} "
+            f"{m['batch_size']:>6} {m.get('table') or '-':<8} {m['variant']:<18} "
+            f"{m['forward_ms_median']:>8.2f} "
             f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p90']:>8.2f} "
             f"{(peak / 2**20 if peak is not None else float('nan')):>9.2f} {m['param_bytes'] / 2**20:>10.2f} "
             f"{m['compression_ratio']:>8.1f} {m['num_uniques']:>8.0f} {m['num_groups']:>8.0f} "
@@ -550,15 +850,38 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_all_tables(summaries: Sequence[dict[str, Any]]) -> str:
+    """A table of :func:`sum_over_tables`: times summed over tables, peak memory the largest table's."""
+    header = (
+        f"{'B':>6} {'tables':>6} {'variant':<18} {'fwd ms':>9} {'fwd+bwd ms':>10} {'p10':>9} {'p90':>9} "
+        f"{'mean':>9} {'max peak MiB':>12} {'params MiB':>10}"
+    )
+    lines = ["all tables (per-repeat times summed over tables, then median over repeats)", header]
+    lines.append("-" * len(header))
+    for m in summaries:
+        peak = m.get("peak_forward_backward_bytes")
+        lines.append(
+            f"{m['batch_size']:>6} {m['num_tables']:>6} {m['variant']:<18} {m['forward_ms_median']:>9.2f} "
+            f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p10']:>9.2f} "
+            f"{m['forward_backward_ms_p90']:>9.2f} {m['forward_backward_ms_mean']:>9.2f} "
+            f"{(peak / 2**20 if peak is not None else float('nan')):>12.2f} {m['param_bytes'] / 2**20:>10.2f}"
+        )
+    return "\n".join(lines)
+
+
 def format_ratios(records: Sequence[dict[str, Any]]) -> str:
     """The paper's claims, measured: ecorec's fwd+bwd speed-up over fbtt and elrec (targets >= 3x and
     >= 1.3x) and its peak transient memory relative to fbtt's (target <= 1/4 at batch 16384), each ecorec
     variant against the baselines run with the same product strategy; ``ecorec_cuda`` also against the torch
-    ``ecorec`` of the same micro-batching and ``nn_embedding_bag``."""
+    ``ecorec`` of the same micro-batching and ``nn_embedding_bag``. With several tables, over all tables
+    (:func:`sum_over_tables`); with one, per record."""
+    if len({record["metrics"].get("table") for record in records}) > 1:
+        rows_in = sum_over_tables(records)
+    else:
+        rows_in = [record["metrics"] for record in records]
     lines = []
     by_batch: dict[int, dict[str, dict[str, Any]]] = {}
-    for record in records:
-        m = record["metrics"]
+    for m in rows_in:
         by_batch.setdefault(m["batch_size"], {})[m["variant"]] = m
     for batch_size, rows in by_batch.items():
         for name, m in rows.items():
@@ -583,7 +906,8 @@ def format_ratios(records: Sequence[dict[str, Any]]) -> str:
             ):
                 ratio = m["peak_forward_backward_bytes"] / fbtt["peak_forward_backward_bytes"]
                 parts.append(f"peak transient memory {ratio:.3f} of {'fbtt' + suffix}'s")
-            lines.append(f"B={batch_size} {name}: " + "; ".join(parts))
+            scope = f" (all {m['num_tables']} tables)" if m.get("table") == "all" else ""
+            lines.append(f"B={batch_size}{scope} {name}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -635,7 +959,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed repeats per variant")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed repeats per variant")
     p.add_argument("--num-batches", type=int, default=d.num_batches, help="distinct batches cycled through")
-    p.add_argument("--indices", default=d.indices, choices=sorted(INDEX_SOURCES), help="index source")
+    p.add_argument(
+        "--indices",
+        default=d.indices,
+        choices=sorted(INDEX_SOURCES),
+        help="index source: zipf (--zipf-alpha, --pooling), synthetic (ecorec.data's calibrated generator, "
+        "--stats-file) or dataset (--dataset with --tables or --largest-tables, --split)",
+    )
+    p.add_argument(
+        "--stats-file",
+        default=None,
+        help="locality-stats file the synthetic source follows (default: the packaged Meta statistics)",
+    )
+    p.add_argument("--dataset", default=None, help="Parquet dataset folder (--indices dataset)")
+    p.add_argument(
+        "--tables",
+        nargs="+",
+        default=[],
+        help="tables (features) of --dataset to run, each with its own rows",
+    )
+    p.add_argument(
+        "--largest-tables",
+        type=int,
+        default=d.largest_tables,
+        metavar="K",
+        help="run the K tables of --dataset with the most rows (ties by column order); 0: --tables, or all",
+    )
+    p.add_argument("--split", default=d.split, help="split of --dataset to read (default %(default)s)")
     p.add_argument("--zipf-alpha", type=float, default=d.zipf_alpha, help="Zipf exponent")
     p.add_argument("--pooling", type=float, default=d.pooling, help="mean bag length L (pooling factor)")
     p.add_argument("--mode", default=d.mode, choices=["sum", "mean"], help="pooling mode")
@@ -681,6 +1031,11 @@ def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
         warmup=args.warmup,
         num_batches=args.num_batches,
         indices=args.indices,
+        stats_file=args.stats_file,
+        dataset=args.dataset,
+        tables=tuple(args.tables),
+        largest_tables=args.largest_tables,
+        split=args.split,
         zipf_alpha=args.zipf_alpha,
         pooling=args.pooling,
         mode=args.mode,
@@ -697,7 +1052,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     setup_logging(args.log_file)
-    records = run_benchmark(config, progress=not args.no_progress)
+    try:
+        tables = resolve_tables(config)
+    except ValueError as exc:  # bad flags or dataset: a message, not a traceback
+        raise SystemExit(f"python -m ecorec.bench tt: {exc}") from exc
+    records = run_benchmark(config, progress=not args.no_progress, tables=tables)
     lines = [json.dumps(record, sort_keys=True, default=str) for record in records]
     if args.out is not None:
         with atomic_write(args.out) as handle:
@@ -706,5 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jsonl_stdout:
         print("\n".join(lines))
     print(format_table(records))
+    if len({record["metrics"]["table"] for record in records}) > 1:
+        print(format_all_tables(sum_over_tables(records)))
     print(format_ratios(records))
     return 0

@@ -62,9 +62,7 @@ def test_dispatcher_rejects_unknown_benchmarks(capsys: pytest.CaptureFixture[str
     assert bench_main([]) == 2
 
 
-def test_strategies_side_by_side_and_synthetic_source(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_strategies_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tt.jsonl"
     args = [
         "tt", "--num-embeddings", "500", "--embedding-dim", "4", "--tt-ranks", "2", "--batch-sizes", "8",
@@ -75,8 +73,6 @@ def test_strategies_side_by_side_and_synthetic_source(
     variants = [json.loads(line)["metrics"]["variant"] for line in out.read_text().splitlines()]
     assert variants == ["ecorec/auto", "ecorec/slices", "fbtt/auto", "fbtt/slices"]
     assert "than fbtt/slices" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="synthetic generator of ecorec.data"):
-        bench_main([*args, "--indices", "synthetic"])
 
 
 def test_defaults_follow_the_device(caplog: pytest.LogCaptureFixture) -> None:

@@ -43,7 +43,7 @@ Index sources (``--indices``, :data:`INDEX_SOURCES`):
 - ``dataset``: the tables ``--tables`` (or the ``--largest-tables K`` with the most rows,
   :func:`largest_tables`; neither: all) of the Parquet dataset ``--dataset``, each with its own rows, on the
   first ``--num-batches`` batches of ``--split``. For every batch size the tables run one after the other,
-  only one table's modules alive at a time, so peak memory is per table. Needs ``ecorec.data`` (torchrec).
+  only one table's modules alive at a time, so peak memory is per table. Needs pyarrow (not torchrec).
 
 The paper's figure 11 (27 largest tables, D = 32, ranks 32, B = 2048 ... 131072) is ``--indices dataset
 --dataset DIR --largest-tables 27``; its table 1 (one table of 10^8 rows, ``nn.EmbeddingBag`` against TT) is
@@ -55,11 +55,9 @@ need it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import gc
-import itertools
 import json
 import logging
 import os
@@ -71,6 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -207,33 +206,34 @@ def generated_batches(
 
 def dataset_source(config: TTBenchConfig, table: str | None, batch_size: int) -> list[LookupInput]:
     """The first ``config.num_batches`` batches of ``batch_size`` samples of ``config.split`` of the Parquet
-    dataset ``config.dataset``, column ``table`` only (:class:`ecorec.data.ParquetBatchLoader`, imported
-    here). Check the split's length first (:func:`resolve_tables`)."""
+    dataset ``config.dataset``, column ``table`` only: batch ``i`` is samples ``[i B, (i+1) B)`` of the split,
+    as :class:`ecorec.data.ParquetBatchLoader` reads them (``layout="global"``). Read with
+    :class:`ecorec.data.ParquetRangeReader` (imported here; needs pyarrow, not torchrec). Check the split's
+    length first (:func:`resolve_tables`)."""
     if config.dataset is None or table is None:
         raise ValueError("dataset_source needs config.dataset and a table name (see resolve_tables)")
-    from ecorec.data import ParquetBatchLoader
+    import pyarrow.compute as pc
 
-    loader = ParquetBatchLoader(
-        config.dataset,
-        split=config.split,
-        global_batch_size=batch_size,
-        features=[table],
-        layout="global",
-        prefetch=0,
-    )
+    from ecorec.data.parquet import ParquetRangeReader
+
+    metadata = _dataset_metadata(config.dataset)
+    split_start, split_stop = metadata.splits[config.split]
     batches = []
-    with contextlib.closing(iter(loader)) as iterator:
-        for batch in itertools.islice(iterator, config.num_batches):
-            jagged = batch.sparse[table]
-            lengths = jagged.lengths().to(torch.int64)
-            offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
-            torch.cumsum(lengths, 0, out=offsets[1:])
-            batches.append(LookupInput(jagged.values().to(torch.int64), offsets, lengths, None))
-    if len(batches) < config.num_batches:  # resolve_tables checks this first; a changed dataset lands here
-        raise ValueError(
-            f"--split {config.split!r} of {config.dataset}: {len(batches)} batches of {batch_size} samples, "
-            f"fewer than --num-batches {config.num_batches}"
-        )
+    with ParquetRangeReader(metadata, [table]) as reader:
+        for index in range(config.num_batches):
+            start = split_start + index * batch_size
+            if start + batch_size > split_stop:  # resolve_tables checks this first
+                raise ValueError(
+                    f"--split {config.split!r} of {config.dataset} has {index} batches of {batch_size} "
+                    f"samples, fewer than --num-batches {config.num_batches}"
+                )
+            column = reader.read(start, start + batch_size)[table]
+            lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+            values = column.flatten().to_numpy(zero_copy_only=False)
+            lengths_t = torch.from_numpy(lengths.astype(np.int64))
+            offsets = torch.zeros(batch_size + 1, dtype=torch.int64)
+            torch.cumsum(lengths_t, 0, out=offsets[1:])
+            batches.append(LookupInput(torch.from_numpy(values.astype(np.int64)), offsets, lengths_t, None))
     return batches
 
 
@@ -246,8 +246,12 @@ INDEX_SOURCES: dict[str, IndexSource] = {
 
 def _dataset_metadata(dataset_dir: str | os.PathLike[str]) -> Any:
     """The validated metadata (:class:`ecorec.data.DatasetMetadata`) of a Parquet dataset folder."""
-    from ecorec.data import read_metadata
-
+    try:
+        from ecorec.data.parquet import read_metadata
+    except ImportError as exc:
+        raise SystemExit(
+            f"--indices dataset needs ecorec.data.parquet, which does not import here ({exc}; pyarrow?)"
+        ) from exc
     path = Path(dataset_dir)
     if not path.is_dir():
         raise ValueError(f"--dataset {path}: no such directory")

@@ -4,7 +4,10 @@ against independent oracles: a direct generator call, the bags written into a ha
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +204,23 @@ def test_bad_source_options_name_the_field(
     extra = [arg.format(dataset=dataset, tmp=tmp_path) for arg in extra]
     with pytest.raises(SystemExit, match=message):
         bench_main(["tt", *TINY, "--batch-sizes", "8", *extra])
+
+
+def test_sources_need_pyarrow_but_not_torchrec(
+    dataset: Path, bags: dict[str, list[list[int]]], repo_root: Path
+) -> None:
+    """A GPU box with torch, numpy and pyarrow can read both sources: neither pulls in torchrec or polars."""
+    code = (
+        "import json, sys\n"
+        "from ecorec.bench.tt import TTBenchConfig, dataset_source, synthetic_source\n"
+        f"config = TTBenchConfig(indices='dataset', dataset={str(dataset)!r}, num_batches=2)\n"
+        "batches = dataset_source(config, 'f1', 8)\n"
+        "synthetic_source(TTBenchConfig(num_embeddings=100), 8, 0)\n"
+        "modules = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "print(json.dumps([[b.indices.numel() for b in batches], modules]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    nnz, modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "pyarrow" in modules and not {"torchrec", "fbgemm_gpu", "polars"} & set(modules)
+    assert nnz == [sum(len(bag) for bag in bags["f1"][i * 8 : (i + 1) * 8]) for i in range(2)]

@@ -272,6 +272,7 @@ BENCH_FLAGS = {
     "repeats": "--repeats",
     "warmup": "--warmup",
     "num_batches": "--num-batches",
+    "fbtt_chunk_size": "--fbtt-chunk-size",
     "max_dense_bytes": "--max-dense-bytes",
     "copy_bytes": "--copy-bytes",
     "seed": "--seed",

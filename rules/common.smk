@@ -183,7 +183,11 @@ def train_run_settings(wildcards):
         "dense_optimizer": train["dense_optimizer"],
         "lr_schedule": train["lr_schedule"],
         "parallel": {
-            **{k: v for k, v in config["systems"][wildcards.system].items() if k != "algorithm"},
+            **{
+                k: v
+                for k, v in config["systems"][wildcards.system].items()
+                if k != "algorithm"
+            },
             "world_size": world,
         },
         "train": {
@@ -306,9 +310,14 @@ def system_algorithm(system):
 
 def figure_runs(name):
     """The record.json of every point of a training figure's grid (config section `name`): its `systems` x
-    `tables` x `worlds` at local batch `batch` (fig10/fig16 take one `world`, fig12 one `tables`)."""
+    `tables` x `worlds` at local batch `batch` (fig10/fig16 take one `world`, fig12 one `tables`).
+    """
     section = config[name]
-    tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
+    tables = (
+        section["tables"]
+        if isinstance(section["tables"], list)
+        else [section["tables"]]
+    )
     worlds = section["worlds"] if "worlds" in section else [section["world"]]
     return [
         "results/runs/"

@@ -51,6 +51,7 @@ rule train:
         cpus_per_task=train_threads,
     params:
         launcher=script_path("launch_torchrun.sh"),
+        launcher_src=source_hash(script_path("launch_torchrun.sh"), suffixes=(".sh",)),
         python=PYTHON,
         src=src_hash(*TRAIN_SUBPACKAGES),
     shell:

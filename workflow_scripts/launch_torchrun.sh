@@ -49,6 +49,14 @@ if (( agents % nodes != 0 )); then
     exit 2
 fi
 
+# CPU threads per rank: the agent's CPUs shared by its ranks. Snakemake exports OMP_NUM_THREADS=<job threads> to
+# every job and torchrun keeps a value it inherits, so without this each of P ranks would run P-fold too many
+# OpenMP threads; on a full machine their spinning stalls gloo steps for seconds (measured: 2 ranks on 2 cores,
+# 0.14 s steps with 1 thread each, 0.3-36 s with 2).
+threads_per_rank=$(( cpus / nproc > 0 ? cpus / nproc : 1 ))
+export OMP_NUM_THREADS="$threads_per_rank" MKL_NUM_THREADS="$threads_per_rank"
+echo "launch_torchrun.sh threads: OMP_NUM_THREADS=${threads_per_rank} per rank (${cpus} CPUs, ${nproc} ranks)" >&2
+
 run() {  # print the command (it lands in the rule's log), then replace this shell by it
     echo "launch_torchrun.sh: $*" >&2
     exec "$@"

@@ -277,6 +277,7 @@ BENCH_FLAGS = {
     "warmup": "--warmup",
     "num_batches": "--num-batches",
     "fbtt_chunk_size": "--fbtt-chunk-size",
+    "product_strategy": "--product-strategy",
     "max_dense_bytes": "--max-dense-bytes",
     "copy_bytes": "--copy-bytes",
     "seed": "--seed",
@@ -319,9 +320,8 @@ def figure_runs(name):
         else [section["tables"]]
     )
     worlds = section["worlds"] if "worlds" in section else [section["world"]]
-    return [
-        "results/runs/"
-        + TRAIN_RUN_PATTERN.format(
+    run_ids = (
+        TRAIN_RUN_PATTERN.format(
             dataset=config["dataset"],
             system=system,
             algorithm=system_algorithm(system),
@@ -329,8 +329,8 @@ def figure_runs(name):
             world=w,
             batch=section["batch"],
         )
-        + "/record.json"
         for system in section["systems"]
         for t in tables
         for w in worlds
-    ]
+    )
+    return [f"results/runs/{run_id}/record.json" for run_id in run_ids]

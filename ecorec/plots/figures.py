@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ecorec.plots.style import COLORS, new_figure, save_figure
+from ecorec.plots.style import COLORS, legend_below, new_figure, save_figure
 from ecorec.utils import atomic_path
 
 #: Legend names of the systems of the end-to-end and scaling figures (config `systems:` keys).
@@ -122,9 +122,9 @@ def plot_end_to_end(
         right, tables, systems, [[r["peak_memory_mib"] for r in g] for g in grid], None, SYSTEM_LABELS
     )
     right.set(xlabel="tables", ylabel="peak memory per rank (MiB)")
-    left.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    legend_below(fig, left, ncol=min(len(systems), 4))
     save_figure(fig, png)
     write_csv(rows, csv)
     return rows
@@ -194,9 +194,9 @@ def plot_scaling(
         ax.set_xlabel("ranks (world size)")
     left.set_ylabel("throughput (samples/s, global)")
     right.set_ylabel("time per iteration (ms)")
-    left.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    legend_below(fig, left, ncol=min(len(systems), 4))
     save_figure(fig, png)
     write_csv(rows, csv)
     return rows
@@ -232,9 +232,9 @@ def plot_ablation(
         ABLATION_LABELS,
     )
     ax.set(xlabel="tables", ylabel="time per iteration (ms)")
-    ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+    legend_below(fig, ax, ncol=2)
     save_figure(fig, png)
     write_csv(rows, csv)
     return rows
@@ -281,9 +281,9 @@ def plot_kernels(
         ax.set(xlabel="batch size", ylabel=f"{name} time, all tables (ms)")
         batch_sizes = sorted({r["batch_size"] for r in rows})
         ax.set_xticks(batch_sizes, [f"{b // 1024}K" if b >= 1024 else str(b) for b in batch_sizes])
-    axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    legend_below(fig, axes[0], ncol=min(len(variants), 4))
     save_figure(fig, png)
     write_csv(rows, csv)
     return rows
@@ -315,11 +315,11 @@ def plot_memory_table(
             _gib(r["param_bytes"] / gib),
             _gib(r["peak_forward_bytes"] / gib),
             _gib(r["peak_forward_backward_bytes"] / gib),
-            r["source"],
+            r["source"].split(" (")[0],  # "measured" / "computed"; the CSV says how it was measured
         ]
         for r in ordered
     ]
-    fig, (ax,) = new_figure(ncols=1, width=9.0, height=0.6 + 0.32 * (len(cells) + 1))
+    fig, (ax,) = new_figure(ncols=1, width=10.0, height=0.6 + 0.3 * (len(cells) + 1))
     ax.axis("off")
     table = ax.table(
         cellText=cells,
@@ -330,6 +330,7 @@ def plot_memory_table(
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.auto_set_column_width(list(range(7)))
+    table.scale(1.0, 1.3)
     if title:
         ax.set_title(title, fontsize=9)
     save_figure(fig, png)

@@ -32,12 +32,22 @@ def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.4) -> tuple
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], also_pdf: bool = True) -> None:
-    """Save ``fig`` to ``path`` (PNG, 150 dpi) and, if ``also_pdf``, beside it as PDF; atomically."""
+    """Save ``fig`` to ``path`` (PNG, 150 dpi) and, if ``also_pdf``, beside it as PDF; atomically. The saved
+    area is the figure's tight bounding box, so a legend outside the axes (:func:`legend_below`) is kept."""
     fig.tight_layout()
     target = Path(path)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=150, format=target.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=150, format=target.suffix.lstrip(".") or "png", bbox_inches="tight")
     if also_pdf and target.suffix != ".pdf":
         with atomic_path(target.with_suffix(".pdf")) as tmp:
-            fig.savefig(tmp, format="pdf")
+            fig.savefig(tmp, format="pdf", bbox_inches="tight")
     plt.close(fig)
+
+
+def legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 4) -> None:
+    """One legend for the whole figure from ``ax``'s entries, centred below the axes (never over data)."""
+    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8, frameon=False
+    )

@@ -23,8 +23,14 @@ def snakemake_env() -> dict[str, str]:
 def run_snakemake(
     *args: str, workdir: Path | None = None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``snakemake --snakefile <repo>/Snakefile <args>`` in ``workdir`` (default: the repo)."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO_ROOT / "Snakefile"), *args]
+    """Run ``snakemake --snakefile <Snakefile> <args>`` in ``workdir`` (default: the repo).
+
+    The Snakefile is the workdir's own when it holds a copy of the workflow (so the workflow, its source
+    hashes and the ecorec it imports are the copy's), else the repository's.
+    """
+    own = Path(workdir) / "Snakefile" if workdir is not None else None
+    snakefile = own if own is not None and own.is_file() else REPO_ROOT / "Snakefile"
+    cmd = [*SNAKEMAKE, "--snakefile", str(snakefile), *args]
     proc = subprocess.run(
         cmd,
         cwd=workdir or REPO_ROOT,

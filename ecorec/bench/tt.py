@@ -14,7 +14,8 @@ Variants (on each table of ``N`` rows, ``D`` columns, TT ranks ``r``, the same i
 
 Defaults follow the device: on CPU every variant but ``ecorec_cuda`` at batch 4096; on CUDA
 ``ecorec_cuda``, ``ecorec``, ``fbtt``, ``elrec`` and ``nn_embedding_bag`` at batches 2048 ... 131072 (the
-paper's figure 11 grid; ``N = 10^6``, ``D = 32``, ranks 32).
+paper's figure 11 grid; ``N = 10^6``, ``D = 32``, ranks 32); indices from the calibrated ``synthetic``
+generator where numpy and pyarrow are installed, else ``zipf`` (:func:`default_indices`).
 
 Per batch size, table and variant: forward ms and forward+backward(+update) ms (median, p10, p90 and the
 per-repeat samples of ``--repeats`` repeats after ``--warmup`` warm-ups, CUDA events on GPUs; the variants are
@@ -58,6 +59,7 @@ import argparse
 import dataclasses
 import functools
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -100,6 +102,13 @@ def default_algorithms(device: str) -> tuple[str, ...]:
 def default_batch_sizes(device: str) -> tuple[int, ...]:
     """The batch sizes run when ``--batch-sizes`` is not given."""
     return CUDA_BATCH_SIZES if torch.device(device).type == "cuda" else CPU_BATCH_SIZES
+
+
+def default_indices() -> str:
+    """The index source run when ``--indices`` is not given: ``synthetic`` (the calibrated generator) where
+    ``ecorec.data`` can run it (numpy and pyarrow installed), else ``zipf`` (torch alone, e.g. a GPU box)."""
+    has_data_deps = all(importlib.util.find_spec(name) is not None for name in ("numpy", "pyarrow"))
+    return "synthetic" if has_data_deps else "zipf"
 
 
 @dataclass(frozen=True)
@@ -965,10 +974,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-batches", type=int, default=d.num_batches, help="distinct batches cycled through")
     p.add_argument(
         "--indices",
-        default=d.indices,
+        default=default_indices(),
         choices=sorted(INDEX_SOURCES),
         help="index source: zipf (--zipf-alpha, --pooling), synthetic (ecorec.data's calibrated generator, "
-        "--stats-file) or dataset (--dataset with --tables or --largest-tables, --split)",
+        "--stats-file) or dataset (--dataset with --tables or --largest-tables, --split); default: synthetic "
+        "where numpy and pyarrow are installed, else zipf",
     )
     p.add_argument(
         "--stats-file",

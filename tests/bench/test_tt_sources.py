@@ -224,3 +224,14 @@ def test_sources_need_pyarrow_but_not_torchrec(
     nnz, modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert "pyarrow" in modules and not {"torchrec", "fbgemm_gpu", "polars"} & set(modules)
     assert nnz == [sum(len(bag) for bag in bags["f1"][i * 8 : (i + 1) * 8]) for i in range(2)]
+
+
+def test_default_index_source_is_the_calibrated_generator_where_it_can_run(monkeypatch):
+    from ecorec.bench import tt
+
+    assert tt.build_parser().parse_args([]).indices == "synthetic"  # numpy and pyarrow are installed here
+    real_find_spec = tt.importlib.util.find_spec
+    monkeypatch.setattr(
+        tt.importlib.util, "find_spec", lambda name: None if name == "pyarrow" else real_find_spec(name)
+    )
+    assert tt.build_parser().parse_args([]).indices == "zipf"  # a torch-only GPU box

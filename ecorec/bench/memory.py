@@ -13,6 +13,7 @@ The profiler slows the call down, so measure memory in its own run, never while 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,10 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device | str) -> tu
         raise ValueError(f"measure_peak_memory supports cpu and cuda devices, got device={device}")
     from torch.profiler import ProfilerActivity, profile
 
+    # Kineto prints "USDT: ... profiler_start/profiler_stop" to stderr for every profiler session (two lines
+    # per measurement, hundreds per benchmark); a log level above its USDT level (5) silences it, unless the
+    # user chose a level. Read by kineto when a session starts.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     live = peak = 0

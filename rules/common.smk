@@ -17,7 +17,8 @@ from ecorec.utils.hashing import source_hash  # noqa: E402
 def src_hash(*subpackages):
     """Content hash of ecorec/utils plus the named ecorec subpackages (and kernels/ for "kernels").
 
-    Passed as a param, so that editing one of these sources reruns the jobs using it (touching does not).
+    A name may also be a file below ecorec/ (e.g. "bench/tt.py"). Passed as a param, so that editing one of
+    these sources reruns the jobs using it (touching does not).
     """
     root = Path(workflow.basedir)
     paths = [root / "ecorec" / "utils", root / "ecorec" / "__init__.py"]
@@ -267,6 +268,13 @@ def run_plan(wildcards):
 
 # ---- figures (rules/figures.smk) -----------------------------------------------------------------------------
 FIGURES = ["fig10", "fig11", "fig12", "fig16", "table1"]
+# What `python -m ecorec.bench tt` executes besides ecorec.tt and kernels/ (not ecorec/bench/train.py).
+BENCH_TT_SOURCES = [
+    "bench/__init__.py",
+    "bench/__main__.py",
+    "bench/tt.py",
+    "bench/memory.py",
+]
 # Options of `python -m ecorec.bench tt` that a figure's config section sets (section key -> flag).
 BENCH_FLAGS = {
     "variants": "--algorithms",

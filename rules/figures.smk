@@ -28,7 +28,7 @@ rule bench_kernels:
         python=PYTHON,
         device=config["device"],
         settings=bench_flags(config["fig11"]),
-        src=src_hash("tt", "bench", "kernels"),
+        src=src_hash("tt", "kernels", *BENCH_TT_SOURCES),
     shell:
         "{params.python} -m ecorec.bench tt --device {params.device} --indices dataset "
         "--dataset {input.dataset} --largest-tables {wildcards.k} --batch-sizes {wildcards.batch} "
@@ -51,7 +51,7 @@ rule bench_memory:
         python=PYTHON,
         device=config["device"],
         settings=bench_flags(config["table1"]),
-        src=src_hash("tt", "bench", "kernels", "data"),
+        src=src_hash("tt", "kernels", "data", *BENCH_TT_SOURCES),
     shell:
         "{params.python} -m ecorec.bench tt --device {params.device} --indices synthetic "
         "--num-embeddings {wildcards.rows} --batch-sizes {wildcards.batch} "
@@ -69,7 +69,13 @@ rule fig10:
             category="Figures",
             labels={"figure": "10", "what": "end to end"},
         ),
-        csv="results/figures/fig10.csv",
+        csv=report(
+            "results/figures/fig10.csv",
+            caption="../report/fig10.rst",
+            category="Figure data",
+            labels={"figure": "10", "what": "plotted numbers (CSV)"},
+        ),
+        pdf="results/figures/fig10.pdf",
     log:
         "logs/figures/fig10.log",
     localrule: True
@@ -91,7 +97,13 @@ rule fig12:
             category="Figures",
             labels={"figure": "12", "what": "scaling"},
         ),
-        csv="results/figures/fig12.csv",
+        csv=report(
+            "results/figures/fig12.csv",
+            caption="../report/fig12.rst",
+            category="Figure data",
+            labels={"figure": "12", "what": "plotted numbers (CSV)"},
+        ),
+        pdf="results/figures/fig12.pdf",
     log:
         "logs/figures/fig12.log",
     localrule: True
@@ -113,7 +125,13 @@ rule fig16:
             category="Figures",
             labels={"figure": "16", "what": "ablation"},
         ),
-        csv="results/figures/fig16.csv",
+        csv=report(
+            "results/figures/fig16.csv",
+            caption="../report/fig16.rst",
+            category="Figure data",
+            labels={"figure": "16", "what": "plotted numbers (CSV)"},
+        ),
+        pdf="results/figures/fig16.pdf",
     log:
         "logs/figures/fig16.log",
     localrule: True
@@ -140,7 +158,13 @@ rule fig11:
             category="Figures",
             labels={"figure": "11", "what": "TT kernels"},
         ),
-        csv="results/figures/fig11.csv",
+        csv=report(
+            "results/figures/fig11.csv",
+            caption="../report/fig11.rst",
+            category="Figure data",
+            labels={"figure": "11", "what": "plotted numbers (CSV)"},
+        ),
+        pdf="results/figures/fig11.pdf",
     log:
         "logs/figures/fig11.log",
     localrule: True
@@ -166,7 +190,13 @@ rule table1:
             category="Figures",
             labels={"figure": "table 1", "what": "memory"},
         ),
-        csv="results/figures/table1.csv",
+        csv=report(
+            "results/figures/table1.csv",
+            caption="../report/table1.rst",
+            category="Figure data",
+            labels={"figure": "table 1", "what": "plotted numbers (CSV)"},
+        ),
+        pdf="results/figures/table1.pdf",
     log:
         "logs/figures/table1.log",
     localrule: True

@@ -35,12 +35,13 @@ rule reuse_histogram:
     input:
         locality="results/stats/{dataset}/b{batch}/locality_stats.txt",
     output:
-        report(
+        png=report(
             "results/stats/{dataset}/b{batch}/reuse_histogram.png",
             caption="../report/reuse_histogram.rst",
             category="Data",
             labels={"dataset": "{dataset}", "batch": "{batch}"},
         ),
+        pdf="results/stats/{dataset}/b{batch}/reuse_histogram.pdf",
     log:
         "logs/stats/{dataset}/b{batch}.plot.log",
     localrule: True

@@ -15,9 +15,13 @@ from ecorec.train.config import ConfigError, RunConfig, load_run_config
 
 
 def prepare(cfg: RunConfig) -> str:
-    """Validate what needs the dataset (features, stages per rank) and write ``<output_dir>/plan.json``."""
+    """Validate what needs the dataset (features, the model on them, stages per rank) and write
+    ``<output_dir>/plan.json``."""
+    import torch
+
     from ecorec.data import read_metadata
-    from ecorec.train.loop import _settings
+    from ecorec.models import build_head
+    from ecorec.train.loop import _settings, model_settings
     from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 
     try:
@@ -27,6 +31,17 @@ def prepare(cfg: RunConfig) -> str:
     features = cfg.features_of(metadata.features)
     if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
         raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
+    m = cfg.model
+    if m.kind == "dlrm" and metadata.num_dense == 0 and m.interaction != "cat":
+        raise ConfigError(
+            f"{cfg.source}: model.interaction: {m.interaction!r} needs dense features and "
+            f"{cfg.dataset.path} has none; use 'cat'"
+        )
+    try:  # the head the workers will build, on the meta device (no memory): any other mismatch fails here
+        with torch.device("meta"):
+            build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"{cfg.source}: model: {err}") from err
     if cfg.parallel.mode not in ("mp", "bwp", "twp"):
         return "no plan needed"
     specs = table_specs(metadata, features, cfg.model.embedding_dim)

@@ -265,6 +265,19 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
         _positive(getattr(t, name), f"{src}: train.{name}", minimum=0)
     _positive(t.keep_checkpoints, f"{src}: train.keep_checkpoints")
     _positive(m.embedding_dim, f"{src}: model.embedding_dim")
+    if m.kind == "dlrm":
+        if len(m.over_arch) < 2 or m.over_arch[-1] != 1 or min(m.over_arch) < 1:
+            raise ConfigError(
+                f"{src}: model.over_arch: needs >= 2 positive layer sizes ending in 1 (the logit), "
+                f"got {m.over_arch}"
+            )
+        if m.dense_arch and (min(m.dense_arch) < 1 or m.dense_arch[-1] != m.embedding_dim):
+            raise ConfigError(
+                f"{src}: model.dense_arch: positive layer sizes ending in model.embedding_dim="
+                f"{m.embedding_dim}, got {m.dense_arch}"
+            )
+    elif not m.deep_layers or min(m.deep_layers) < 1:
+        raise ConfigError(f"{src}: model.deep_layers: needs positive layer sizes, got {m.deep_layers}")
     _positive(e.tt_min_rows, f"{src}: embeddings.tt_min_rows", minimum=0)
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
     if cfg.dataset.num_tables is not None:

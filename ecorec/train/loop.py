@@ -112,6 +112,22 @@ class _RunState:
     resumed_from: int | None = None
 
 
+def model_settings(cfg: RunConfig) -> ModelSettings:
+    """The head settings of the run's ``model`` section."""
+    m = cfg.model
+    return ModelSettings(
+        kind=m.kind,
+        embedding_dim=m.embedding_dim,
+        interaction=m.interaction,
+        dense_arch=tuple(m.dense_arch),
+        over_arch=tuple(m.over_arch),
+        dcn_num_layers=m.dcn_num_layers,
+        dcn_low_rank_dim=m.dcn_low_rank_dim,
+        deep_layers=tuple(m.deep_layers),
+        cross_layers=m.cross_layers,
+    )
+
+
 def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings, DenseOptimizerSettings]:
     e, p = cfg.embeddings, cfg.parallel
     micro = p.num_micro_uidx if (p.mode == "twp" and e.algorithm == "ecorec") else 1
@@ -209,23 +225,7 @@ def _run(
         plan, costs = resolve_plan(cfg, specs, table_settings)
         if mode == "twp":
             stages = twp_stages(cfg, plan, costs)
-    m = cfg.model
-    head = build_head(
-        ModelSettings(
-            kind=m.kind,
-            embedding_dim=m.embedding_dim,
-            interaction=m.interaction,
-            dense_arch=tuple(m.dense_arch),
-            over_arch=tuple(m.over_arch),
-            dcn_num_layers=m.dcn_num_layers,
-            dcn_low_rank_dim=m.dcn_low_rank_dim,
-            deep_layers=tuple(m.deep_layers),
-            cross_layers=m.cross_layers,
-        ),
-        metadata.num_dense,
-        len(features),
-        cfg.run.seed,
-    )
+    head = build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
     model = build_distributed_model(
         mode,
         specs,

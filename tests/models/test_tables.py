@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
@@ -16,7 +14,6 @@ from ecorec.models import (
 )
 from ecorec.models.tables import derive_seed, is_tt_table, pool_table
 
-HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
 SPECS = [TableSpec("small", 40, 8), TableSpec("big", 3000, 8), TableSpec("mid", 1500, 8)]
 
 
@@ -55,7 +52,6 @@ def test_unknown_and_duplicate_tables_are_rejected():
         TableSettings(algorithm="tt")
 
 
-@pytest.mark.skipif(not HAS_TT, reason="ecorec.tt (branch tt) is not merged yet")
 def test_tt_tables_by_threshold_and_placement_independent():
     settings = TableSettings(algorithm="ecorec", tt_ranks=(4, 4), tt_min_rows=1000)
     fused = EmbeddingOptimizerSettings("adagrad", lr=0.1)

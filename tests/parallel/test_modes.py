@@ -8,7 +8,6 @@ loss (1e-5 relative, float32) and the final table weights.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from dataclasses import dataclass, field
 
@@ -81,28 +80,26 @@ CASES = {
     ),
 }
 CASES["torchrec_rowwise"] = Case("torchrec", ADAM, EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1), {})
-HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
-if HAS_TT:
-    # Tables with >= 40 rows (t0, t2, t4) are TT; fused updates happen inside the TT backward (dp sums the
-    # core gradients in the TT gradient hook first); bwp asks for a fused update and trains plain gradients
-    # with the equivalent torch optimizer instead; twp passes num_micro_uidx=2 to the TT tables.
-    TT = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40)
-    TT_MICRO = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40, micro_batches=2)
-    CASES |= {
-        "dp_tt_fused": Case("dp", ADAM, EmbeddingOptimizerSettings("adagrad", lr=0.1), {}, TT),
-        "dp_tt_plain": Case("dp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5, update="plain"), {}, TT),
-        "mp_tt_fused": Case("mp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5), {}, TT),
-        "bwp_tt_fused": Case(
-            "bwp", ADAM, EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1), {"num_micro_batches": 2}, TT
-        ),
-        "twp_tt_fused": Case(
-            "twp",
-            ADAM,
-            EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1),
-            {"stages": TWP_STAGES},
-            TT_MICRO,
-        ),
-    }
+# Tables with >= 40 rows (t0, t2, t4) are TT; fused updates happen inside the TT backward (dp sums the
+# core gradients in the TT gradient hook first); bwp asks for a fused update and trains plain gradients
+# with the equivalent torch optimizer instead; twp passes num_micro_uidx=2 to the TT tables.
+TT = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40)
+TT_MICRO = TableSettings(algorithm="ecorec", tt_ranks=(3, 3), tt_min_rows=40, micro_batches=2)
+CASES |= {
+    "dp_tt_fused": Case("dp", ADAM, EmbeddingOptimizerSettings("adagrad", lr=0.1), {}, TT),
+    "dp_tt_plain": Case("dp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5, update="plain"), {}, TT),
+    "mp_tt_fused": Case("mp", ADAM, EmbeddingOptimizerSettings("sgd", lr=0.5), {}, TT),
+    "bwp_tt_fused": Case(
+        "bwp", ADAM, EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1), {"num_micro_batches": 2}, TT
+    ),
+    "twp_tt_fused": Case(
+        "twp",
+        ADAM,
+        EmbeddingOptimizerSettings("rowwise_adagrad", lr=0.1),
+        {"stages": TWP_STAGES},
+        TT_MICRO,
+    ),
+}
 
 
 def _batches():

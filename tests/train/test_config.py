@@ -64,6 +64,13 @@ def test_valid_config_loads_with_defaults(tmp_path, dataset_dir):
         ("dense_optimizer", "kind", "lamb", "dense_optimizer.kind"),
         ("run", "device", "tpu", "run.device"),
         ("train", "target_auc", 0.8, "train.target_auc: needs 'val'"),
+        ("model", "over_arch", [64, 2], "model.over_arch: needs >= 2 positive layer sizes ending in 1"),
+        (
+            "model",
+            "dense_arch",
+            [64, 8],
+            "model.dense_arch: positive layer sizes ending in model.embedding_dim=16",
+        ),
     ],
 )
 def test_bad_fields_are_named(tmp_path, dataset_dir, section, key, value, message):

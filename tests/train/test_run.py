@@ -3,21 +3,20 @@ after an interruption, and bad configurations stopped by the launcher before any
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-pytest.importorskip("ecorec.data", reason="ecorec.data (branch data) is not merged yet")
-
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO / "workflow_scripts" / "launch_torchrun.sh"
-HAS_TT = importlib.util.find_spec("ecorec.tt") is not None
 
 
 def _env() -> dict[str, str]:
@@ -57,7 +56,7 @@ def _config(tmp_path: Path, dataset_dir: Path, name: str, **changes) -> Path:
         "dataset": {"path": str(dataset_dir), "prefetch": 1},
         "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
         "embeddings": {
-            "algorithm": "ecorec" if HAS_TT else "none",
+            "algorithm": "ecorec",
             "tt_ranks": [4, 4],
             "tt_min_rows": 500,
             "optimizer": "adagrad",
@@ -96,10 +95,63 @@ def _launch(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
-def test_resumed_run_ends_with_the_uninterrupted_loss_curve(tmp_path, dataset):
+def _process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc), parents first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, dataset) -> Path:
+    """The uninterrupted run (12 steps, checkpoints every 4): its output folder."""
+    tmp_path = tmp_path_factory.mktemp("full")
     full = _launch(_config(tmp_path, dataset, "full"))
     assert full.returncode == 0, full.stderr[-3000:]
+    return tmp_path / "full"
+
+
+@pytest.mark.slow
+def test_run_killed_mid_training_resumes_to_the_uninterrupted_loss_curve(tmp_path, dataset, full_run):
+    """SIGKILL to every process of the torchrun job (agent and workers) right after its first checkpoint is
+    published, while it trains on (and may be writing the next checkpoint); --resume then ends exactly as the
+    run that was never killed."""
+    config = _config(tmp_path, dataset, "killed")
+    cmd = ["bash", str(LAUNCHER), "--config", str(config), "--nproc-per-agent", "2"]
+    job = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    latest = tmp_path / "killed" / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert latest.exists(), job.communicate(timeout=60)[1].decode()[-3000:]
+    for pid in _process_tree(job.pid):  # torchrun starts its workers in sessions of their own
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    assert not (tmp_path / "killed" / "record.json").exists(), "the run ended before it could be killed"
+    killed_at = json.loads(latest.read_text())["step"]
+
+    resumed = _launch(config, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((full_run / "record.json").read_text())["metrics"]
+    again = json.loads((tmp_path / "killed" / "record.json").read_text())["metrics"]
+    assert again["resumed_from_step"] == killed_at >= 4
+    assert again["loss_curve"] == record["loss_curve"]
+    assert again["final_auroc"] == record["final_auroc"]
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_uninterrupted_loss_curve(tmp_path, dataset, full_run):
     config = _config(tmp_path, dataset, "killed")
     stopped = _launch(config, "--stop-after-steps", "7")  # checkpoint at step 4, stops at 7: 5..7 redone
     assert stopped.returncode == 0, stopped.stderr[-3000:]
@@ -107,7 +159,7 @@ def test_resumed_run_ends_with_the_uninterrupted_loss_curve(tmp_path, dataset):
     resumed = _launch(config, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    record = json.loads((tmp_path / "full" / "record.json").read_text())
+    record = json.loads((full_run / "record.json").read_text())
     again = json.loads((tmp_path / "killed" / "record.json").read_text())
     metrics = record["metrics"]
     assert again["metrics"]["resumed_from_step"] == 4
@@ -131,7 +183,7 @@ def test_resumed_run_ends_with_the_uninterrupted_loss_curve(tmp_path, dataset):
     assert all(0.0 <= v <= 1.0 for v in metrics["final_auroc"].values())
     assert sorted(t for tables in metrics["plan"].values() for t in tables) == [f"f{i}" for i in range(6)]
     assert all(len(groups) == 2 for groups in metrics["stages"].values())
-    assert (tmp_path / "full" / "logs" / "rank1.log").is_file()
+    assert (full_run / "logs" / "rank1.log").is_file()
 
 
 @pytest.mark.parametrize(
@@ -140,6 +192,7 @@ def test_resumed_run_ends_with_the_uninterrupted_loss_curve(tmp_path, dataset):
         ({"parallel": {"mode": "hybrid"}}, "parallel.mode"),
         ({"parallel": {"num_micro_keys": 6, "allow_fewer_stages": False}}, "parallel.num_micro_keys"),
         ({"dataset": {"path": "/nonexistent/dataset"}}, "dataset.path"),
+        ({"model": {"kind": "dcn", "cross_layers": 0}}, "model: DCN needs >= 1 cross layer"),
     ],
 )
 def test_bad_config_fails_before_any_worker_starts(tmp_path, dataset, changes, field):
@@ -150,3 +203,23 @@ def test_bad_config_fails_before_any_worker_starts(tmp_path, dataset, changes, f
     # the launcher prints every command it execs: torchrun was never started
     assert "torch.distributed.run" not in proc.stderr
     assert not (tmp_path / "bad" / "logs").exists()
+
+
+@pytest.mark.slow
+def test_run_stops_once_val_auroc_reaches_the_target(tmp_path, dataset, full_run):
+    config = _config(
+        tmp_path,
+        dataset,
+        "target",
+        train={"eval_every": 2, "target_auc": 0.5, "checkpoint_every": 0, "timing_warmup_steps": 0},
+    )
+    proc = _launch(config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "target" / "record.json").read_text())["metrics"]
+    on_the_way = metrics["eval"][: -len(metrics["final_auroc"])]  # the final evaluations come last
+    val = [e for e in on_the_way if e["split"] == "val"]
+    assert metrics["stopped_early"] and metrics["steps"] < 12 and metrics["steps"] == 2 * len(val)
+    assert val[-1]["auroc"] >= 0.5 and all(e["auroc"] < 0.5 for e in val[:-1])
+    # evaluating on the way changes nothing of the training: the curve is the uninterrupted run's prefix
+    full = json.loads((full_run / "record.json").read_text())["metrics"]["loss_curve"]
+    assert metrics["loss_curve"] == full[: metrics["steps"]]

@@ -192,6 +192,12 @@ def test_figures_and_what_a_change_reruns(tiny_pipeline):
     plots.write_text(old)
     assert _jobs(root, tiny) == {}
 
+    # the training benchmark (python -m ecorec.bench train) is no input of any result
+    bench_train = root / "ecorec" / "bench" / "train.py"
+    old = _edit(bench_train)
+    assert _jobs(root, tiny) == {}
+    bench_train.write_text(old)
+
     # the TT library: kernel benchmarks, training runs and their figures, never the dataset or the environment
     tt = root / "ecorec" / "tt" / "__init__.py"
     old = _edit(tt)

@@ -66,8 +66,6 @@ def _tiny_overlay(path: Path) -> Path:
 
 @pytest.mark.slurm
 def test_training_through_the_slurm_profile_matches_the_local_run(slurm_cluster, tmp_path):
-    pytest.importorskip("ecorec.data", reason="ecorec.data (branch data) is not merged yet")
-    pytest.importorskip("ecorec.tt", reason="ecorec.tt (branch tt) is not merged yet")
     from ecorec.data.synthetic import SyntheticConfig, generate_synthetic_dataset
 
     dataset = tmp_path / "dataset"

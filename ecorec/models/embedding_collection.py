@@ -37,6 +37,7 @@ class TTEmbeddingBagConfig(EmbeddingBagConfig):
     ``feature_names``, ``pooling``, ``data_type``, ...):
         tt_ranks: inner TT ranks ``[r_1, ..., r_{d-1}]`` (their number fixes ``d``).
         tt_p_shapes, tt_q_shapes: explicit factors of the rows / the dim (default: the most balanced).
+        round_up_rows: suggested p-shapes may round the rows up (TT-Rec's rule); ``False``: ``prod(p) == N``.
         algorithm: ``"ecorec"``, ``"fbtt"`` or ``"elrec"``.
         micro_batches, max_micro_uniques: ``ecorec``'s micro-batching.
         weight_init, init_std: TT initialisation (see :mod:`ecorec.tt.init`).
@@ -45,6 +46,7 @@ class TTEmbeddingBagConfig(EmbeddingBagConfig):
     tt_ranks: list[int] = field(default_factory=lambda: [32, 32])
     tt_p_shapes: list[int] | None = None
     tt_q_shapes: list[int] | None = None
+    round_up_rows: bool = True
     algorithm: str = "ecorec"
     micro_batches: int = 1
     max_micro_uniques: int | None = None
@@ -123,6 +125,7 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
                     config.tt_ranks,
                     tt_p_shapes=config.tt_p_shapes,
                     tt_q_shapes=config.tt_q_shapes,
+                    round_up_rows=config.round_up_rows,
                     mode=mode,
                     include_last_offset=True,
                     algorithm=config.algorithm,

@@ -20,7 +20,8 @@ tensors :data:`PLAN_ARGS` are ``offsets (B+1,)`` followed by :data:`PLAN_FIELDS`
 - ``tt_plan(indices (nnz,), offsets (B+1,), p_shapes, micro_batches, max_micro_uniques)`` -> the 13
   :data:`PLAN_FIELDS`;
 - ``tt_forward(core0, core1, core2, *plan, per_sample_weights, q_shapes, ranks, embedding_dim, mode)`` ->
-  ``(B, D)``; differentiable in the cores (its backward is ``tt_backward``);
+  ``(B, D)``; differentiable in the cores (its backward is ``tt_backward``, deterministic when
+  ``torch.are_deterministic_algorithms_enabled()``);
 - ``tt_backward(grad_output (B, D), core0, core1, core2, *plan, ..., deterministic)`` -> the dense core
   gradients;
 - ``tt_sgd_update_(core, grad, lr)``, ``tt_adagrad_update_(core, state, grad, lr, eps)``,
@@ -399,12 +400,21 @@ def _tt_forward_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.T
 
 
 def _tt_forward_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """Autograd of ``ecorec::tt_forward``: ``ecorec::tt_backward`` on ``grad_output (B, D)``, giving the dense
+    core gradients ``(p_t, r_t q_t r_{t+1})``.
+
+    ``tt_forward``'s schema has no ``deterministic`` argument (the CUDA kernels' C++ signatures are checked
+    against it), so this formula takes it from torch's own switch, read when the backward runs:
+    ``deterministic = torch.are_deterministic_algorithms_enabled()`` (``torch.use_deterministic_algorithms``;
+    ``warn_only`` counts as enabled). ``TTEmbeddingBag(deterministic=True)`` is the per-module way.
+    """
     if ctx.needs_input_grad[_FORWARD_TENSORS]:
         raise NotImplementedError("ecorec::tt_forward has no gradient for per_sample_weights; detach them")
     saved = ctx.saved_tensors
     tensors = saved[:_FORWARD_TENSORS]
     per_sample_weights = saved[_FORWARD_TENSORS] if ctx.has_weights else None
-    grads = op("tt_backward")(grad_output, *tensors, per_sample_weights, *ctx.shape_args, False)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    grads = op("tt_backward")(grad_output, *tensors, per_sample_weights, *ctx.shape_args, deterministic)
     return (*grads, *(None for _ in range(_FORWARD_ARGS - 3)))
 
 

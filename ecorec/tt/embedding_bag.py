@@ -98,6 +98,9 @@ class TTEmbeddingBag(nn.Module):
         num_cores: ``d`` when no shape list fixes it (default 3).
         enforce_embedding_dim: suggested q-shapes multiply to exactly ``D`` (else round up; extra columns are
             computed and dropped).
+        round_up_rows: suggested p-shapes may factor ``N`` rounded up to a multiple of ``10^k`` when that is
+            more balanced (TT-Rec's rule, the default); ``False``: an exact factorisation, ``prod(p) == N``
+            (explicit ``tt_p_shapes`` must then multiply to ``N``). See :meth:`TTShapes.from_sizes`.
         mode: ``"sum"`` or ``"mean"``.
         include_last_offset: ``offsets`` has ``B + 1`` entries ending at ``len(indices)``.
         algorithm: ``"ecorec"`` (unique rows + prefix groups, micro-batched), ``"fbtt"`` (TT-Rec, per
@@ -111,7 +114,10 @@ class TTEmbeddingBag(nn.Module):
             ``None``; state in buffers ``optimizer_state_<t>``).
         weight_init: ``"normal"``, ``"uniform"`` or ``"sampled_gaussian"`` (see :mod:`ecorec.tt.init`).
         init_std: std for ``"normal"`` entries / target row std for ``"sampled_gaussian"``.
-        deterministic: accumulate core-row gradients with sorted segment sums instead of ``index_add_``.
+        deterministic: accumulate core-row gradients with sorted segment sums instead of ``index_add_`` (whose
+            CUDA kernel sums with float atomics), on every core and algorithm. (The op-level autograd of
+            ``torch.ops.ecorec.tt_forward`` has no such argument: it follows
+            ``torch.are_deterministic_algorithms_enabled()``.)
         product_strategy: how the small per-item GEMMs run in the torch backend (``"auto"``, ``"gather"``,
             ``"grouped"``, ``"slices"``; same results, different speed and transient memory; see
             :func:`ecorec.tt.primitives.resolve_product_strategy`).
@@ -143,6 +149,7 @@ class TTEmbeddingBag(nn.Module):
         tt_q_shapes: Sequence[int] | None = None,
         num_cores: int | None = None,
         enforce_embedding_dim: bool = True,
+        round_up_rows: bool = True,
         mode: str = "sum",
         include_last_offset: bool = False,
         algorithm: str = "ecorec",
@@ -191,6 +198,8 @@ class TTEmbeddingBag(nn.Module):
         dtype = dtype if dtype is not None else torch.get_default_dtype()
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point dtype, got dtype={dtype}")
+        if optimizer is not None:
+            optimizer.check_dtype(dtype)
         self.shapes = TTShapes.from_sizes(
             num_embeddings,
             embedding_dim,
@@ -199,6 +208,7 @@ class TTEmbeddingBag(nn.Module):
             q_shapes=tt_q_shapes,
             num_cores=num_cores,
             enforce_embedding_dim=enforce_embedding_dim,
+            round_up_rows=round_up_rows,
         )
         self.mode = mode
         self.include_last_offset = include_last_offset

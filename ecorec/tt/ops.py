@@ -335,7 +335,17 @@ def tt_fused_update_(
     states: Sequence[torch.Tensor | None],
     backend: str,
 ) -> None:
-    """The fused optimizer step in place (:func:`ecorec.tt.optim.fused_update_`), on ``backend``."""
+    """The fused optimizer step in place (:func:`ecorec.tt.optim.fused_update_`), on ``backend``.
+
+    Args:
+        config: the optimizer (its ``eps`` is checked against each core's dtype:
+            :meth:`~ecorec.tt.optim.TTOptimizerConfig.check_dtype`).
+        cores: ``d`` tensors ``(p_t, C_t)``; grads: dense gradients shaped like them; states: per core the
+            state of :meth:`~ecorec.tt.optim.TTOptimizerConfig.state_shapes` (``None`` for SGD).
+        backend: ``"torch"`` or ``"cuda"``.
+    """
+    for core in cores:
+        config.check_dtype(core.dtype)
     if backend != "cuda":
         fused_update_(config, cores, grads, states)
         return

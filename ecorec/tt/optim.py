@@ -14,7 +14,11 @@ Semantics, per core ``W`` with dense batch gradient ``g`` (rows the batch does n
   ``W[i] -= lr * g[i] / (sqrt(s[i]) + eps)``.
 
 For all three an untouched row (``g = 0``) keeps its weights and state exactly, so the dense update equals the
-sparse "touched rows only" update of fbgemm; the cores are small, so the dense form is also cheap.
+sparse "touched rows only" update of fbgemm; the cores are small, so the dense form is also cheap. For the
+Adagrad kinds that needs ``eps > 0`` in the cores' dtype: a row no batch has touched yet has ``g = 0`` and
+``S = 0``, and ``0 / (sqrt(0) + 0)`` is NaN. :class:`TTOptimizerConfig` rejects ``eps <= 0`` for them, and
+:meth:`TTOptimizerConfig.check_dtype` an ``eps`` that rounds to 0 in the cores' dtype (``TTEmbeddingBag``
+checks at construction, :func:`ecorec.tt.ops.tt_fused_update_` before every step, on every backend).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ class TTOptimizerConfig:
     Attributes:
         kind: ``"sgd"``, ``"adagrad"`` or ``"rowwise_adagrad"`` (or a :class:`TTOptimizerKind`).
         lr: learning rate (> 0).
-        eps: added to ``sqrt(state)`` by the Adagrad kinds (``torch.optim.Adagrad``'s default ``1e-10``).
+        eps: added to ``sqrt(state)`` by the Adagrad kinds (``torch.optim.Adagrad``'s default ``1e-10``);
+            must be ``> 0`` for them (``eps = 0`` would write NaN into every never-touched row), ``>= 0`` for
+            ``sgd`` (unused there).
     """
 
     kind: TTOptimizerKind | str = TTOptimizerKind.SGD
@@ -59,8 +65,28 @@ class TTOptimizerConfig:
         object.__setattr__(self, "kind", kind)
         if not self.lr > 0:
             raise ValueError(f"TTOptimizerConfig.lr must be > 0, got lr={self.lr}")
-        if not self.eps >= 0:
-            raise ValueError(f"TTOptimizerConfig.eps must be >= 0, got eps={self.eps}")
+        if kind is TTOptimizerKind.SGD:
+            if not self.eps >= 0:
+                raise ValueError(f"TTOptimizerConfig.eps must be >= 0, got eps={self.eps}")
+        elif not self.eps > 0:
+            raise ValueError(
+                f"TTOptimizerConfig.eps must be > 0 for kind={kind.value!r} (eps=0 gives 0/0 = NaN in rows "
+                f"the batch does not touch), got eps={self.eps}"
+            )
+
+    def check_dtype(self, dtype: torch.dtype) -> None:
+        """Raise ``ValueError`` if the Adagrad kinds' ``eps`` is below the smallest normal number of ``dtype``
+        (the cores' dtype, in which the update adds it): it would round to 0 (or be flushed to 0 on GPUs), and
+        untouched rows would become NaN. No-op for ``sgd``."""
+        if self.kind is TTOptimizerKind.SGD:
+            return
+        tiny = torch.finfo(dtype).tiny
+        if self.eps < tiny:
+            raise ValueError(
+                f"TTOptimizerConfig.eps={self.eps} is below the smallest normal {dtype} ({tiny:.3g}): it "
+                f"rounds to 0 in the cores' dtype and the {self.kind.value} update of untouched rows would "
+                f"be NaN; use a larger eps"
+            )
 
     def state_shapes(self, core_shapes: Sequence[tuple[int, int]]) -> list[tuple[int, ...] | None]:
         """Shape of the state of each core ``(p_t, C_t)``: ``None`` (SGD), ``(p_t, C_t)`` or ``(p_t,)``."""

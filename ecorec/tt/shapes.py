@@ -200,6 +200,7 @@ class TTShapes:
         q_shapes: Sequence[int] | None = None,
         num_cores: int | None = None,
         enforce_embedding_dim: bool = True,
+        round_up_rows: bool = True,
     ) -> TTShapes:
         """Build shapes from sizes; missing p/q shapes come from :func:`suggested_tt_shapes`.
 
@@ -211,7 +212,13 @@ class TTShapes:
             num_cores: ``d`` when neither shape list nor a rank list fixes it (default 3).
             enforce_embedding_dim: suggested q-shapes multiply to exactly ``D`` (the artifact's setting); with
                 ``False`` they may round ``D`` up and the extra columns are dropped.
+            round_up_rows: suggested p-shapes may factor ``N`` rounded up to a multiple of ``10^k`` when that
+                is more balanced (TT-Rec's and the artifact's setting; rows beyond ``N`` are never addressed);
+                with ``False`` they are the most balanced exact factorisation, ``prod(p) == N``, and explicit
+                ``p_shapes`` must multiply to exactly ``N`` too.
         """
+        if not isinstance(round_up_rows, bool):
+            raise ValueError(f"TTShapes: round_up_rows must be a bool, got round_up_rows={round_up_rows!r}")
         ranks_in = _as_int_list("tt_ranks", tt_ranks)
         lengths = {len(s) for s in (p_shapes, q_shapes) if s is not None}
         if not isinstance(tt_ranks, int):
@@ -230,8 +237,13 @@ class TTShapes:
         p = (
             _as_int_list("p_shapes", p_shapes)
             if p_shapes is not None
-            else suggested_tt_shapes(num_embeddings, d, allow_round_up=True)
+            else suggested_tt_shapes(num_embeddings, d, allow_round_up=round_up_rows)
         )
+        if not round_up_rows and math.prod(p) != num_embeddings:
+            raise ValueError(
+                f"TTShapes: round_up_rows=False needs prod(p_shapes) == num_embeddings={num_embeddings}, got "
+                f"p_shapes={p} (prod {math.prod(p)})"
+            )
         q = (
             _as_int_list("q_shapes", q_shapes)
             if q_shapes is not None

@@ -6,8 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ecorec.tt import TTEmbeddingBag, primitives
+from ecorec.tt.custom_ops import op
 from ecorec.tt.primitives import (
     PRODUCT_STRATEGIES,
     accumulate_rows_,
@@ -135,6 +137,116 @@ def test_deterministic_mode_is_bitwise_repeatable(algorithm: str) -> None:
     first = core_grads(module, module_forward(module, lookup), grad_output)
     second = core_grads(module, module_forward(module, lookup), grad_output)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+class _AtomicAccumulations(TorchDispatchMode):
+    """Records the aten ops whose CUDA kernels accumulate with float atomics (order-dependent sums)."""
+
+    OPS = ("index_add", "scatter_add", "scatter_reduce", "index_reduce", "_index_put_impl")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__.rstrip("_")
+        accumulate = kwargs.get("accumulate", len(args) > 3 and args[3] is True)
+        if name in self.OPS or (name in ("index_put", "put") and accumulate):
+            self.seen.append(str(func))
+        return func(*args, **kwargs)
+
+
+def _record_index_add(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Make ``torch.Tensor.index_add_`` record the shape of its target (Python-level calls), and return the
+    record."""
+    calls: list[tuple[int, ...]] = []
+    original = torch.Tensor.index_add_
+
+    def spy(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        calls.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "index_add_", spy)
+    return calls
+
+
+@pytest.mark.parametrize("strategy", PRODUCT_STRATEGIES)
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_deterministic_backward_never_uses_index_add(
+    algorithm: str, deterministic: bool, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On CPU index_add_ is sequential (deterministic) either way, so bitwise repeatability cannot fail here;
+    # instead check that the deterministic backward never reaches an op that sums with atomics on CUDA.
+    extra = dict(micro_batches=3) if algorithm == "ecorec" else {}
+    module = _module(algorithm, deterministic=deterministic, product_strategy=strategy, **extra)
+    lookup = random_lookup(
+        600, 40, mean_length=8, distribution="hot", weighted=True, dtype=torch.float64,
+        generator=torch.Generator().manual_seed(16),
+    )  # fmt: skip
+    out = module_forward(module, lookup)
+    grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
+    calls = _record_index_add(monkeypatch)
+    with _AtomicAccumulations() as atomics:
+        got = core_grads(module, out, grad_output)
+    monkeypatch.undo()
+    if deterministic:
+        assert calls == [] and atomics.seen == []
+    else:  # allowed, and both detectors see it (so the assertion above can fail)
+        assert calls and "aten.index_add_.default" in atomics.seen
+    expected = core_grads(module, oracle_forward(module, lookup), grad_output)
+    for g, want in zip(got, expected):
+        assert_rel_close(g, want, 1e-10)
+
+
+def _set_deterministic_algorithms(enabled: bool, warn_only: bool = False) -> None:
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_op_level_autograd_follows_torch_deterministic_switch(
+    enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ecorec::tt_forward's schema has no deterministic flag: its autograd reads torch's switch.
+    module = _module("ecorec")
+    lookup = random_lookup(
+        600, 30, mean_length=6, distribution="zipf", weighted=True, dtype=torch.float64,
+        generator=torch.Generator().manual_seed(18),
+    )  # fmt: skip
+    p_shapes, shapes = list(module.shapes.p_shapes), module.shapes
+    plan = (lookup.offsets, *op("tt_plan")(lookup.indices, lookup.offsets, p_shapes, 2, None))
+    cores = [core.detach().clone().requires_grad_() for core in module.cores]
+    inputs = (*cores, *plan, lookup.per_sample_weights, list(shapes.q_shapes), list(shapes.ranks),
+              shapes.embedding_dim, "sum")  # fmt: skip
+    grad_output = torch.randn(30, 10, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    seen: list[bool] = []
+
+    class BackwardFlag(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is op("tt_backward"):  # trailing arguments equal to their default may be left out
+                position = [a.name for a in func._schema.arguments].index("deterministic")
+                value = args[position] if len(args) > position else (kwargs or {}).get("deterministic", False)
+                seen.append(value)
+            return func(*args, **(kwargs or {}))
+
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    calls = _record_index_add(monkeypatch)
+    try:
+        _set_deterministic_algorithms(enabled)
+        out = op("tt_forward")(*inputs)
+        with BackwardFlag():
+            got = torch.autograd.grad(out, cores, grad_output)
+    finally:
+        _set_deterministic_algorithms(*previous)
+        monkeypatch.undo()
+    assert seen == [enabled]
+    assert (calls == []) is enabled
+    for g, want in zip(got, core_grads(module, oracle_forward(module, lookup), grad_output)):
+        assert_rel_close(g, want, 1e-10)
 
 
 # ----------------------------------------------------------------------------------------------- primitives

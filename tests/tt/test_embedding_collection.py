@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -124,3 +126,17 @@ def test_contract_details() -> None:
         TTEmbeddingBagCollection([tables[0], tables[0]])
     meta = TTEmbeddingBagCollection(_tables(), device="meta")
     assert all(p.device.type == "meta" for p in meta.parameters())
+
+
+def test_round_up_rows_reaches_the_tt_table() -> None:
+    # 10_001 = 73 * 137: TT-Rec's rule (the default) rounds the rows up to 20 * 22 * 25 = 11_000;
+    # round_up_rows=False keeps prod(p) == N.
+    common = dict(num_embeddings=10_001, embedding_dim=DIM, tt_ranks=[4, 4])
+    configs = [
+        TTEmbeddingBagConfig(name="rounded", feature_names=["f1"], **common),
+        TTEmbeddingBagConfig(name="exact", feature_names=["f2"], round_up_rows=False, **common),
+    ]
+    collection = TTEmbeddingBagCollection(configs)
+    assert collection.embedding_bags["rounded"].shapes.p_shapes == (20, 22, 25)
+    exact = collection.embedding_bags["exact"].shapes.p_shapes
+    assert exact == (1, 73, 137) and math.prod(exact) == 10_001

@@ -14,7 +14,14 @@ from ecorec.tt import TTEmbeddingBag, TTShapes, tt_full_weight
 from ecorec.tt.reference import tt_rows
 from ecorec.tt.testing import DISTRIBUTIONS, LookupInput, random_lookup
 
-from .utils import ALGORITHMS, REL_TOL, assert_rel_close, module_forward, oracle_forward
+from .utils import (
+    ALGORITHMS,
+    REL_TOL,
+    assert_rel_close,
+    module_forward,
+    oracle_forward,
+    oracle_forward_float64,
+)
 
 
 def _module(algorithm: str, dtype: torch.dtype = torch.float64, **kwargs) -> TTEmbeddingBag:
@@ -28,7 +35,17 @@ def _module(algorithm: str, dtype: torch.dtype = torch.float64, **kwargs) -> TTE
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+DTYPES = [torch.float64, torch.float32]
+
+
+def _check_forward(module: TTEmbeddingBag, lookup: LookupInput) -> None:
+    """The module's output against the dense oracle, computed in float64, within ``REL_TOL`` of its dtype."""
+    out = module_forward(module, lookup)
+    assert out.dtype == module.cores[0].dtype
+    assert_rel_close(out, oracle_forward_float64(module, lookup), REL_TOL[out.dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["sum", "mean"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_forward_matches_dense_oracle(algorithm: str, mode: str, dtype: torch.dtype) -> None:
@@ -38,21 +55,23 @@ def test_forward_matches_dense_oracle(algorithm: str, mode: str, dtype: torch.dt
         1000, 13, mean_length=6, distribution="zipf", empty_fraction=0.2, weighted=mode == "sum", dtype=dtype,
         generator=torch.Generator().manual_seed(1),
     )  # fmt: skip
-    assert_rel_close(module_forward(module, lookup), oracle_forward(module, lookup), REL_TOL[dtype])
+    _check_forward(module, lookup)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("distribution", DISTRIBUTIONS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_adversarial_indices(algorithm: str, distribution: str) -> None:
+def test_adversarial_indices(algorithm: str, distribution: str, dtype: torch.dtype) -> None:
     # Hot rows (long segments), every bag one repeated row, zipf skew; plus empty bags throughout.
-    module = _module(algorithm, include_last_offset=True)
+    module = _module(algorithm, dtype, include_last_offset=True)
     lookup = random_lookup(
         1000, 9, mean_length=12, distribution=distribution, empty_fraction=0.3, weighted=True,
-        dtype=torch.float64, generator=torch.Generator().manual_seed(2),
+        dtype=dtype, generator=torch.Generator().manual_seed(2),
     )  # fmt: skip
-    assert_rel_close(module_forward(module, lookup), oracle_forward(module, lookup), 1e-10)
+    _check_forward(module, lookup)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=25, deadline=None)
 @given(
     data=st.data(),
@@ -64,6 +83,7 @@ def test_adversarial_indices(algorithm: str, distribution: str) -> None:
     include_last_offset=st.booleans(),
 )
 def test_random_shapes(
+    dtype: torch.dtype,
     data: st.DataObject,
     num_cores: int,
     algorithm: str,
@@ -78,16 +98,16 @@ def test_random_shapes(
     n = data.draw(st.integers(max(1, math.prod(p) // 2), math.prod(p)), label="N")
     dim = data.draw(st.integers(1, math.prod(q)), label="D")
     module = _module(
-        algorithm, num_embeddings=n, embedding_dim=dim, tt_ranks=ranks, tt_p_shapes=p, tt_q_shapes=q,
+        algorithm, dtype, num_embeddings=n, embedding_dim=dim, tt_ranks=ranks, tt_p_shapes=p, tt_q_shapes=q,
         mode=mode, include_last_offset=include_last_offset,
     )  # fmt: skip
     seed = data.draw(st.integers(0, 2**16), label="seed")
     lookup = random_lookup(
         n, num_bags, mean_length=data.draw(st.sampled_from([0.5, 2.0, 6.0])), distribution=distribution,
-        empty_fraction=0.2, weighted=mode == "sum" and seed % 2 == 0, dtype=torch.float64,
+        empty_fraction=0.2, weighted=mode == "sum" and seed % 2 == 0, dtype=dtype,
         generator=torch.Generator().manual_seed(seed),
     )  # fmt: skip
-    assert_rel_close(module_forward(module, lookup), oracle_forward(module, lookup), 1e-10)
+    _check_forward(module, lookup)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -104,13 +124,16 @@ def test_lengths_offsets_and_2d_inputs_agree(algorithm: str) -> None:
         assert_rel_close(out, expected, 1e-10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_single_bag_and_no_indices(algorithm: str) -> None:
-    module = _module(algorithm, include_last_offset=True)
+def test_single_bag_and_no_indices(algorithm: str, dtype: torch.dtype) -> None:
+    module = _module(algorithm, dtype, include_last_offset=True)
     one = LookupInput(torch.tensor([5, 5, 999]), torch.tensor([0, 3]), torch.tensor([3]), None)
-    assert_rel_close(module_forward(module, one), oracle_forward(module, one), 1e-10)
+    _check_forward(module, one)
+    weighted = LookupInput(one.indices, one.offsets, one.lengths, torch.tensor([0.5, -1.0, 2.0], dtype=dtype))
+    _check_forward(module, weighted)
     empty = module(torch.zeros(0, dtype=torch.int64), torch.zeros(4, dtype=torch.int64))
-    assert empty.shape == (3, 12) and torch.equal(empty, torch.zeros(3, 12, dtype=torch.float64))
+    assert empty.shape == (3, 12) and torch.equal(empty, torch.zeros(3, 12, dtype=dtype))
     no_bags = module(torch.zeros(0, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
     assert no_bags.shape == (0, 12)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig
+from ecorec.tt.optim import adagrad_update_, rowwise_adagrad_update_
 from ecorec.tt.testing import random_lookup
 
 from .utils import ALGORITHMS, copy_cores, module_forward
@@ -97,9 +98,14 @@ def test_update_is_once_per_batch_after_all_micro_batches(kind: str) -> None:
         _assert_same_cores(micro, single)
 
 
+# The smallest eps the config accepts for float64 cores: sqrt(0) + eps must still be > 0 there.
+@pytest.mark.parametrize("eps", [EPS, torch.finfo(torch.float64).tiny])
 @pytest.mark.parametrize("kind", ["sgd", "adagrad", "rowwise_adagrad"])
-def test_untouched_rows_keep_weights_and_state(kind: str) -> None:
-    fused, _ = _pair(kind)
+def test_untouched_rows_keep_weights_and_state(kind: str, eps: float) -> None:
+    fused = TTEmbeddingBag(
+        500, 8, [3, 4], include_last_offset=True, dtype=torch.float64,
+        optimizer=TTOptimizerConfig(kind, LR, eps),
+    )  # fmt: skip
     before = [core.detach().clone() for core in fused.cores]
     rows = torch.tensor([0, 1, 2])  # p-shapes of 500: digits of rows 0..2 touch row 0 of the first cores only
     out = fused(rows, torch.tensor([0, 3]))
@@ -114,6 +120,28 @@ def test_untouched_rows_keep_weights_and_state(kind: str) -> None:
         if state is not None:
             nonzero = {int(i) for i in torch.nonzero(state.reshape(state.shape[0], -1).any(dim=1)).flatten()}
             assert nonzero == touched[t]
+    # Rows outside the expected touched set are bitwise unchanged, states there stay 0; nothing is NaN.
+    for t, (core, old, state) in enumerate(zip(fused.cores, before, fused.optimizer_states())):
+        assert bool(torch.isfinite(core).all())
+        untouched = torch.ones(core.shape[0], dtype=torch.bool)
+        untouched[sorted(touched[t])] = False
+        assert torch.equal(core[untouched], old[untouched])
+        if state is not None:
+            assert bool(torch.isfinite(state).all()) and not bool(state[untouched].any())
+
+
+@pytest.mark.parametrize("update", [adagrad_update_, rowwise_adagrad_update_])
+def test_eps_zero_would_write_nan_into_untouched_rows(update) -> None:
+    # Why the config rejects eps = 0: a never-touched row has S = 0 and g = 0, and 0 / (sqrt(0) + 0) is NaN.
+    core = torch.ones(2, 3, dtype=torch.float64)
+    grad = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    state = (
+        torch.zeros(2, 3, dtype=torch.float64)
+        if update is adagrad_update_
+        else torch.zeros(2, dtype=torch.float64)
+    )
+    update(core, state, grad, LR, 0.0)
+    assert bool(torch.isnan(core[1]).all()) and bool(torch.isfinite(core[0]).all())
 
 
 def test_optimizer_state_is_in_state_dict_and_checkpoints_exactly() -> None:
@@ -200,11 +228,33 @@ def test_set_learning_rate() -> None:
         (dict(kind="adam"), "kind must be one of"),
         (dict(lr=0.0), "lr must be > 0"),
         (dict(eps=-1.0), "eps must be >= 0"),
+        (dict(kind="sgd", eps=float("nan")), "eps must be >= 0"),
+        (dict(kind="adagrad", eps=0.0), r"eps must be > 0 for kind='adagrad' .* got eps=0.0"),
+        (dict(kind="rowwise_adagrad", eps=0.0), r"eps must be > 0 for kind='rowwise_adagrad'"),
+        (dict(kind="adagrad", eps=-1e-8), "eps must be > 0"),
+        (dict(kind="rowwise_adagrad", eps=float("nan")), "eps must be > 0"),
     ],
 )
 def test_optimizer_config_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TTOptimizerConfig(**kwargs)
+
+
+def test_sgd_accepts_eps_zero() -> None:
+    assert TTOptimizerConfig("sgd", eps=0.0).eps == 0.0  # unused by SGD
+
+
+@pytest.mark.parametrize("kind", ["adagrad", "rowwise_adagrad"])
+def test_eps_that_rounds_to_zero_in_the_core_dtype_is_rejected(kind: str) -> None:
+    config = TTOptimizerConfig(kind, LR, 1e-40)  # > 0 as a Python float, 0 (subnormal) in float32
+    TTEmbeddingBag(100, 8, 2, optimizer=config, dtype=torch.float64)  # fine in float64
+    with pytest.raises(ValueError, match=r"eps=1e-40 is below the smallest normal torch.float32"):
+        TTEmbeddingBag(100, 8, 2, optimizer=config, dtype=torch.float32)
+    # A module converted after construction is caught by the update itself (every backend).
+    module = TTEmbeddingBag(100, 8, 2, optimizer=config, dtype=torch.float64).to(torch.float32)
+    out = module(torch.tensor([1, 2]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="below the smallest normal torch.float32"):
+        out.sum().backward()
 
 
 def test_optimizer_state_shapes() -> None:

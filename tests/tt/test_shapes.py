@@ -129,3 +129,42 @@ def test_shapes_reject_inconsistent_sizes(kwargs: dict, message: str) -> None:
 def test_ranks_must_have_outer_ones() -> None:
     with pytest.raises(ValueError, match="ranks must be"):
         TTShapes(100, 4, (10, 10), (2, 2), (2, 4, 1))
+
+
+@pytest.mark.parametrize(
+    ("n", "exact", "rounded"),
+    [
+        (1001, (7, 11, 13), (10, 10, 11)),
+        (999, (3, 9, 37), (10, 10, 10)),
+        (15_600, (24, 25, 26), (24, 25, 26)),
+    ],
+)
+def test_round_up_rows_is_optional(n: int, exact: tuple[int, ...], rounded: tuple[int, ...]) -> None:
+    # 1001 = 7 * 11 * 13 has a balanced exact factorisation, yet TT-Rec's rule rounds it up to 1100.
+    default = TTShapes.from_sizes(n, 16, 4)
+    assert default.p_shapes == rounded == TTShapes.from_sizes(n, 16, 4, round_up_rows=True).p_shapes
+    assert math.prod(default.p_shapes) >= n
+    shapes = TTShapes.from_sizes(n, 16, 4, round_up_rows=False)
+    assert shapes.p_shapes == exact and shapes.padded_rows == math.prod(exact) == n
+    assert _entropy(list(exact)) == pytest.approx(_fbtt_best_entropy(n, 3), abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5000), d=st.integers(2, 4))
+def test_round_up_rows_false_factors_n_exactly(n: int, d: int) -> None:
+    shapes = TTShapes.from_sizes(n, 8, 2, num_cores=d, round_up_rows=False)
+    assert math.prod(shapes.p_shapes) == n and len(shapes.p_shapes) == d
+    assert shapes.p_shapes == tuple(suggested_tt_shapes(n, d, allow_round_up=False))
+    if n > 1:
+        assert _entropy(list(shapes.p_shapes)) == pytest.approx(_fbtt_best_entropy(n, d), abs=1e-12)
+
+
+def test_round_up_rows_false_checks_explicit_p_shapes() -> None:
+    assert TTShapes.from_sizes(1001, 16, 4, p_shapes=[7, 11, 13], round_up_rows=False).padded_rows == 1001
+    TTShapes.from_sizes(1001, 16, 4, p_shapes=[10, 10, 11])  # rounding up is fine by default
+    with pytest.raises(
+        ValueError, match=r"round_up_rows=False needs prod\(p_shapes\) == num_embeddings=1001"
+    ):
+        TTShapes.from_sizes(1001, 16, 4, p_shapes=[10, 10, 11], round_up_rows=False)
+    with pytest.raises(ValueError, match="round_up_rows must be a bool, got round_up_rows=0"):
+        TTShapes.from_sizes(1001, 16, 4, round_up_rows=0)

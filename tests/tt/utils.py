@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ecorec.tt import TTEmbeddingBag
+from ecorec.tt import TTEmbeddingBag, tt_full_weight
 from ecorec.tt.testing import LookupInput
 
 ALGORITHMS = ("ecorec", "fbtt", "elrec")
@@ -38,6 +38,22 @@ def oracle_forward(module: TTEmbeddingBag, lookup: LookupInput) -> torch.Tensor:
         per_sample_weights=lookup.per_sample_weights,
         include_last_offset=True,
     )
+
+
+def oracle_forward_float64(module: TTEmbeddingBag, lookup: LookupInput) -> torch.Tensor:
+    """:func:`oracle_forward` computed in float64 from the module's cores (the reference for float32 modules:
+    its own rounding is far below float32's), ``Tensor[B, D]`` float64, not differentiable."""
+    with torch.no_grad():
+        weight = tt_full_weight([core.double() for core in module.cores], module.shapes)
+        weights = lookup.per_sample_weights
+        return F.embedding_bag(
+            lookup.indices,
+            weight,
+            lookup.offsets,
+            mode=module.mode,
+            per_sample_weights=weights.double() if weights is not None else None,
+            include_last_offset=True,
+        )
 
 
 def module_forward(module: TTEmbeddingBag, lookup: LookupInput) -> torch.Tensor:

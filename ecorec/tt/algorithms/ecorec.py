@@ -20,6 +20,9 @@ Backward ("contract, then multiply"), per micro-batch; nothing but the plan is k
    children into ``dT_{k-1}`` (the unique -> prefix group contraction);
 4. ``dG_0[I_0] += dT_0``.
 
+Every core-row accumulation goes through :func:`ecorec.tt.primitives.accumulate_rows_` (or the ``"grouped"``
+strategy's per-row ``addmm_``), so ``deterministic=True`` never calls ``index_add_``.
+
 The caller applies one optimizer update after all micro-batches.
 """
 
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 
 from ecorec.tt.indexing import TTLookupPlan
 from ecorec.tt.primitives import (
+    accumulate_rows_,
     core_product,
     core_product_backward,
     segment_sum,
@@ -165,7 +169,7 @@ def ecorec_backward(
 
     Args:
         grad_output: ``(B, D)``; the other arguments as in :func:`ecorec_forward`.
-        deterministic: sorted segment sums instead of ``index_add_`` for the core-row accumulation.
+        deterministic: sorted segment sums instead of ``index_add_`` for every core-row accumulation.
         strategy: as in :func:`ecorec_forward`.
 
     Returns:
@@ -212,8 +216,10 @@ def ecorec_backward(
                 strategy,
             )
             grad = segment_sum(d_left, _local_child_offsets(plan, bound, k - 1))
-        # 4. level 0: the distinct first digits of the micro-batch (no repeats, so index_add_ is
-        # deterministic).
+        # 4. level 0: the distinct first digits of the micro-batch (no repeats within a call, so even the
+        # atomic index_add_ sums in a fixed order; ``deterministic`` avoids index_add_ on every core anyway).
         a0, b0 = bound[2], bound[3]
-        grads[0].index_add_(0, plan.level_digits[0][a0:b0], grad.view(b0 - a0, q[0] * r[1]))
+        accumulate_rows_(
+            grads[0], plan.level_digits[0][a0:b0], grad.view(b0 - a0, q[0] * r[1]), deterministic
+        )
     return grads

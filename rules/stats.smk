@@ -23,6 +23,7 @@ rule feature_stats:
         batch_size=lambda wildcards: int(wildcards.batch),
         num_batches=config["stats"]["num_batches"],
         split=config["stats"]["split"],
+        tables_per_read=config["stats"]["tables_per_read"],
         embedding_dim=config["train"]["model"]["embedding_dim"],
         tt_ranks=config["train"]["embeddings"]["tt_ranks"],
         target_stats=target_stats_file,

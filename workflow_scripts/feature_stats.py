@@ -12,13 +12,16 @@ from ecorec.utils import environment_record, setup_logging, write_json_atomic
 def main(dataset, outputs, log_file, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
+        tt_ranks = list(params.tt_ranks)
         stats = dataset_feature_stats(
             dataset,
             batch_size=int(params.batch_size),
             num_batches=params.num_batches,
             split=params.split,
             embedding_dim=params.embedding_dim,
-            tt_ranks=list(params.tt_ranks),
+            tt_ranks=tt_ranks,
+            tt_num_cores=len(tt_ranks) + 1,  # the TT shape training uses (ecorec.train.planning)
+            tables_per_read=int(params.tables_per_read),  # bounded memory: tables read in groups
         )
         stats.write(outputs.table, outputs.locality)
         target = load_target_stats(params.target_stats)
@@ -27,6 +30,7 @@ def main(dataset, outputs, log_file, params):
             "batch_size": int(params.batch_size),
             "num_batches": params.num_batches,
             "num_tables": stats.table.height,
+            "tables_per_read": int(params.tables_per_read),
             "avg_col_size": mean_col_size(stats.table),
             "target_stats_file": params.target_stats,
             "target_batch_size": target.batch_size,

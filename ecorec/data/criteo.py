@@ -1,17 +1,17 @@
 """Criteo Kaggle (``dac.tar.gz`` -> ``train.txt``) and Criteo 1TB (``day_N[.gz]``) -> Parquet dataset.
 
 Each line: ``label``, 13 integer features, 26 categorical features (8 hex digits), tab-separated; any field
-but the label may be empty. Files are streamed with ``pyarrow.csv`` in blocks (bounded memory). Per sample:
+may be empty. Files are streamed with ``pyarrow.csv`` in blocks (bounded memory). Per sample:
 
-- ``label`` (0/1) -> float32;
+- ``label`` (0/1; empty -> 0, as in TorchRec's reader) -> float32;
 - integers: missing -> 0, negative -> 0, then ``log(1 + x)`` -> ``dense`` float32 [13];
 - categoricals: hex -> int, missing -> 0, then modulo the feature's cap (TorchRec's DLRM example
   ``num_embeddings_per_feature``) -> one ``list<int64>`` of length 1 per feature ``cat_0 .. cat_25``.
 
-A bad line (wrong number of fields, a non-numeric value, a label other than 0/1) raises ``DataFormatError``
-naming the file and line number. A ``.tar.gz`` is read as a stream: its ``train.txt`` member is parsed
-straight out of the archive (nothing is extracted to disk), after checking that no member has an absolute
-path, ``..``, or a link or device entry.
+A bad line (wrong number of fields, a non-numeric value, a label other than 0/1/empty, an empty line: all
+fields empty) raises ``DataFormatError`` naming the file and line number. A ``.tar.gz`` is read as a stream:
+its ``train.txt`` member is parsed straight out of the archive (nothing is extracted to disk), after checking
+that no member has an absolute path, ``..``, or a link or device entry.
 """
 
 from __future__ import annotations
@@ -110,11 +110,19 @@ def _convert_block(
         value = frame[column][row]
         return DataFormatError(f"{where}:{first_line + row}: column '{column}' {problem}; got {value!r}")
 
-    label = frame[LABEL].str.to_integer(base=10, strict=False)
-    bad = label.is_null() | ~label.is_in([0, 1])
+    # pyarrow reads an empty line as 40 empty fields: refuse it rather than invent an all-missing sample.
+    blank = frame.select(pl.all_horizontal(pl.col(c) == "" for c in COLUMNS)).to_series()
+    if blank.any():
+        row = _first_bad(blank)
+        raise DataFormatError(f"{where}:{first_line + row}: empty line (all {len(COLUMNS)} fields empty)")
+    # An empty label is a missing label, read as 0 like TorchRec's Criteo reader (safe_cast(label, int, 0)).
+    raw_label = frame[LABEL]
+    label = raw_label.str.to_integer(base=10, strict=False)
+    bad = (raw_label != "") & (label.is_null() | ~label.is_in([0, 1]))
     if bad.any():
         row = _first_bad(bad)
-        raise fail(row, LABEL, "must be 0 or 1")
+        raise fail(row, LABEL, "must be 0, 1 or empty")
+    label = label.fill_null(0)
 
     bases = {**dict.fromkeys(CRITEO_DENSE_NAMES, 10), **dict.fromkeys(CRITEO_SPARSE_NAMES, 16)}
     parsed = frame.select(pl.col(c).str.to_integer(base=b, strict=False) for c, b in bases.items())
@@ -246,7 +254,10 @@ def convert_criteo(
             provenance={
                 "inputs": rows_per_file,
                 "num_embeddings_per_feature": list(caps),
-                "transform": "dense: log(1 + max(x, 0)), missing 0; sparse: int(hex) mod cap, missing 0",
+                "transform": (
+                    "label: missing 0; dense: log(1 + max(x, 0)), missing 0; "
+                    "sparse: int(hex) mod cap, missing 0"
+                ),
                 "environment": environment_record(),
             },
         )

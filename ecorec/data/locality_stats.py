@@ -96,9 +96,13 @@ class LocalityStatsBlock:
 
     @property
     def reference_num_tables(self) -> int | None:
-        """Number of tables encoded in the source name (``fbgemm_t788_bs131072_0.pt`` -> 788), if any."""
-        match = _TABLES_IN_NAME.search(self.source)
-        return int(match.group(1)) if match else None
+        """Number of tables encoded in the source name (``fbgemm_t788_bs131072_0.pt`` -> 788), if any.
+
+        The last ``_t<N>_`` of the name counts, so a name ``<dataset>_t<T>_bs<B>`` (what ``ecorec.stats`` and
+        the synthetic generator write) is read correctly whatever the dataset is called.
+        """
+        matches = _TABLES_IN_NAME.findall(self.source)
+        return int(matches[-1]) if matches else None
 
     def mean_pooling(self, num_tables: int | None = None) -> float:
         """Average indices per sample per table: ``avg_indices / (num_tables * batch_size)``.
@@ -110,6 +114,12 @@ class LocalityStatsBlock:
             raise ValueError(
                 f"locality stats block {self.source!r}: the number of tables is not in its name "
                 "(like '_t788_'); pass num_tables (or set mean_pooling explicitly)"
+            )
+        if tables < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"locality stats block {self.source!r}: mean pooling needs num_tables >= 1 and one batch "
+                f"size (got num_tables={tables}, batch_size={self.batch_size}; "
+                "0 means blocks of different sizes)"
             )
         return self.avg_indices / (tables * self.batch_size)
 

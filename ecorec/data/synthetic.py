@@ -14,6 +14,27 @@ What it reproduces (all seeded and deterministic, no network):
   effect per row, summed over the bag) plus a linear term in the dense features, so a model can learn
   something real.
 
+What is matched, and what only approximately:
+
+- matched: the **col-size histogram** (fraction of a batch's unique rows per access-count bucket), over all
+  tables and reference batches; total variation (TV) <= 0.02 to the target when the tables have more rows
+  than a batch has indices (measured 0.007-0.015; tables smaller than that are saturated and fold their
+  counts, which the calibration cannot undo). ``mean_pooling`` within a few percent.
+- approximate: the **index ratio** (fraction of indices per bucket). It follows from the counts drawn, which
+  are log-uniform inside a bucket and capped by the table's rows; measured TV 0.12 (8 tables of 1e4..1e6 rows,
+  reference batch 2048, three seeds: 0.120-0.125) and 0.04-0.06 (32 default tables, batch 4096); the tests
+  bound it at 0.2.
+- the **batch size**: the packaged histogram was measured on batches of 131072 samples (all 788 tables), and
+  is imposed here per table on batches of ``reference_batch_size`` (default 4096). Reuse grows with the
+  batch, so the data follows the histogram's shape at the reference batch size; it is not Meta's data
+  subsampled to that batch size. A warning is logged when the two batch sizes differ; to match at the
+  training batch size, set ``reference_batch_size`` to it (or give a ``stats_file`` measured at it).
+
+A stats file's mean pooling is ``avg indices / (T * batch size)`` with ``T`` read from the block name
+(``fbgemm_t788_bs131072_0.pt``); a name without ``_t<T>_`` falls back to ``num_tables`` with a warning. The
+generator's own ``locality_stats.txt`` (block ``<name>_t<T>_bs<B> (synthetic, seed S)``) and the
+``feature_stats`` rule's output carry ``T``, so either can be fed back as ``stats_file``.
+
 Cost: O(rows) memory per table (8 bytes per row) and O(rows) time per table and batch (the popularity race),
 fine up to ~1e7 rows per table; the default config (32 tables, up to 1e6 rows, 102400 samples) takes seconds.
 
@@ -79,8 +100,12 @@ class SyntheticConfig:
         mean_pooling: mean indices per sample per table over all tables; ``None``: from the stats file.
         pooling_sigma: log-normal spread of the per-table mean pooling factors (0: all equal).
         pooling_dispersion: Gamma shape of per-sample lengths (smaller: more variance and more empty bags).
-        stats_file: locality-stats file to follow; ``None``: the packaged 2022 one.
-        reference_batch_size: batch size at which the reuse histogram is imposed.
+        stats_file: locality-stats file to follow; ``None``: the packaged 2022 one (measured at batch
+            131072). Its mean pooling needs the table count from the block name; without one,
+            ``num_tables`` is used (warning).
+        reference_batch_size: batch size at which the reuse histogram is imposed, per table and batch: the
+            col-size histogram is matched there (TV <= 0.02), the index ratio only approximately (TV ~0.12,
+            see the module docstring). A warning is logged if it differs from the stats file's batch size.
         zipf_alpha: exponent of the per-table row popularity.
         num_dense: dense features. planted_tables: tables carrying label signal (default: min(4, T)).
         planted_weight / dense_weight / label_bias: scale of the sparse and dense terms, and the logit bias.
@@ -314,9 +339,32 @@ class SyntheticDatasetGenerator:
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
         self.target = load_target_stats(config.stats_file)
+        stats_name = config.stats_file or default_locality_stats_path().name
+        if self.target.batch_size != config.reference_batch_size:
+            logger.warning(
+                "synthetic: the reuse histogram of %s was measured at batch size %s but is imposed per table "
+                "at reference_batch_size=%d; the col-size histogram is matched at %d, the index ratio only "
+                "approximately (see ecorec.data.synthetic)",
+                stats_name,
+                self.target.batch_size or "(mixed)",
+                config.reference_batch_size,
+                config.reference_batch_size,
+            )
         mean_pooling = config.mean_pooling
         if mean_pooling is None:
-            mean_pooling = self.target.mean_pooling()
+            tables = self.target.reference_num_tables
+            if tables is None:
+                tables = config.num_tables
+                logger.warning(
+                    "synthetic: locality stats block %r of %s has no table count in its name (like "
+                    "'_t788_'); taking the mean pooling as avg indices / (num_tables=%d * batch size %d); "
+                    "set mean_pooling to override",
+                    self.target.source,
+                    stats_name,
+                    tables,
+                    self.target.batch_size,
+                )
+            mean_pooling = self.target.mean_pooling(tables)
         self.mean_pooling = float(mean_pooling)
         rng = _rng(config.seed, _STREAM_TABLES)
         if config.rows is not None:
@@ -438,8 +486,11 @@ def generate_synthetic_dataset(
     ) as writer:
         for batch in generator.batches(progress):
             writer.write(batch)
+        # "<name>_t<T>_bs<B>" like Meta's "fbgemm_t788_bs131072_0.pt", so it can be fed back as stats_file.
         block = generator.locality.block(
-            f"{Path(path).name} (synthetic, seed {config.seed})", config.reference_batch_size
+            f"{Path(path).name}_t{config.num_tables}_bs{config.reference_batch_size} "
+            f"(synthetic, seed {config.seed})",
+            config.reference_batch_size,
         )
         (writer.temp_dir / LOCALITY_STATS_FILE).write_text(format_locality_stats([block]), encoding="utf-8")
         metadata = writer.finish(

@@ -57,15 +57,19 @@ def stage_sizes(
     The desired size of group i (i = 1..g) is ``n/g + k * (i - (g+1)/2)`` with ``k = skew_degree * k_max`` and
     ``k_max = 2(n - g) / (g(g - 1))``, the steepest slope that keeps the smallest group at 1; the profile is
     reversed when ``decreasing``. Integer sizes start at 1 and grow one table at a time where the desired size
-    is furthest ahead (ties to the lowest index); the result is sorted descending if ``decreasing``, else
-    ascending. ``skew_degree=0`` gives near-equal sizes.
+    is furthest ahead (ties to the lowest index), on the decreasing profile; the result is sorted descending.
+    ``decreasing=False`` returns exactly that list reversed, so the backward partition mirrors the forward
+    one (the artifact recomputed it on the increasing profile, and its tie-breaking made them differ, e.g.
+    ``(49, 4, 1)``: ``[24, 16, 8, 1]`` forward but ``[1, 9, 16, 23]`` backward). Every size is within 1 of
+    the desired profile (``_desired_profile``). ``skew_degree=0`` gives near-equal sizes.
 
     Fewer tables than stages gives ``n_tables`` stages of one table (logged as a warning); no tables, no
     stages.
 
     Examples:
         ``stage_sizes(197, 4, 1.0)`` -> ``[98, 65, 33, 1]``;
-        ``stage_sizes(197, 4, 0.0)`` -> ``[50, 49, 49, 49]``.
+        ``stage_sizes(197, 4, 0.0)`` -> ``[50, 49, 49, 49]``;
+        ``stage_sizes(49, 4, 1.0, decreasing=False)`` -> ``[1, 8, 16, 24]``.
     """
     if n_tables < 0:
         raise ValueError(f"n_tables must be >= 0, got {n_tables}")
@@ -86,16 +90,29 @@ def stage_sizes(
         groups = n_tables
     if groups == 1:
         return [n_tables]
-    k = skew_degree * 2.0 * (n_tables - groups) / (groups * (groups - 1))
-    centre = (groups + 1) / 2.0
-    desired = [n_tables / groups + k * (i - centre) for i in range(1, groups + 1)]
-    if decreasing:
-        desired.reverse()
+    # The decreasing partition is computed once; the increasing one is its exact mirror image.
+    desired = _desired_profile(n_tables, groups, skew_degree, decreasing=True)
     sizes = [1] * groups
     for _ in range(n_tables - groups):
         gap = [d - s for d, s in zip(desired, sizes)]
         sizes[max(range(groups), key=lambda i: (gap[i], -i))] += 1
-    return sorted(sizes, reverse=decreasing)
+    sizes.sort(reverse=True)
+    return sizes if decreasing else sizes[::-1]
+
+
+def _desired_profile(n_tables: int, groups: int, skew_degree: float, decreasing: bool = True) -> list[float]:
+    """The real-valued linear profile of spec section 2.7 that :func:`stage_sizes` rounds.
+
+    Group ``i = 1..g`` gets ``n/g + k * (i - (g+1)/2)`` with ``k = skew_degree * 2(n - g) / (g(g - 1))``
+    (``k = 0`` for one group); reversed (largest first) when ``decreasing``. The values sum to ``n`` and the
+    smallest is ``>= 1`` for ``n >= g``.
+    """
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    k = skew_degree * 2.0 * (n_tables - groups) / (groups * (groups - 1)) if groups > 1 else 0.0
+    centre = (groups + 1) / 2.0
+    desired = [n_tables / groups + k * (i - centre) for i in range(1, groups + 1)]
+    return desired[::-1] if decreasing else desired
 
 
 def split_into_stages(tables: Sequence[str], sizes: Sequence[int]) -> list[list[str]]:

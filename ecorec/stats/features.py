@@ -4,9 +4,12 @@ For each sparse feature (one embedding table), over ``num_batches`` batches of `
 rows, pooling factor (mean / p50 / p90 / p99 and the share of empty bags), indices per batch (nnz),
 distinct rows per batch (U), distinct TT prefix groups per batch (G, for the table's TT shape), the distinct
 prefixes of every TT level, and the mean access count of a distinct row (nnz / U). Across all tables, the
-reuse histogram in the published locality-stats format, so that synthetic and real data can be compared.
+reuse histogram in the published locality-stats format (block ``<dataset>_t<T>_bs<B>``, so that the file can
+be fed back to the synthetic generator as ``stats_file``), so that synthetic and real data can be compared.
 
-Only running sums and small histograms are kept: memory does not grow with the number of batches.
+Only running sums and small histograms are kept: memory does not grow with the number of batches, and
+:func:`dataset_feature_stats` reads a bounded number of tables at a time (``tables_per_read``), so memory
+does not grow with the number of tables either.
 """
 
 from __future__ import annotations
@@ -133,6 +136,82 @@ class FeatureStats:
         write_locality_stats(locality_path, [self.locality])
 
 
+def locality_source_name(source: str, num_tables: int, batch_size: int) -> str:
+    """Name of a locality-stats block: ``<source>_t<T>_bs<B>``, like Meta's ``fbgemm_t788_bs131072_0.pt``, so
+    that the number of tables (needed for the mean pooling factor) can be read back from the file."""
+    return f"{source}_t{num_tables}_bs{batch_size}"
+
+
+class FeatureStatsAccumulator:
+    """Running per-table statistics and the reuse histogram of batches added table by table.
+
+    A batch may be added in several calls (``add`` with a subset of its tables each time) as long as
+    :meth:`end_batch` is called once per batch: every statistic is a sum over (table, batch) pairs, so the
+    result does not depend on how a batch's tables are split between calls, nor on the order of the calls.
+    Tables are listed in the order they are first added.
+
+    Args:
+        num_embeddings: rows of every table (its TT shape is the one ``TTEmbeddingBag`` would use).
+        embedding_dim, tt_ranks, tt_num_cores: the TT configuration whose prefix groups are counted;
+            ``tt_num_cores=None``: ``len(tt_ranks) + 1`` for a rank list, 3 for a single rank.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: Mapping[str, int],
+        *,
+        embedding_dim: int = 32,
+        tt_ranks: Sequence[int] | int = 32,
+        tt_num_cores: int | None = None,
+    ) -> None:
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.tt_ranks: Sequence[int] | int = tt_ranks if isinstance(tt_ranks, int) else list(tt_ranks)
+        self.tt_num_cores = tt_num_cores
+        self.tables: dict[str, _TableAccumulator] = {}
+        self.locality = LocalityAccumulator()
+
+    @property
+    def num_batches(self) -> int:
+        """Batches ended so far."""
+        return self.locality.num_batches
+
+    def add(self, lookups: BatchLookups) -> None:
+        """Add some (or all) tables of the current batch: ``{table: (values [nnz], lengths [B])}``."""
+        for table, (values, lengths) in lookups.items():
+            acc = self.tables.get(table)
+            if acc is None:
+                if table not in self.num_embeddings:
+                    raise KeyError(f"compute_feature_stats: no num_embeddings for table {table!r}")
+                shapes = TTShapes.from_sizes(
+                    int(self.num_embeddings[table]),
+                    self.embedding_dim,
+                    self.tt_ranks,
+                    num_cores=self.tt_num_cores,
+                )
+                acc = self.tables[table] = _TableAccumulator(shapes)
+            values = np.asarray(values, dtype=np.int64)
+            if values.size and (values.min() < 0 or values.max() >= acc.shapes.num_embeddings):
+                raise ValueError(
+                    f"table {table!r}: index out of range [0, {acc.shapes.num_embeddings}): "
+                    f"min {values.min()}, max {values.max()}"
+                )
+            self.locality.add(acc.add(values, lengths))
+
+    def end_batch(self) -> None:
+        """Mark the end of one batch (once per batch, however many :meth:`add` calls it took)."""
+        self.locality.end_batch()
+
+    def result(self, *, batch_size: int, source: str = "dataset") -> FeatureStats:
+        """The statistics so far; the locality block is named :func:`locality_source_name` of ``source``."""
+        if self.num_batches == 0:
+            raise ValueError("compute_feature_stats: no batches (is the split shorter than one batch?)")
+        rows = [acc.row(table, batch_size) for table, acc in self.tables.items()]
+        frame = pl.DataFrame(rows, schema_overrides={"tt_p_shapes": pl.List(pl.Int64)})
+        name = locality_source_name(source, len(self.tables), batch_size)
+        return FeatureStats(table=frame.select(STATS_COLUMNS), locality=self.locality.block(name, batch_size))
+
+
 def compute_feature_stats(
     batches: Iterable[BatchLookups],
     num_embeddings: Mapping[str, int],
@@ -140,7 +219,7 @@ def compute_feature_stats(
     batch_size: int,
     embedding_dim: int = 32,
     tt_ranks: Sequence[int] | int = 32,
-    tt_num_cores: int = 3,
+    tt_num_cores: int | None = None,
     source: str = "dataset",
 ) -> FeatureStats:
     """Statistics of the given batches (see the module docstring).
@@ -148,36 +227,17 @@ def compute_feature_stats(
     Args:
         batches: an iterable of ``{table: (values [nnz], lengths [B])}``, one per batch of ``batch_size``.
         num_embeddings: rows of every table (its TT shape is the one ``TTEmbeddingBag`` would use).
-        embedding_dim, tt_ranks, tt_num_cores: the TT configuration whose prefix groups are counted.
-        source: name written in the locality-stats block.
+        embedding_dim, tt_ranks, tt_num_cores: the TT configuration whose prefix groups are counted
+            (``tt_num_cores=None``: ``len(tt_ranks) + 1`` for a rank list, as in training; 3 for one rank).
+        source: written in the locality-stats block name, as ``<source>_t<T>_bs<B>``.
     """
-    accumulators: dict[str, _TableAccumulator] = {}
-    locality = LocalityAccumulator()
-    seen = 0
+    acc = FeatureStatsAccumulator(
+        num_embeddings, embedding_dim=embedding_dim, tt_ranks=tt_ranks, tt_num_cores=tt_num_cores
+    )
     for lookups in batches:
-        for table, (values, lengths) in lookups.items():
-            acc = accumulators.get(table)
-            if acc is None:
-                if table not in num_embeddings:
-                    raise KeyError(f"compute_feature_stats: no num_embeddings for table {table!r}")
-                shapes = TTShapes.from_sizes(
-                    int(num_embeddings[table]), embedding_dim, tt_ranks, num_cores=tt_num_cores
-                )
-                acc = accumulators[table] = _TableAccumulator(shapes)
-            values = np.asarray(values, dtype=np.int64)
-            if values.size and (values.min() < 0 or values.max() >= acc.shapes.num_embeddings):
-                raise ValueError(
-                    f"table {table!r}: index out of range [0, {acc.shapes.num_embeddings}): "
-                    f"min {values.min()}, max {values.max()}"
-                )
-            locality.add(acc.add(values, lengths))
-        locality.end_batch()
-        seen += 1
-    if seen == 0:
-        raise ValueError("compute_feature_stats: no batches (is the split shorter than one batch?)")
-    rows = [acc.row(table, batch_size) for table, acc in accumulators.items()]
-    frame = pl.DataFrame(rows, schema_overrides={"tt_p_shapes": pl.List(pl.Int64)})
-    return FeatureStats(table=frame.select(STATS_COLUMNS), locality=locality.block(source, batch_size))
+        acc.add(lookups)
+        acc.end_batch()
+    return acc.result(batch_size=batch_size, source=source)
 
 
 def dataset_lookups(
@@ -188,7 +248,11 @@ def dataset_lookups(
     split: str = "train",
     features: Sequence[str] | None = None,
 ) -> Iterator[BatchLookups]:
-    """The first ``num_batches`` batches of ``batch_size`` samples of a Parquet dataset's ``split``."""
+    """The first ``num_batches`` batches of ``batch_size`` samples of a Parquet dataset's ``split``.
+
+    Every batch holds all of ``features`` (default: all): ``batch_size * mean pooling * 8`` bytes per table.
+    For many tables at a large batch size, :func:`dataset_feature_stats` reads them in bounded groups.
+    """
     from ecorec.data import ParquetBatchLoader
 
     loader = ParquetBatchLoader(
@@ -206,6 +270,11 @@ def dataset_lookups(
         yield {key: (jt.values().numpy(), jt.lengths().numpy()) for key, jt in jagged.items()}
 
 
+#: Default tables read at once by :func:`dataset_feature_stats`: at the paper's batch (131072 samples,
+#: ~14 indices per sample and table) one read holds ~32 * 131072 * 14 * 8 B ~ 0.5 GB of indices.
+DEFAULT_TABLES_PER_READ = 32
+
+
 def dataset_feature_stats(
     dataset: str | os.PathLike[str],
     *,
@@ -214,21 +283,47 @@ def dataset_feature_stats(
     split: str = "train",
     embedding_dim: int = 32,
     tt_ranks: Sequence[int] | int = 32,
-    tt_num_cores: int = 3,
+    tt_num_cores: int | None = None,
+    features: Sequence[str] | None = None,
+    tables_per_read: int | None = DEFAULT_TABLES_PER_READ,
 ) -> FeatureStats:
-    """:func:`compute_feature_stats` over the first ``num_batches`` batches of a Parquet dataset."""
+    """:func:`compute_feature_stats` over the first ``num_batches`` batches of a Parquet dataset, in bounded
+    memory.
+
+    The tables are read ``tables_per_read`` at a time: one pass over the batches per group of tables, so at
+    most one group's columns of about two batches are in memory (the loader prefetches one). The result is
+    identical to reading every table of a batch at once (see :class:`FeatureStatsAccumulator`).
+
+    Args:
+        features: the tables to describe, in this order (default: all of the dataset's).
+        tt_num_cores: ``None``: ``len(tt_ranks) + 1`` for a rank list (as training does), 3 for one rank.
+        tables_per_read: tables per read (``None``: all at once).
+    """
     from ecorec.data import read_metadata
 
     meta = read_metadata(dataset)
-    return compute_feature_stats(
-        dataset_lookups(dataset, batch_size=batch_size, num_batches=num_batches, split=split),
-        meta.num_embeddings,
-        batch_size=batch_size,
-        embedding_dim=embedding_dim,
-        tt_ranks=tt_ranks,
-        tt_num_cores=tt_num_cores,
-        source=os.path.basename(os.path.normpath(dataset)),
+    names = list(meta.features if features is None else features)
+    unknown = [f for f in names if f not in meta.num_embeddings]
+    if unknown:
+        raise ValueError(f"{dataset}: unknown features {unknown}; the dataset has {list(meta.features)}")
+    if not names:
+        raise ValueError(f"{dataset}: no features to describe")
+    if tables_per_read is None:
+        tables_per_read = len(names)
+    if tables_per_read < 1:
+        raise ValueError(f"tables_per_read must be >= 1 or None, got {tables_per_read}")
+    acc = FeatureStatsAccumulator(
+        meta.num_embeddings, embedding_dim=embedding_dim, tt_ranks=tt_ranks, tt_num_cores=tt_num_cores
     )
+    for first in range(0, len(names), tables_per_read):
+        group = names[first : first + tables_per_read]
+        for lookups in dataset_lookups(
+            dataset, batch_size=batch_size, num_batches=num_batches, split=split, features=group
+        ):
+            acc.add(lookups)
+            if first == 0:  # the batches are the same in every pass: count them once
+                acc.end_batch()
+    return acc.result(batch_size=batch_size, source=os.path.basename(os.path.normpath(dataset)))
 
 
 def mean_col_size(stats: pl.DataFrame) -> float:

@@ -30,14 +30,15 @@ def table_specs(metadata: Any, features: Sequence[str], embedding_dim: int) -> l
 def planner_profiles(cfg: RunConfig, specs: Sequence[TableSpec], settings: TableSettings) -> list[Any]:
     """``TableProfile`` of every table (planner cost model over one global batch of the train split)."""
     from ecorec.planner.cost_model import planner_inputs
-    from ecorec.stats.features import compute_feature_stats, dataset_lookups
+    from ecorec.stats.features import dataset_feature_stats
 
     G = cfg.train.global_batch_size
     names = [s.name for s in specs]
-    stats = compute_feature_stats(
-        dataset_lookups(cfg.dataset.path, batch_size=G, num_batches=1, features=names),
-        {s.name: s.num_embeddings for s in specs},
+    stats = dataset_feature_stats(  # a bounded number of tables read at a time (788 x 131072 would be ~11 GB)
+        cfg.dataset.path,
         batch_size=G,
+        num_batches=1,
+        features=names,
         embedding_dim=cfg.model.embedding_dim,
         tt_ranks=list(settings.tt_ranks),
         tt_num_cores=len(settings.tt_ranks) + 1,

@@ -15,7 +15,7 @@ import torch
 from ecorec.data.criteo import convert_criteo
 from ecorec.data.errors import DataFormatError
 from ecorec.data.loader import ParquetBatchLoader
-from ecorec.data.sources import CRITEO_KAGGLE_NUM_EMBEDDINGS
+from ecorec.data.sources import CRITEO_1TB_NUM_EMBEDDINGS, CRITEO_KAGGLE_NUM_EMBEDDINGS
 
 CAPS = [7, 1000, 3, 2**31, *range(11, 33)]
 
@@ -35,11 +35,12 @@ def _lines(n: int, seed: int) -> list[str]:
 
 
 def _expected(lines: list[str], caps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hand parser: labels [n], dense [n, 13] = log(1 + max(x, 0)) (missing 0), sparse [n, 26] = hex % cap."""
+    """Hand parser: labels [n] (missing 0), dense [n, 13] = log(1 + max(x, 0)) (missing 0), sparse [n, 26] =
+    hex % cap (missing 0)."""
     labels, dense, sparse = [], [], []
     for line in lines:
         fields = line.split("\t")
-        labels.append(float(fields[0]))
+        labels.append(float(fields[0]) if fields[0] else 0.0)  # TorchRec: a missing label is 0
         dense.append([math.log1p(max(int(x), 0)) if x else 0.0 for x in fields[1:14]])
         sparse.append([(int(x, 16) if x else 0) % cap for x, cap in zip(fields[14:], caps)])
     return np.array(labels, np.float32), np.array(dense, np.float32), np.array(sparse, np.int64)
@@ -103,14 +104,40 @@ def test_1tb_days_plain_and_gzip_with_default_caps(tmp_path):
     meta = convert_criteo(
         [tmp_path / "day_0", tmp_path / "day_1.gz"],
         tmp_path / "ds",
-        source="criteo_kaggle",
+        source="criteo_1tb",
         row_group_size=50,
         samples_per_file=100,
         block_size=2048,
     )
+    assert meta.source == "criteo_1tb"
     assert [f.num_samples for f in meta.files] == [100, 100, 27]
     assert meta.provenance["inputs"] == [{"file": "day_0", "rows": 150}, {"file": "day_1.gz", "rows": 77}]
-    _check(tmp_path / "ds", day0 + day1, CRITEO_KAGGLE_NUM_EMBEDDINGS, batch_size=100)
+    assert meta.num_embeddings == {f"cat_{i}": cap for i, cap in enumerate(CRITEO_1TB_NUM_EMBEDDINGS)}
+    assert CRITEO_1TB_NUM_EMBEDDINGS != CRITEO_KAGGLE_NUM_EMBEDDINGS
+    _check(tmp_path / "ds", day0 + day1, CRITEO_1TB_NUM_EMBEDDINGS, batch_size=100)
+
+
+def test_kaggle_default_caps(tmp_path):
+    lines = _lines(60, seed=6)
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    meta = convert_criteo(
+        [tmp_path / "train.txt"], tmp_path / "ds", source="criteo_kaggle", row_group_size=32
+    )
+    assert meta.num_embeddings == {f"cat_{i}": cap for i, cap in enumerate(CRITEO_KAGGLE_NUM_EMBEDDINGS)}
+    _check(tmp_path / "ds", lines, CRITEO_KAGGLE_NUM_EMBEDDINGS, batch_size=60)
+
+
+def test_empty_label_is_read_as_zero(tmp_path):
+    lines = _lines(40, seed=5)
+    for i in (0, 7, 39):  # empty labels
+        lines[i] = "\t".join(["", *lines[i].split("\t")[1:]])
+    lines[8] = "\t".join(["1", *lines[8].split("\t")[1:]])
+    path = tmp_path / "day_0"
+    path.write_text("\n".join(lines) + "\n")
+    convert_criteo([path], tmp_path / "ds", source="criteo_1tb", row_group_size=16)
+    labels, _, _ = _expected(lines, CRITEO_1TB_NUM_EMBEDDINGS)
+    assert labels[[0, 7, 39]].tolist() == [0.0, 0.0, 0.0] and labels[8] == 1.0
+    _check(tmp_path / "ds", lines, CRITEO_1TB_NUM_EMBEDDINGS, batch_size=40)
 
 
 @pytest.mark.parametrize(
@@ -124,8 +151,9 @@ def test_1tb_days_plain_and_gzip_with_default_caps(tmp_path):
             "column 'cat_3' must be a hexadecimal integer or empty",
         ),
         (lambda f: [f[0], "1.5", *f[2:]], 3, "column 'int_0' must be an integer or empty"),
-        (lambda f: ["2", *f[1:]], 90, "column 'label' must be 0 or 1; got '2'"),
-        (lambda f: [""], 120, "column 'label' must be 0 or 1"),
+        (lambda f: ["2", *f[1:]], 90, "column 'label' must be 0, 1 or empty; got '2'"),
+        (lambda f: ["x", *f[1:]], 91, "column 'label' must be 0, 1 or empty; got 'x'"),
+        (lambda f: [""], 120, "empty line (all 40 fields empty)"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, mutate, line_no, message):

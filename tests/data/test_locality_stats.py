@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -11,6 +12,7 @@ from ecorec.data.errors import DataFormatError
 from ecorec.data.locality_stats import (
     DEFAULT_EDGES,
     LocalityAccumulator,
+    LocalityStats,
     format_locality_stats,
     parse_locality_stats,
     read_locality_stats,
@@ -118,6 +120,31 @@ def test_other_edges_and_the_closed_open_bucket_spelling_are_accepted():
     with pytest.raises(ValueError, match="number of tables"):
         block.mean_pooling()
     assert block.mean_pooling(num_tables=1) == 10 / 4
+
+
+@pytest.mark.parametrize(
+    ("name", "tables"),
+    [
+        ("fbgemm_t788_bs131072_0.pt", 788),
+        ("synthetic_t32_bs4096", 32),
+        ("my_t5_data_t12_bs2048 (synthetic, seed 0)", 12),  # the last _t<N>_ is the generator's token
+        ("no_count_here.pt", None),
+    ],
+)
+def test_table_count_is_read_from_the_last_token_of_the_name(name, tables):
+    block = dataclasses.replace(parse_locality_stats(GOOD_BLOCK).blocks[0], source=name)
+    assert block.reference_num_tables == tables
+    if tables is not None:
+        assert block.mean_pooling() == pytest.approx(block.avg_indices / (tables * block.batch_size))
+
+
+def test_mean_pooling_of_blocks_with_different_batch_sizes_is_refused():
+    first = parse_locality_stats(GOOD_BLOCK).blocks[0]
+    second = dataclasses.replace(first, source="x_t2_bs8", batch_size=8)
+    mixed = LocalityStats((dataclasses.replace(first, source="x_t2_bs4"), second)).mean()
+    assert mixed.batch_size == 0 and mixed.reference_num_tables == 2
+    with pytest.raises(ValueError, match="batch_size=0; 0 means blocks of different sizes"):
+        mixed.mean_pooling()
 
 
 @pytest.mark.parametrize(

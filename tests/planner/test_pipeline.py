@@ -15,7 +15,13 @@ def test_published_examples():
     assert stage_sizes(49, 4, 1.0) == [24, 16, 8, 1]
 
 
-@settings(max_examples=150, deadline=None)
+def _spec_profile(n: int, g: int, skew: float) -> list[float]:
+    """Spec section 2.7, step 1-2: the desired linear profile ``n/g + k (i - (g+1)/2)``, largest first."""
+    k = skew * 2.0 * (n - g) / (g * (g - 1)) if g > 1 else 0.0
+    return [n / g + k * (i - (g + 1) / 2) for i in range(g, 0, -1)]
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=300),
     groups=st.integers(min_value=1, max_value=12),
@@ -30,12 +36,48 @@ def test_stage_sizes_properties(n, groups, skew, decreasing):
     assert sizes == sorted(sizes, reverse=decreasing)
     if skew == 0.0:
         assert max(sizes) - min(sizes) <= 1
-    # the slope: consecutive differences of the integer sizes follow the linear profile within rounding
+    # The slope: every integer size is within 1 of the desired linear profile (spec section 2.7).
     g = len(sizes)
-    if g > 1:
-        k = skew * 2.0 * (n - g) / (g * (g - 1))
-        steps = [abs(a - b) for a, b in zip(sizes, sizes[1:])]
-        assert all(abs(step - k) <= 2.0 for step in steps)
+    desired = _spec_profile(n, g, skew)
+    if not decreasing:
+        desired.reverse()
+    assert all(abs(size - want) < 1.0 + 1e-9 for size, want in zip(sizes, desired)), (sizes, desired)
+    # With a slope of more than one table per stage, the sizes are strictly monotone.
+    k = skew * 2.0 * (n - g) / (g * (g - 1)) if g > 1 else 0.0
+    if k > 1.0 + 1e-9:
+        steps = [a - b for a, b in zip(sizes, sizes[1:])]
+        assert all(step > 0 if decreasing else step < 0 for step in steps), sizes
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=400),
+    groups=st.integers(min_value=1, max_value=16),
+    skew=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_backward_sizes_are_the_forward_ones_reversed(n, groups, skew):
+    assert (
+        stage_sizes(n, groups, skew, decreasing=False) == stage_sizes(n, groups, skew, decreasing=True)[::-1]
+    )
+
+
+@pytest.mark.parametrize(("n", "g", "skew"), [(4, 2, 0.5), (49, 4, 1.0), (197, 4, 1.0), (10, 3, 0.3)])
+def test_mirror_on_cases_where_the_artifact_differs(n, g, skew):
+    # The artifact's partition_number(n, g, skew, decreasing=False) gave [2, 2] for (4, 2, 0.5) and
+    # [1, 9, 16, 23] for (49, 4, 1): not mirrors of [3, 1] and [24, 16, 8, 1].
+    forward = stage_sizes(n, g, skew, decreasing=True)
+    assert stage_sizes(n, g, skew, decreasing=False) == forward[::-1]
+    assert stage_sizes(4, 2, 0.5) == [3, 1] and stage_sizes(4, 2, 0.5, decreasing=False) == [1, 3]
+    assert stage_sizes(49, 4, 1.0, decreasing=False) == [1, 8, 16, 24]
+
+
+@pytest.mark.parametrize("g", range(2, 13))
+def test_full_skew_is_strictly_decreasing_when_n_allows(g):
+    # skew 1 keeps the smallest stage at 1; distinct sizes need n >= 1 + 2 + ... + g.
+    for n in range(g * (g + 1) // 2, 400):
+        sizes = stage_sizes(n, g, 1.0)
+        assert sizes[-1] == 1
+        assert all(a > b for a, b in zip(sizes, sizes[1:])), (n, sizes)
 
 
 def test_steeper_skew_shrinks_the_last_forward_stage():

@@ -108,18 +108,77 @@ def test_dreamshard_weights():
     assert plan_sharding(tables, 2, "size_lookup_greedy").assignment == {0: ["t2"], 1: ["t1", "t3", "t0"]}
 
 
-@pytest.mark.parametrize("method", list(ShardingMethod))
-def test_memory_cap_respected(method):
-    memory = [5, 4, 3, 3, 2, 2, 1]
-    tables = _tables([float(m) for m in memory], memory=memory)
-    cap = 10
-    if method is ShardingMethod.ROUND_ROBIN:
-        cap = 11  # round robin is fixed: ranks get 5+3+1 / 4+3+2 / 2 ... fits under 11
-    plan = plan_sharding(tables, 2, method, memory_cap_bytes=cap, seed=1)
-    assert max(plan.rank_memory) <= cap
-    assert plan.rank_memory == [
-        sum(t.memory_bytes for t in tables if t.name in plan.assignment[r]) for r in range(2)
-    ]
+def _heavy_and_light():
+    """One table heavy by every cost and weight but small (1 byte); four light tables of 5 bytes each.
+
+    Uncapped, the balancing methods put the heavy table alone on one rank and all light ones (20 bytes) on
+    the other. Under a 12-byte cap only 2 light tables fit per rank.
+    """
+    return _tables(
+        [10.0, 1.0, 1.0, 1.0, 1.0],
+        memory=[1, 5, 5, 5, 5],
+        dims=[64, 8, 8, 8, 8],
+        pooling=[10.0, 1.0, 1.0, 1.0, 1.0],
+        rows=[10**6, 1000, 1000, 1000, 1000],
+    )
+
+
+def _rank_memory(tables, plan):
+    by_name = {t.name: t.memory_bytes for t in tables}
+    return [sum(by_name[n] for n in plan.assignment[r]) for r in range(plan.world_size)]
+
+
+@pytest.mark.parametrize("method", ["greedy", "dim_greedy", "lookup_greedy", "size_lookup_greedy"])
+def test_memory_cap_changes_a_plan_that_would_exceed_it(method):
+    tables, cap = _heavy_and_light(), 12
+    uncapped = plan_sharding(tables, 2, method)
+    assert uncapped.assignment == {0: ["t0"], 1: ["t1", "t2", "t3", "t4"]}
+    assert max(_rank_memory(tables, uncapped)) == 20 > cap
+    capped = plan_sharding(tables, 2, method, memory_cap_bytes=cap)
+    # By hand: t1, t2 go to rank 1 (10 bytes); t3 and t4 no longer fit there and go to rank 0 (1 + 5 + 5).
+    assert capped.assignment == {0: ["t0", "t3", "t4"], 1: ["t1", "t2"]}
+    assert capped.rank_memory == _rank_memory(tables, capped) == [11, 10]
+    assert max(capped.rank_memory) <= cap
+    assert capped.meta["memory_cap_bytes"] == cap
+
+
+def test_memory_cap_changes_random_plans_that_would_exceed_it():
+    tables, cap = _heavy_and_light(), 12
+    changed = 0
+    for seed in range(20):
+        uncapped = plan_sharding(tables, 2, "random", seed=seed)
+        capped = plan_sharding(tables, 2, "random", memory_cap_bytes=cap, seed=seed)
+        assert capped.rank_memory == _rank_memory(tables, capped)
+        assert max(capped.rank_memory) <= cap
+        assert sorted(n for names in capped.assignment.values() for n in names) == [t.name for t in tables]
+        if max(_rank_memory(tables, uncapped)) > cap:
+            assert capped.assignment != uncapped.assignment
+            changed += 1
+        else:  # the same draws when every rank has room: the cap changes nothing
+            assert capped.assignment == uncapped.assignment
+    assert changed >= 5  # the instance does exercise the cap (10 of 16 uncapped splits exceed it)
+
+
+@pytest.mark.parametrize(
+    ("method", "memory", "cap", "table", "size"),
+    [
+        # round robin is fixed: t0, t2, t4 on rank 0 make 15 bytes; under 12 the plan cannot change.
+        ("round_robin", [5, 1, 5, 1, 5], 12, "t4", 5),
+        # size_greedy balances bytes: uncapped 3 | 3, then 2 -> 5 | 5, then 2 -> 7 (over 6). Its least-loaded
+        # rank is the one with the least memory, so under the cap nothing else is tried.
+        ("size_greedy", [3, 3, 2, 2, 2], 6, "t4", 2),
+    ],
+)
+def test_memory_cap_fixed_placements_raise(method, memory, cap, table, size):
+    tables = _tables([1.0] * len(memory), memory=memory)
+    uncapped = plan_sharding(tables, 2, method)
+    assert max(_rank_memory(tables, uncapped)) > cap
+    with pytest.raises(PlanError) as err:
+        plan_sharding(tables, 2, method, memory_cap_bytes=cap)
+    assert f"table '{table}' ({size} bytes) fits on no rank under memory_cap_bytes={cap}" in str(err.value)
+    # With room for the uncapped plan, the cap changes nothing.
+    roomy = plan_sharding(tables, 2, method, memory_cap_bytes=max(uncapped.rank_memory))
+    assert roomy.assignment == uncapped.assignment
 
 
 @pytest.mark.parametrize("method", list(ShardingMethod))

@@ -226,6 +226,29 @@ def target_stats_file(wildcards):
     return settings.get("stats_file") if settings["source"] == "synthetic" else None
 
 
+def calibration_input(wildcards):
+    """The cost calibration the plans of a dataset use (`planner.calibration`): none (null: plans on
+    predicted FLOPs), the one fitted from figure 11's kernel benchmarks on this device ("fit"), or the
+    configured file. An input, so that a new calibration replans."""
+    value = config["planner"]["calibration"]
+    if value is None:
+        return []
+    if value == "fit":
+        return [
+            f"results/plans/{wildcards.dataset}/calibration-{config['device']}.json"
+        ]
+    return [value]
+
+
+def calibration_records(wildcards):
+    """Figure 11's kernel-benchmark records of a dataset (the calibration's data)."""
+    section = config["fig11"]
+    return [
+        f"results/bench/{wildcards.dataset}/kernels/K{section['largest_tables']}-b{batch}.jsonl"
+        for batch in section["batch_sizes"]
+    ]
+
+
 def stats_outputs(dataset):
     """The statistics shown in the report for a dataset (at `stats.batch_size`)."""
     base = f"results/stats/{dataset}/b{config['stats']['batch_size']}"

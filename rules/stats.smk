@@ -53,9 +53,27 @@ rule reuse_histogram:
         "../workflow_scripts/reuse_histogram.py"
 
 
+rule cost_calibration:
+    """Seconds per FLOP of each algorithm on this device, fitted to figure 11's kernel benchmarks."""
+    input:
+        calibration_records,
+    output:
+        "results/plans/{dataset}/calibration-{device}.json",
+    log:
+        "logs/plans/{dataset}/calibration-{device}.log",
+    wildcard_constraints:
+        device="cpu|cuda",
+    localrule: True
+    params:
+        src=src_hash("planner"),
+    script:
+        "../workflow_scripts/cost_calibration.py"
+
+
 rule sharding_plan:
     input:
         stats="results/stats/{dataset}/b{gbatch}/features.parquet",
+        calibration=calibration_input,
     output:
         "results/plans/{dataset}/{method}/{algorithm}-T{tables}-R{world}-G{gbatch}.json",
     log:
@@ -64,7 +82,6 @@ rule sharding_plan:
     params:
         tt_min_rows=config["train"]["embeddings"]["tt_min_rows"],
         optimizer=config["train"]["embeddings"]["optimizer"],
-        calibration=config["planner"]["calibration"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
         src=src_hash("planner", "tt"),
@@ -75,6 +92,7 @@ rule sharding_plan:
 rule sharding_methods:
     input:
         stats="results/stats/{dataset}/b{gbatch}/features.parquet",
+        calibration=calibration_input,
     output:
         report(
             "results/plans/{dataset}/methods-{algorithm}-T{tables}-R{world}-G{gbatch}.csv",
@@ -89,7 +107,6 @@ rule sharding_methods:
         methods=PLANNER_METHODS,
         tt_min_rows=config["train"]["embeddings"]["tt_min_rows"],
         optimizer=config["train"]["embeddings"]["optimizer"],
-        calibration=config["planner"]["calibration"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
         src=src_hash("planner", "tt"),

@@ -8,9 +8,10 @@ from ecorec.planner import compare_sharding_methods, planner_inputs
 from ecorec.utils import atomic_path, setup_logging
 
 
-def main(stats_path, output, log_file, wildcards, params):
+def main(stats_path, calibration_files, output, log_file, wildcards, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
+        calibration = calibration_files[0] if calibration_files else None  # planner.calibration
         profiles = planner_inputs(
             pl.read_parquet(stats_path).head(int(wildcards.tables)),
             wildcards.algorithm,
@@ -18,7 +19,7 @@ def main(stats_path, output, log_file, wildcards, params):
             world_size=int(wildcards.world),
             tt_min_rows=params.tt_min_rows,
             optimizer=params.optimizer,
-            calibration=params.calibration,
+            calibration=calibration,
         )
         rows = compare_sharding_methods(
             profiles,
@@ -28,11 +29,18 @@ def main(stats_path, output, log_file, wildcards, params):
             seed=params.seed,
         )
         frame = pl.DataFrame(rows).with_columns(
-            pl.lit("seconds" if params.calibration else "flops").alias("cost_unit")
+            pl.lit("seconds" if calibration else "flops").alias("cost_unit")
         )
         with atomic_path(output) as tmp:
             frame.write_csv(tmp)
         logger.info("\n%s", frame)
 
 
-main(snakemake.input.stats, snakemake.output[0], snakemake.log[0], snakemake.wildcards, snakemake.params)
+main(
+    snakemake.input.stats,
+    list(snakemake.input.calibration),
+    snakemake.output[0],
+    snakemake.log[0],
+    snakemake.wildcards,
+    snakemake.params,
+)

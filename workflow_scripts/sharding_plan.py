@@ -8,9 +8,10 @@ from ecorec.planner import plan_sharding, planner_inputs
 from ecorec.utils import setup_logging
 
 
-def main(stats_path, output, log_file, wildcards, params):
+def main(stats_path, calibration_files, output, log_file, wildcards, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
+        calibration = calibration_files[0] if calibration_files else None  # planner.calibration
         profiles = planner_inputs(
             pl.read_parquet(stats_path).head(int(wildcards.tables)),
             wildcards.algorithm,
@@ -18,7 +19,7 @@ def main(stats_path, output, log_file, wildcards, params):
             world_size=int(wildcards.world),
             tt_min_rows=params.tt_min_rows,
             optimizer=params.optimizer,
-            calibration=params.calibration,
+            calibration=calibration,
         )
         plan = plan_sharding(
             profiles,
@@ -29,7 +30,7 @@ def main(stats_path, output, log_file, wildcards, params):
         )
         plan.meta.update(
             table_costs={p.name: p.cost for p in profiles},
-            cost_unit="seconds" if params.calibration else "flops",
+            cost_unit="seconds" if calibration else "flops",
             algorithm=wildcards.algorithm,
             global_batch_size=int(wildcards.gbatch),
             stats=stats_path,
@@ -45,4 +46,11 @@ def main(stats_path, output, log_file, wildcards, params):
         )
 
 
-main(snakemake.input.stats, snakemake.output[0], snakemake.log[0], snakemake.wildcards, snakemake.params)
+main(
+    snakemake.input.stats,
+    list(snakemake.input.calibration),
+    snakemake.output[0],
+    snakemake.log[0],
+    snakemake.wildcards,
+    snakemake.params,
+)

@@ -202,6 +202,27 @@ class CostCalibration:
             raise ValueError(f"no benchmark records of device {device!r} to calibrate from")
         return cls(device=device, fits=fits, source=source)
 
+    @classmethod
+    def fit_files(cls, paths: Sequence[str | os.PathLike[str]], device: str) -> CostCalibration:
+        """:meth:`fit` over the records of ``python -m ecorec.bench tt`` JSON-lines files (``--out``); a line
+        that is not a benchmark record raises ``ValueError`` naming the file and line."""
+        records: list[dict[str, Any]] = []
+        for path in paths:
+            with open(path) as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                        record["metrics"]["variant"], record["metrics"]["forward_backward_ms_median"]
+                    except (json.JSONDecodeError, KeyError, TypeError) as err:
+                        raise ValueError(
+                            f"{path}:{number}: not a kernel-benchmark record ({type(err).__name__}: {err})"
+                        ) from err
+                    records.append(record)
+        source = ", ".join(os.fspath(p) for p in paths)
+        return cls.fit(records, device, source=source)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         write_json_atomic(path, {"device": self.device, "fits": self.fits, "source": self.source})
 

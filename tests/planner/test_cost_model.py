@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from ecorec.planner import (
@@ -132,3 +134,33 @@ def test_planner_inputs_from_a_stats_frame_and_a_calibration_file(tmp_path):
     CostCalibration("cpu", {"fbtt": (1e-9, 0.5)}).save(path)
     seconds = planner_inputs(frame, "fbtt", global_batch_size=4096, world_size=2, calibration=str(path))
     assert seconds[1].cost == pytest.approx(1e-9 * (flops[1].cost) + 0.5)
+
+
+def test_calibration_fitted_from_benchmark_files(tmp_path):
+    """Two benchmark files of exact t = a * flops + b points: the fit recovers (a, b); a bad line is named."""
+    a, b = 2e-10, 3e-4
+    files = []
+    for i, gflops in enumerate(((1.0, 2.0), (4.0, 8.0))):
+        lines = [
+            {
+                "config": {"embedding_dim": 32},
+                "environment": {"device": "cpu"},
+                "metrics": {
+                    "variant": "ecorec",
+                    "forward_gflop": g / 3,
+                    "backward_gflop": 2 * g / 3,
+                    "forward_backward_ms_median": (a * g * 1e9 + b) * 1e3,
+                },
+            }
+            for g in gflops
+        ]
+        path = tmp_path / f"K2-b{i}.jsonl"
+        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+        files.append(path)
+    calibration = CostCalibration.fit_files(files, "cpu")
+    assert calibration.fits["ecorec"] == pytest.approx((a, b), rel=1e-6)
+    assert str(files[0]) in calibration.source
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"metrics": {"variant": "ecorec"}}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1: not a kernel-benchmark record"):
+        CostCalibration.fit_files([files[0], bad], "cpu")

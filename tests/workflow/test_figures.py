@@ -217,3 +217,19 @@ def test_report_has_every_figure(tiny_pipeline):
     for name in FIGURE_RULES:
         assert f"{name}.png" in html
     assert "The paper" in html
+
+
+@pytest.mark.slow
+def test_cost_calibration_fitted_from_the_kernel_benchmarks(tiny_pipeline):
+    from ecorec.planner import CostCalibration
+
+    root, tiny = tiny_pipeline
+    fit = _overlay(root / "fit.yaml", {"planner": {"calibration": "fit"}})
+    target = "results/plans/synthetic/calibration-cpu.json"
+    run_snakemake(target, "--cores", "1", "--configfile", str(root / "config.yaml"), tiny, fit, workdir=root)
+    calibration = CostCalibration.load(root / target)
+    assert set(calibration.fits) == {"ecorec", "fbtt", "uncompressed"}  # TINY's figure 11 variants
+    assert all(a > 0 and b >= 0 for a, b in calibration.fits.values())
+    # the plans now depend on it: they (and the runs that read them) are out of date, nothing else is
+    jobs = _jobs(root, tiny, fit)
+    assert jobs["sharding_plan"] >= 1 and "bench_kernels" not in jobs and "synthetic" not in jobs

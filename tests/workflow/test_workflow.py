@@ -78,3 +78,18 @@ def test_snakefmt_clean():
     files = [str(REPO_ROOT / "Snakefile"), *map(str, sorted((REPO_ROOT / "rules").glob("*.smk")))]
     proc = subprocess.run([_snakefmt(), "--check", *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_fitted_calibration_feeds_every_plan(tmp_path):
+    """planner.calibration: fit -> one cost_calibration job (on figure 11's benchmarks) before the plans."""
+    overlay = tmp_path / "fit.yaml"
+    overlay.write_text("planner: {calibration: fit}\n")
+    (tmp_path / "results" / "datasets" / "synthetic").mkdir(parents=True)
+    plan = "results/plans/synthetic/greedy/ecorec-T32-R2-G512.json"
+    default = str(REPO_ROOT / "config.yaml")
+    counts = dry_run_job_counts(plan, "--configfile", default, str(overlay), workdir=tmp_path)
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    assert counts["cost_calibration"] == 1 and counts["sharding_plan"] == 1
+    assert counts["bench_kernels"] == len(config["fig11"]["batch_sizes"])
+    without = dry_run_job_counts(plan, "--configfile", default, workdir=tmp_path)
+    assert "cost_calibration" not in without and "bench_kernels" not in without

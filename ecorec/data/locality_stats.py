@@ -55,6 +55,12 @@ _TABLES_IN_NAME = re.compile(r"_t(\d+)_")
 _SUM_TOLERANCE = 0.02  # 17 values rounded to 3 decimals sum to 1 within 0.0085
 
 
+def locality_source_name(source: str, num_tables: int, batch_size: int) -> str:
+    """Name of a locality-stats block: ``<source>_t<T>_bs<B>``, like Meta's ``fbgemm_t788_bs131072_0.pt``, so
+    that the number of tables (needed for the mean pooling factor) can be read back from the file."""
+    return f"{source}_t{num_tables}_bs{batch_size}"
+
+
 @dataclass(frozen=True)
 class LocalityStatsBlock:
     """One block: statistics of ``num_batches`` batches of ``batch_size`` samples of one source.

@@ -62,6 +62,7 @@ from ecorec.data.locality_stats import (
     LocalityAccumulator,
     LocalityStatsBlock,
     format_locality_stats,
+    locality_source_name,
     read_locality_stats,
     total_variation,
 )
@@ -486,10 +487,10 @@ def generate_synthetic_dataset(
     ) as writer:
         for batch in generator.batches(progress):
             writer.write(batch)
-        # "<name>_t<T>_bs<B>" like Meta's "fbgemm_t788_bs131072_0.pt", so it can be fed back as stats_file.
+        # named like Meta's files (the table count is read back), so it can be fed back as stats_file
+        name = locality_source_name(Path(path).name, config.num_tables, config.reference_batch_size)
         block = generator.locality.block(
-            f"{Path(path).name}_t{config.num_tables}_bs{config.reference_batch_size} "
-            f"(synthetic, seed {config.seed})",
+            f"{name} (synthetic, seed {config.seed})",
             config.reference_batch_size,
         )
         (writer.temp_dir / LOCALITY_STATS_FILE).write_text(format_locality_stats([block]), encoding="utf-8")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ecorec.data.locality_stats import LocalityAccumulator, LocalityStatsBlock
+from ecorec.data.locality_stats import LocalityAccumulator, LocalityStatsBlock, locality_source_name
 from ecorec.tt import TTShapes
 
 #: One batch: ``{table: (values [nnz] int64, lengths [B] int64)}``.
@@ -134,12 +134,6 @@ class FeatureStats:
         with atomic_path(table_path) as tmp:
             self.table.write_parquet(tmp)
         write_locality_stats(locality_path, [self.locality])
-
-
-def locality_source_name(source: str, num_tables: int, batch_size: int) -> str:
-    """Name of a locality-stats block: ``<source>_t<T>_bs<B>``, like Meta's ``fbgemm_t788_bs131072_0.pt``, so
-    that the number of tables (needed for the mean pooling factor) can be read back from the file."""
-    return f"{source}_t{num_tables}_bs{batch_size}"
 
 
 class FeatureStatsAccumulator:

@@ -31,12 +31,6 @@ def prepare(cfg: RunConfig) -> str:
     features = cfg.features_of(metadata.features)
     if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
         raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
-    m = cfg.model
-    if m.kind == "dlrm" and metadata.num_dense == 0 and m.interaction != "cat":
-        raise ConfigError(
-            f"{cfg.source}: model.interaction: {m.interaction!r} needs dense features and "
-            f"{cfg.dataset.path} has none; use 'cat'"
-        )
     try:  # the head the workers will build, on the meta device (no memory): any other mismatch fails here
         with torch.device("meta"):
             build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)

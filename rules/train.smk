@@ -6,7 +6,7 @@
 
 wildcard_constraints:
     system=r"[A-Za-z0-9_]+",
-    algorithm=r"ecorec|fbtt|elrec|none|uncompressed",
+    algorithm="|".join(ALGORITHMS),
     tables=r"\d+",
     world=r"\d+",
     batch=r"\d+",

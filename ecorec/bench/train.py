@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ecorec.types import Algorithm
 from ecorec.utils import atomic_write, environment_record
 
 __all__ = ["VARIANTS", "main"]
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--warmup", type=int, default=4, help="steps left out of the timing")
     p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--algorithm", default="ecorec", choices=["ecorec", "fbtt", "elrec"])
+    p.add_argument("--algorithm", default="ecorec", choices=[a.value for a in Algorithm.tt()])
     p.add_argument("--tt-ranks", type=int, nargs="+", default=[16, 16])
     p.add_argument("--tt-min-rows", type=int, default=1000)
     p.add_argument("--embedding-dim", type=int, default=16)
@@ -108,7 +109,7 @@ def _run_config(args: argparse.Namespace, variant: str, dataset: Path, out: Path
             "over_arch": [128, 64, 1],
         },
         "embeddings": {
-            "algorithm": "none" if torchrec else args.algorithm,
+            "algorithm": Algorithm.NONE.value if torchrec else args.algorithm,
             "tt_ranks": list(args.tt_ranks),
             "tt_min_rows": args.tt_min_rows,
             "optimizer": "sgd",

@@ -81,13 +81,14 @@ from ecorec.tt.costs import tt_level_flops, tt_memory_traffic
 from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.shapes import TTShapes
 from ecorec.tt.testing import LookupInput, random_lookup
+from ecorec.types import BenchVariant, IndexSource
 from ecorec.utils import atomic_write, environment_record, setup_logging
 
 logger = logging.getLogger("ecorec.bench.tt")
 
-TT_ALGORITHMS = ("ecorec", "fbtt", "elrec")
-CUDA_VARIANTS = ("ecorec_cuda",)
-BASELINES = ("nn_embedding_bag", "fbgemm_tbe")
+TT_ALGORITHMS = tuple(v.value for v in BenchVariant.tt())
+CUDA_VARIANTS = (BenchVariant.ECOREC_CUDA.value,)
+BASELINES = tuple(v.value for v in BenchVariant.baselines())
 CPU_BATCH_SIZES = (4096,)
 CUDA_BATCH_SIZES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
@@ -108,7 +109,7 @@ def default_indices() -> str:
     """The index source run when ``--indices`` is not given: ``synthetic`` (the calibrated generator) where
     ``ecorec.data`` can run it (numpy and pyarrow installed), else ``zipf`` (torch alone, e.g. a GPU box)."""
     has_data_deps = all(importlib.util.find_spec(name) is not None for name in ("numpy", "pyarrow"))
-    return "synthetic" if has_data_deps else "zipf"
+    return IndexSource.SYNTHETIC.value if has_data_deps else IndexSource.ZIPF.value
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class BenchTable:
 
 #: An index source: ``(config, table name, batch size) -> the config.num_batches batches of that table``. The
 #: config it gets has ``num_embeddings`` set to the table's N.
-IndexSource = Callable[[TTBenchConfig, str | None, int], list[LookupInput]]
+IndexSourceFn = Callable[[TTBenchConfig, str | None, int], list[LookupInput]]
 
 
 def _lookup(indices: torch.Tensor, offsets: torch.Tensor) -> LookupInput:
@@ -246,10 +247,10 @@ def dataset_source(config: TTBenchConfig, table: str | None, batch_size: int) ->
     return batches
 
 
-INDEX_SOURCES: dict[str, IndexSource] = {
-    "zipf": functools.partial(generated_batches, zipf_source),
-    "synthetic": functools.partial(generated_batches, synthetic_source),
-    "dataset": dataset_source,
+INDEX_SOURCES: dict[str, IndexSourceFn] = {
+    IndexSource.ZIPF: functools.partial(generated_batches, zipf_source),
+    IndexSource.SYNTHETIC: functools.partial(generated_batches, synthetic_source),
+    IndexSource.DATASET: dataset_source,
 }
 
 
@@ -296,7 +297,7 @@ def resolve_tables(config: TTBenchConfig) -> list[BenchTable]:
     dataset, each with its own rows; the split must hold ``config.num_batches`` batches of every batch
     size. Every failure is a ``ValueError`` naming the flag (and the dataset folder where there is one).
     """
-    if config.indices != "dataset":
+    if config.indices != IndexSource.DATASET:
         if config.dataset is not None or config.tables or config.largest_tables:
             raise ValueError(
                 "--dataset, --tables and --largest-tables need --indices dataset, "
@@ -947,7 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--algorithms",
         nargs="+",
         default=None,
-        choices=list(CUDA_VARIANTS + TT_ALGORITHMS + BASELINES),
+        choices=[v.value for v in BenchVariant],
         help=f"variants to run (default: {list(default_algorithms('cpu'))} on cpu, "
         f"{list(default_algorithms('cuda'))} on cuda)",
     )
@@ -975,7 +976,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--indices",
         default=default_indices(),
-        choices=sorted(INDEX_SOURCES),
+        choices=[s.value for s in IndexSource],
         help="index source: zipf (--zipf-alpha, --pooling), synthetic (ecorec.data's calibrated generator, "
         "--stats-file) or dataset (--dataset with --tables or --largest-tables, --split); default: synthetic "
         "where numpy and pyarrow are installed, else zipf",

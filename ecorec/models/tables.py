@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ecorec.types import Algorithm
+
 __all__ = [
     "EmbeddingOptimizerSettings",
     "TableSettings",
@@ -33,7 +35,8 @@ __all__ = [
     "uncompressed_init",
 ]
 
-TT_ALGORITHMS = ("ecorec", "fbtt", "elrec")
+TT_ALGORITHMS = tuple(a.value for a in Algorithm.tt())
+ALGORITHMS = tuple(a.value for a in Algorithm)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,8 @@ class TableSettings:
     micro_batches: int = 1
 
     def __post_init__(self) -> None:
-        if self.algorithm not in (*TT_ALGORITHMS, "none"):
-            raise ValueError(f"algorithm must be one of {(*TT_ALGORITHMS, 'none')}, got {self.algorithm!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if not self.tt_ranks or any(r < 1 for r in self.tt_ranks):
             raise ValueError(f"tt_ranks must be a non-empty list of positive ints, got {self.tt_ranks}")
         if self.tt_min_rows < 0:
@@ -82,7 +85,7 @@ class TableSettings:
 
     def compresses(self, spec: TableSpec) -> bool:
         """Whether ``spec`` becomes a TT table."""
-        return self.algorithm != "none" and spec.num_embeddings >= self.tt_min_rows
+        return self.algorithm != Algorithm.NONE and spec.num_embeddings >= self.tt_min_rows
 
 
 @dataclass(frozen=True)

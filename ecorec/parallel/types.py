@@ -15,6 +15,8 @@ from typing import Protocol
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from ecorec.types import ParallelMode  # defined once, torch-free (re-exported here)
+
 __all__ = [
     "BatchLike",
     "DenseOptimizerSettings",
@@ -24,23 +26,6 @@ __all__ = [
     "TablePlacement",
     "validate_placement",
 ]
-
-
-class ParallelMode(enum.StrEnum):
-    """The distributed training modes. The value is the spelling used in configs, plans and the CLI."""
-
-    DATA_PARALLEL = "dp"
-    """Every rank holds every table and trains on its local batch; gradients are all-reduced."""
-    MODEL_PARALLEL = "mp"
-    """Table-wise model parallel: a rank computes its tables for the global batch; all-to-all to local
-    batches."""
-    BATCH_WISE_PIPELINE = "bwp"
-    """``mp`` over micro-batches of the global batch, micro-batch m's all-to-all overlapping m+1's compute."""
-    TABLE_WISE_PIPELINE = "twp"
-    """EcoRec: ``mp`` over stages of tables, stage i's all-to-all overlapping stage i+1's compute."""
-    TORCHREC = "torchrec"
-    """TorchRec ``DistributedModelParallel`` over an uncompressed ``EmbeddingBagCollection`` (the
-    baseline)."""
 
 
 class InputLayout(enum.StrEnum):

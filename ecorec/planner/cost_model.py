@@ -27,9 +27,10 @@ import numpy as np
 
 from ecorec.planner.sharding import TableProfile
 from ecorec.tt import TTShapes, tt_gemm_flops
+from ecorec.types import Algorithm, BenchVariant
 from ecorec.utils import write_json_atomic
 
-ALGORITHMS = ("ecorec", "fbtt", "elrec", "uncompressed")
+ALGORITHMS = tuple(a.value for a in Algorithm)
 #: Optimizer state per parameter element (adagrad) or per row (rowwise_adagrad).
 OPTIMIZERS = ("sgd", "adagrad", "rowwise_adagrad")
 _FLOAT_BYTES = 4
@@ -40,7 +41,7 @@ class TableCost:
     """Predicted per-iteration cost of one table under one algorithm.
 
     Attributes:
-        table, algorithm: what is costed (``algorithm`` is ``"uncompressed"`` for a plain table).
+        table, algorithm: what is costed (``"none"`` for a plain table).
         forward_flops, backward_flops: GEMM FLOPs (TT) or multiply-adds (uncompressed) of one lookup.
         alltoall_bytes: bytes leaving the table's rank in the forward and backward all-to-all together.
         parameter_bytes, optimizer_state_bytes: memory on the table's rank.
@@ -86,8 +87,7 @@ def estimate_table_cost(
     ``row`` needs ``table``, ``num_embeddings``, ``embedding_dim``, ``tt_p_shapes``, ``tt_q_shapes``,
     ``tt_ranks``, ``nnz``, ``unique``, ``groups`` and ``level_counts``.
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got algorithm={algorithm!r}")
+    algorithm = Algorithm.parse(algorithm)  # "uncompressed" is read as "none"
     if int(row["batch_size"]) != global_batch_size:
         raise ValueError(
             f"table {row['table']!r}: statistics were measured at batch_size={row['batch_size']}, "
@@ -95,11 +95,11 @@ def estimate_table_cost(
         )
     n, d = int(row["num_embeddings"]), int(row["embedding_dim"])
     alltoall = 2.0 * global_batch_size * d * _FLOAT_BYTES * (world_size - 1) / world_size
-    if algorithm == "uncompressed":
+    if algorithm is Algorithm.NONE:
         work = float(row["nnz"]) * d
         return TableCost(
             table=str(row["table"]),
-            algorithm=algorithm,
+            algorithm=algorithm.value,
             forward_flops=work,
             backward_flops=work,
             alltoall_bytes=alltoall,
@@ -113,7 +113,7 @@ def estimate_table_cost(
     )
     return TableCost(
         table=str(row["table"]),
-        algorithm=algorithm,
+        algorithm=algorithm.value,
         forward_flops=float(forward),
         backward_flops=float(backward),
         alltoall_bytes=alltoall,
@@ -136,7 +136,7 @@ def table_costs(
     rows = stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats
     out = []
     for row in rows:
-        algo = "uncompressed" if int(row["num_embeddings"]) < tt_min_rows else algorithm
+        algo = Algorithm.NONE if int(row["num_embeddings"]) < tt_min_rows else algorithm
         out.append(
             estimate_table_cost(
                 row, algo, global_batch_size=global_batch_size, world_size=world_size, optimizer=optimizer
@@ -180,12 +180,12 @@ class CostCalibration:
                 continue
             variant = metrics["variant"]
             seconds = metrics["forward_backward_ms_median"] * 1e-3
-            if variant in ("ecorec", "fbtt", "elrec") and "forward_gflop" in metrics:
+            if variant in BenchVariant.tt() and "forward_gflop" in metrics:
                 flops = (metrics["forward_gflop"] + metrics["backward_gflop"]) * 1e9
                 points.setdefault(variant, []).append((flops, seconds))
-            elif variant == "nn_embedding_bag":
+            elif variant == BenchVariant.NN_EMBEDDING_BAG:
                 flops = 2.0 * metrics["nnz"] * int(config.get("embedding_dim", 0))
-                points.setdefault("uncompressed", []).append((flops, seconds))
+                points.setdefault(Algorithm.NONE.value, []).append((flops, seconds))
         fits: dict[str, tuple[float, float]] = {}
         for algorithm, pts in points.items():
             x = np.array([p[0] for p in pts], dtype=np.float64)
@@ -233,7 +233,9 @@ class CostCalibration:
                 data = json.load(handle)
                 return cls(
                     device=str(data["device"]),
-                    fits={k: (float(v[0]), float(v[1])) for k, v in data["fits"].items()},
+                    fits={
+                        Algorithm.parse(k).value: (float(v[0]), float(v[1])) for k, v in data["fits"].items()
+                    },
                     source=str(data.get("source", "")),
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as err:
@@ -282,7 +284,7 @@ def planner_inputs(
     rows = list(stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats)
     costs = table_costs(
         rows,
-        "uncompressed" if algorithm == "none" else algorithm,
+        algorithm,
         global_batch_size=global_batch_size,
         world_size=world_size,
         tt_min_rows=tt_min_rows,

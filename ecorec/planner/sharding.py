@@ -18,7 +18,6 @@ compared on the same scale), its memory, the makespan (max rank cost) and the LP
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import os
@@ -27,17 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecorec.types import ShardingMethod  # defined once, torch-free (re-exported here)
 from ecorec.utils import write_json_atomic
-
-
-class ShardingMethod(enum.StrEnum):
-    GREEDY = "greedy"
-    RANDOM = "random"
-    ROUND_ROBIN = "round_robin"
-    SIZE_GREEDY = "size_greedy"
-    DIM_GREEDY = "dim_greedy"
-    LOOKUP_GREEDY = "lookup_greedy"
-    SIZE_LOOKUP_GREEDY = "size_lookup_greedy"
 
 
 class PlanError(ValueError):

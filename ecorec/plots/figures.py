@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from ecorec.plots.style import COLORS, legend_below, new_figure, save_figure
+from ecorec.types import BenchVariant
 from ecorec.utils import atomic_path
 
 #: Legend names of the systems of the end-to-end and scaling figures (config `systems:` keys).
@@ -40,12 +41,12 @@ ABLATION_LABELS = {
 }
 #: Legend names of the kernel variants of figure 11 and table 1.
 VARIANT_LABELS = {
-    "ecorec": "EcoRec",
-    "elrec": "EL-Rec",
-    "fbtt": "FBTT (TT-Rec)",
-    "nn_embedding_bag": "uncompressed (nn.EmbeddingBag)",
-    "fbgemm_tbe": "uncompressed (fbgemm TBE)",
-    "ecorec_cuda": "EcoRec (CUDA kernels)",
+    BenchVariant.ECOREC: "EcoRec",
+    BenchVariant.ELREC: "EL-Rec",
+    BenchVariant.FBTT: "FBTT (TT-Rec)",
+    BenchVariant.NN_EMBEDDING_BAG: "uncompressed (nn.EmbeddingBag)",
+    BenchVariant.FBGEMM_TBE: "uncompressed (fbgemm TBE)",
+    BenchVariant.ECOREC_CUDA: "EcoRec (CUDA kernels)",
 }
 _SYSTEM_COLORS = {"mp": "#999999", "bwp": "#a6cee3", "twp": "#1f78b4", "twp_reorder": "#b2df8a"}
 

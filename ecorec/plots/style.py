@@ -11,18 +11,19 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ecorec.types import Algorithm, BenchVariant, ParallelMode  # noqa: E402
 from ecorec.utils import atomic_path  # noqa: E402
 
 #: One color per system/algorithm, stable across figures.
 COLORS = {
-    "ecorec": "#1b9e77",
-    "elrec": "#d95f02",
-    "fbtt": "#7570b3",
-    "ttrec": "#7570b3",
-    "torchrec": "#e7298a",
-    "uncompressed": "#666666",
-    "nn_embedding_bag": "#666666",
-    "fbgemm_tbe": "#a6761d",
+    Algorithm.ECOREC: "#1b9e77",
+    Algorithm.ELREC: "#d95f02",
+    Algorithm.FBTT: "#7570b3",
+    "ttrec": "#7570b3",  # a system name of config.yaml (TT-Rec = fbtt under mp)
+    ParallelMode.TORCHREC: "#e7298a",
+    Algorithm.NONE: "#666666",
+    BenchVariant.NN_EMBEDDING_BAG: "#666666",
+    BenchVariant.FBGEMM_TBE: "#a6761d",
 }
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from ecorec.models import INTERACTIONS, MODEL_KINDS, TT_ALGORITHMS
+from ecorec.models import INTERACTIONS, MODEL_KINDS
+from ecorec.types import Algorithm, ParallelMode, ShardingMethod
 
 __all__ = [
     "ConfigError",
@@ -44,16 +45,9 @@ __all__ = [
     "run_config_from_dict",
 ]
 
-MODES = ("dp", "mp", "bwp", "twp", "torchrec")
-SHARDING_METHODS = (
-    "greedy",
-    "random",
-    "round_robin",
-    "size_greedy",
-    "dim_greedy",
-    "lookup_greedy",
-    "size_lookup_greedy",
-)
+MODES = tuple(m.value for m in ParallelMode)
+SHARDING_METHODS = tuple(m.value for m in ShardingMethod)
+ALGORITHMS = tuple(a.value for a in Algorithm)
 
 
 class ConfigError(ValueError):
@@ -253,7 +247,7 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     _choice(p.sharding, SHARDING_METHODS, f"{src}: parallel.sharding")
     _choice(m.kind, MODEL_KINDS, f"{src}: model.kind")
     _choice(m.interaction, INTERACTIONS, f"{src}: model.interaction")
-    _choice(e.algorithm, (*TT_ALGORITHMS, "none"), f"{src}: embeddings.algorithm")
+    _choice(e.algorithm, ALGORITHMS, f"{src}: embeddings.algorithm")
     _choice(e.optimizer, ("sgd", "adagrad", "rowwise_adagrad"), f"{src}: embeddings.optimizer")
     _choice(e.update, ("fused", "plain"), f"{src}: embeddings.update")
     _choice(cfg.dense_optimizer.kind, ("sgd", "adagrad", "adam"), f"{src}: dense_optimizer.kind")

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 import torch
 
 from ecorec.tt.shapes import TTShapes
+from ecorec.types import Algorithm
+
+_TT_ALGORITHMS = tuple(a.value for a in Algorithm.tt())
 
 
 def tt_level_counts(indices: torch.Tensor, shapes: TTShapes) -> list[int]:
@@ -81,7 +84,7 @@ def tt_gemm_flops(
         return nnz * total, nnz * (prefix + 2 * total)
     if algorithm == "elrec":
         return num_groups * prefix + nnz * flops[-1], num_uniques * (prefix + 2 * total)
-    raise ValueError(f"algorithm must be one of ('ecorec', 'fbtt', 'elrec'), got algorithm={algorithm!r}")
+    raise ValueError(f"algorithm must be one of {_TT_ALGORITHMS}, got algorithm={algorithm!r}")
 
 
 def tt_memory_traffic(
@@ -137,7 +140,7 @@ def tt_memory_traffic(
         backward_items = [num_uniques] * (d - 1)
         rows_written = num_uniques
     else:
-        raise ValueError(f"algorithm must be one of ('ecorec', 'fbtt', 'elrec'), got algorithm={algorithm!r}")
+        raise ValueError(f"algorithm must be one of {_TT_ALGORITHMS}, got algorithm={algorithm!r}")
     dim = shapes.embedding_dim
     pooling = nnz * (dim * b + index_bytes) + (num_bags + 1) * index_bytes + num_bags * dim * b
     forward = sum(n * cost for n, cost in zip(forward_items, product)) + pooling

@@ -36,10 +36,11 @@ from ecorec.tt.indexing import build_lookup_plan
 from ecorec.tt.optim import TTOptimizerConfig, TTOptimizerKind, fused_update_
 from ecorec.tt.primitives import PRODUCT_STRATEGIES
 from ecorec.tt.shapes import TTShapes
+from ecorec.types import Algorithm
 
-ALGORITHMS = ("ecorec", "fbtt", "elrec")
+ALGORITHMS = tuple(a.value for a in Algorithm.tt())
 BACKENDS = ("auto", "torch", "cuda")
-CUDA_ALGORITHMS = ("ecorec",)
+CUDA_ALGORITHMS = (Algorithm.ECOREC.value,)
 CUDA_NUM_CORES = 3
 CUDA_DTYPES = (torch.float32, torch.float64)
 DEFAULT_FBTT_CHUNK_SIZE = 20000

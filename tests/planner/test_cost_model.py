@@ -44,7 +44,7 @@ def test_flops_follow_the_published_formulas():
     elrec = estimate_table_cost(_row(), "elrec", global_batch_size=4096, world_size=4)
     assert elrec.forward_flops == 10 * E1 + 500 * E2
     assert elrec.backward_flops == 100 * (3 * E1 + 2 * E2)
-    plain = estimate_table_cost(_row(), "uncompressed", global_batch_size=4096, world_size=4)
+    plain = estimate_table_cost(_row(), "none", global_batch_size=4096, world_size=4)
     assert plain.forward_flops == plain.backward_flops == 500 * 32
 
 
@@ -60,7 +60,7 @@ def test_bytes():
         _row(), "ecorec", global_batch_size=4096, world_size=4, optimizer="rowwise_adagrad"
     )
     assert rowwise.optimizer_state_bytes == 4 * 300
-    plain = estimate_table_cost(_row(), "uncompressed", global_batch_size=4096, world_size=1)
+    plain = estimate_table_cost(_row(), "none", global_batch_size=4096, world_size=1)
     assert plain.parameter_bytes == 4 * 1_000_000 * 32
     assert plain.alltoall_bytes == 0
 
@@ -68,7 +68,7 @@ def test_bytes():
 def test_small_tables_are_costed_uncompressed_and_mismatches_raise():
     rows = [_row(table="big"), _row(table="small", num_embeddings=500, tt_p_shapes=[5, 10, 10])]
     costs = table_costs(rows, "ecorec", global_batch_size=4096, world_size=2, tt_min_rows=1000)
-    assert [c.algorithm for c in costs] == ["ecorec", "uncompressed"]
+    assert [c.algorithm for c in costs] == ["ecorec", "none"]
     with pytest.raises(ValueError, match="measured at batch_size=4096, not at the global batch size 8192"):
         table_costs(rows, "ecorec", global_batch_size=8192, world_size=2)
     with pytest.raises(ValueError, match="algorithm must be one of"):
@@ -93,7 +93,7 @@ def test_calibration_recovers_a_linear_law(tmp_path):
     ]  # other device: ignored
     calibration = CostCalibration.fit(records, "cpu")
     assert calibration.fits["ecorec"] == pytest.approx((a, b), rel=1e-6)
-    assert calibration.fits["uncompressed"][0] == pytest.approx(5e-11, rel=1e-6)
+    assert calibration.fits["none"][0] == pytest.approx(5e-11, rel=1e-6)
     cost = TableCost("t", "ecorec", 1e9, 2e9, 0.0, 0, 0)
     assert calibration.seconds(cost) == pytest.approx(a * 3e9 + b)
     path = tmp_path / "calibration.json"

@@ -26,6 +26,6 @@ rule all:
     input:
         rules.environment.output,
         expand("results/datasets/{dataset}", dataset=config["dataset"]),
-        stats_outputs(config["dataset"]),
-        sharding_methods_report(config["dataset"]),
+        WF.stats_outputs(config["dataset"]),
+        WF.sharding_methods_report(config["dataset"]),
         rules.figures.input,

@@ -5,7 +5,7 @@
 
 rule synthetic:
     input:
-        synthetic_inputs,
+        WF.synthetic_inputs,
     output:
         directory("results/datasets/{dataset}"),
     log:
@@ -13,10 +13,10 @@ rule synthetic:
     benchmark:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("synthetic"),
+        dataset=WF.datasets_of("synthetic"),
     params:
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
-        src=src_hash("data"),
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("synthetic_dataset.py"),
     script:
         "../workflow_scripts/synthetic_dataset.py"
 
@@ -32,12 +32,12 @@ rule download_meta_dlrm:
     benchmark:
         "benchmarks/download/{dataset}/{lfs_path}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("meta_dlrm_2021", "meta_dlrm_2022"),
+        dataset=WF.datasets_of("meta_dlrm_2021", "meta_dlrm_2022"),
         lfs_path=r"embedding_bag/20\d\d/[^/]+\.pt\.gz",
     localrule: True
     params:
         url=lambda wildcards: join_url(
-            dataset_settings(wildcards.dataset)["base_url"], wildcards.lfs_path
+            WF.dataset_settings(wildcards.dataset)["base_url"], wildcards.lfs_path
         ),
         sha256=lambda wildcards: lfs_object(wildcards.lfs_path).sha256,
         size=lambda wildcards: lfs_object(wildcards.lfs_path).size,
@@ -47,7 +47,7 @@ rule download_meta_dlrm:
 
 rule to_parquet_meta_dlrm:
     input:
-        meta_dlrm_inputs,
+        WF.meta_dlrm_inputs,
     output:
         directory("results/datasets/{dataset}"),
     log:
@@ -55,12 +55,12 @@ rule to_parquet_meta_dlrm:
     benchmark:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("meta_dlrm_2021", "meta_dlrm_2022"),
+        dataset=WF.datasets_of("meta_dlrm_2021", "meta_dlrm_2022"),
     resources:
         mem_mb=4000,
     params:
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
-        src=src_hash("data"),
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("meta_dlrm_to_parquet.py"),
     script:
         "../workflow_scripts/meta_dlrm_to_parquet.py"
 
@@ -73,11 +73,11 @@ rule download_criteo_kaggle:
     benchmark:
         "benchmarks/download/{dataset}/dac.tar.gz.tsv"
     wildcard_constraints:
-        dataset=datasets_of("criteo_kaggle"),
+        dataset=WF.datasets_of("criteo_kaggle"),
     localrule: True
     params:
-        url=lambda wildcards: dataset_settings(wildcards.dataset)["url"],
-        sha256=lambda wildcards: dataset_settings(wildcards.dataset).get("sha256"),
+        url=lambda wildcards: WF.dataset_settings(wildcards.dataset)["url"],
+        sha256=lambda wildcards: WF.dataset_settings(wildcards.dataset).get("sha256"),
         size=None,
     script:
         "../workflow_scripts/download.py"
@@ -91,14 +91,15 @@ rule download_criteo_1tb:
     benchmark:
         "benchmarks/download/{dataset}/day_{day}.gz.tsv"
     wildcard_constraints:
-        dataset=datasets_of("criteo_1tb"),
+        dataset=WF.datasets_of("criteo_1tb"),
         day=r"\d+",
     localrule: True
     params:
         url=lambda wildcards: join_url(
-            dataset_settings(wildcards.dataset)["base_url"], f"day_{wildcards.day}.gz"
+            WF.dataset_settings(wildcards.dataset)["base_url"],
+            f"day_{wildcards.day}.gz",
         ),
-        sha256=criteo_1tb_sha256,
+        sha256=WF.criteo_1tb_sha256,
         size=None,
     script:
         "../workflow_scripts/download.py"
@@ -106,7 +107,7 @@ rule download_criteo_1tb:
 
 rule to_parquet_criteo:
     input:
-        criteo_inputs,
+        WF.criteo_inputs,
     output:
         directory("results/datasets/{dataset}"),
     log:
@@ -114,11 +115,11 @@ rule to_parquet_criteo:
     benchmark:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("criteo_kaggle", "criteo_1tb"),
+        dataset=WF.datasets_of("criteo_kaggle", "criteo_1tb"),
     resources:
         mem_mb=4000,
     params:
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
-        src=src_hash("data"),
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("criteo_to_parquet.py"),
     script:
         "../workflow_scripts/criteo_to_parquet.py"

@@ -9,6 +9,6 @@ rule environment:
         "logs/environment.log",
     localrule: True
     params:
-        src=src_hash(),
+        src=WF.src_hash("environment.py"),
     script:
         "../workflow_scripts/environment.py"

@@ -26,8 +26,8 @@ rule feature_stats:
         tables_per_read=config["stats"]["tables_per_read"],
         embedding_dim=config["train"]["model"]["embedding_dim"],
         tt_ranks=config["train"]["embeddings"]["tt_ranks"],
-        target_stats=target_stats_file,
-        src=src_hash("stats", "data", "tt"),
+        target_stats=WF.target_stats_file,
+        src=WF.src_hash("feature_stats.py"),
     script:
         "../workflow_scripts/feature_stats.py"
 
@@ -47,8 +47,8 @@ rule reuse_histogram:
         "logs/stats/{dataset}/b{batch}.plot.log",
     localrule: True
     params:
-        target_stats=target_stats_file,
-        src=src_hash("plots"),
+        target_stats=WF.target_stats_file,
+        src=WF.src_hash("reuse_histogram.py"),
     script:
         "../workflow_scripts/reuse_histogram.py"
 
@@ -56,7 +56,7 @@ rule reuse_histogram:
 rule cost_calibration:
     """Seconds per FLOP of each algorithm on this device, fitted to figure 11's kernel benchmarks."""
     input:
-        calibration_records,
+        WF.calibration_records,
     output:
         "results/plans/{dataset}/calibration-{device}.json",
     log:
@@ -65,7 +65,7 @@ rule cost_calibration:
         device="cpu|cuda",
     localrule: True
     params:
-        src=src_hash("planner"),
+        src=WF.src_hash("cost_calibration.py"),
     script:
         "../workflow_scripts/cost_calibration.py"
 
@@ -73,7 +73,7 @@ rule cost_calibration:
 rule sharding_plan:
     input:
         stats="results/stats/{dataset}/b{gbatch}/features.parquet",
-        calibration=calibration_input,
+        calibration=WF.calibration_input,
     output:
         "results/plans/{dataset}/{method}/{algorithm}-T{tables}-R{world}-G{gbatch}.json",
     log:
@@ -84,7 +84,7 @@ rule sharding_plan:
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
-        src=src_hash("planner", "tt"),
+        src=WF.src_hash("sharding_plan.py"),
     script:
         "../workflow_scripts/sharding_plan.py"
 
@@ -92,7 +92,7 @@ rule sharding_plan:
 rule sharding_methods:
     input:
         stats="results/stats/{dataset}/b{gbatch}/features.parquet",
-        calibration=calibration_input,
+        calibration=WF.calibration_input,
     output:
         report(
             "results/plans/{dataset}/methods-{algorithm}-T{tables}-R{world}-G{gbatch}.csv",
@@ -109,6 +109,6 @@ rule sharding_methods:
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
-        src=src_hash("planner", "tt"),
+        src=WF.src_hash("sharding_methods.py"),
     script:
         "../workflow_scripts/sharding_methods.py"

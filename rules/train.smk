@@ -15,15 +15,15 @@ wildcard_constraints:
 rule train_config:
     input:
         dataset="results/datasets/{dataset}",
-        plan=run_plan,
+        plan=WF.run_plan,
     output:
         "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/run.yaml",
     log:
         "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.config.log",
     localrule: True
     params:
-        settings=train_run_settings,
-        src=src_hash("train"),
+        settings=WF.train_run_settings,
+        src=WF.src_hash("train_config.py"),
     script:
         "../workflow_scripts/train_config.py"
 
@@ -38,22 +38,21 @@ rule train:
         "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.log",
     benchmark:
         "benchmarks/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.tsv"
-    threads: train_threads
+    threads: WF.run_resource("threads")
     resources:
         timed_jobs=1,
-        nodes=train_nodes,
-        agents=train_agents,
-        nproc_per_agent=train_procs_per_agent,
-        mpi=train_mpi,
-        tasks=train_tasks,
+        nodes=WF.run_resource("nodes"),
+        agents=WF.run_resource("agents"),
+        nproc_per_agent=WF.run_resource("procs_per_agent"),
+        mpi=WF.run_resource("mpi"),
+        tasks=WF.run_resource("tasks"),
         tasks_per_gpu=0,
-        gres=train_gres,
-        cpus_per_task=train_threads,
+        gres=WF.run_resource("gres"),
+        cpus_per_task=WF.run_resource("threads"),
     params:
-        launcher=script_path("launch_torchrun.sh"),
-        launcher_src=source_hash(script_path("launch_torchrun.sh"), suffixes=(".sh",)),
+        launcher=WF.script("launch_torchrun.sh"),
         python=PYTHON,
-        src=src_hash(*TRAIN_SUBPACKAGES),
+        src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
     shell:
         "bash {params.launcher} --python {params.python} --config {input.run_config} "
         "--nodes {resources.nodes} "
@@ -63,4 +62,4 @@ rule train:
 
 rule train_runs:
     input:
-        train_records(),
+        WF.train_records(),

@@ -1,15 +1,8 @@
 """Record the machine and software the pipeline ran on (results/environment.json)."""
 
-import logging
+from ecorec.utils import environment_record, write_json_atomic
+from ecorec.workflow import script_context
 
-from ecorec.utils import environment_record, setup_logging, write_json_atomic
-
-
-def main(output: str, log_file: str) -> None:
-    setup_logging(log_file)
-    record = environment_record()
-    write_json_atomic(output, record)
-    logging.getLogger("ecorec").info("environment recorded in %s", output)
-
-
-main(snakemake.output[0], snakemake.log[0])
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+write_json_atomic(ctx.output[0], environment_record())
+ctx.logger.info("environment recorded in %s", ctx.output[0])

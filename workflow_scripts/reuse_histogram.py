@@ -1,32 +1,17 @@
 """Plot a dataset's reuse histogram against the target locality statistics (rule `reuse_histogram`)."""
 
-import contextlib
-
 from ecorec.data.locality_stats import read_locality_stats
 from ecorec.data.synthetic import load_target_stats
 from ecorec.plots.stats import plot_reuse_histogram
-from ecorec.utils import setup_logging
+from ecorec.workflow import script_context
 
-
-def main(locality, output, log_file, dataset, target_stats):
-    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
-        logger = setup_logging(None)
-        ours = read_locality_stats(locality).mean()
-        target = load_target_stats(target_stats)
-        tv = plot_reuse_histogram(
-            ours,
-            target,
-            output,
-            ours_label=dataset,
-            target_label="Meta 2022 (published)" if target_stats is None else str(target_stats),
-        )
-        logger.info("total variation distances: %s", tv)
-
-
-main(
-    snakemake.input.locality,
-    snakemake.output[0],
-    snakemake.log[0],
-    snakemake.wildcards.dataset,
-    snakemake.params.target_stats,
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+target_stats = ctx.params.target_stats
+tv = plot_reuse_histogram(
+    read_locality_stats(ctx.input.locality).mean(),
+    load_target_stats(target_stats),
+    ctx.output[0],
+    ours_label=ctx.wildcards.dataset,
+    target_label="Meta 2022 (published)" if target_stats is None else str(target_stats),
 )
+ctx.logger.info("total variation distances: %s", tv)

@@ -1,46 +1,27 @@
 """Compare every sharding method on one layout (rule `sharding_methods`): a CSV of makespans."""
 
-import contextlib
-
 import polars as pl
 
-from ecorec.planner import compare_sharding_methods, planner_inputs
-from ecorec.utils import atomic_path, setup_logging
+from ecorec.planner import compare_sharding_methods, stats_file_profiles
+from ecorec.utils import atomic_path
+from ecorec.workflow import script_context
 
-
-def main(stats_path, calibration_files, output, log_file, wildcards, params):
-    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
-        logger = setup_logging(None)
-        calibration = calibration_files[0] if calibration_files else None  # planner.calibration
-        profiles = planner_inputs(
-            pl.read_parquet(stats_path).head(int(wildcards.tables)),
-            wildcards.algorithm,
-            global_batch_size=int(wildcards.gbatch),
-            world_size=int(wildcards.world),
-            tt_min_rows=params.tt_min_rows,
-            optimizer=params.optimizer,
-            calibration=calibration,
-        )
-        rows = compare_sharding_methods(
-            profiles,
-            int(wildcards.world),
-            params.methods,
-            memory_cap_bytes=params.memory_cap_bytes,
-            seed=params.seed,
-        )
-        frame = pl.DataFrame(rows).with_columns(
-            pl.lit("seconds" if calibration else "flops").alias("cost_unit")
-        )
-        with atomic_path(output) as tmp:
-            frame.write_csv(tmp)
-        logger.info("\n%s", frame)
-
-
-main(
-    snakemake.input.stats,
-    list(snakemake.input.calibration),
-    snakemake.output[0],
-    snakemake.log[0],
-    snakemake.wildcards,
-    snakemake.params,
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+wc, params = ctx.wildcards, ctx.params
+profiles, cost_unit = stats_file_profiles(
+    ctx.input.stats,
+    wc.algorithm,
+    num_tables=int(wc.tables),
+    global_batch_size=int(wc.gbatch),
+    world_size=int(wc.world),
+    tt_min_rows=params.tt_min_rows,
+    optimizer=params.optimizer,
+    calibration=ctx.input.calibration[0] if ctx.input.calibration else None,  # planner.calibration
 )
+rows = compare_sharding_methods(
+    profiles, int(wc.world), params.methods, memory_cap_bytes=params.memory_cap_bytes, seed=params.seed
+)
+frame = pl.DataFrame(rows).with_columns(pl.lit(cost_unit).alias("cost_unit"))
+with atomic_path(ctx.output[0]) as tmp:
+    frame.write_csv(tmp)
+ctx.logger.info("\n%s", frame)

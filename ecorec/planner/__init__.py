@@ -10,6 +10,7 @@ from ecorec.planner.cost_model import (
     TableCost,
     estimate_table_cost,
     planner_inputs,
+    stats_file_profiles,
     table_costs,
     table_profiles,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "execution_order",
     "lpt_lower_bound",
     "planner_inputs",
+    "stats_file_profiles",
     "pipeline_stages",
     "plan_sharding",
     "split_into_stages",

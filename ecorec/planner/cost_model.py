@@ -291,3 +291,31 @@ def planner_inputs(
         optimizer=optimizer,
     )
     return table_profiles(costs, rows, calibration)
+
+
+def stats_file_profiles(
+    stats_path: str | os.PathLike[str],
+    algorithm: str,
+    *,
+    num_tables: int,
+    global_batch_size: int,
+    world_size: int,
+    tt_min_rows: int = 0,
+    optimizer: str = "sgd",
+    calibration: str | os.PathLike[str] | None = None,
+) -> tuple[list[TableProfile], str]:
+    """:func:`planner_inputs` for the first ``num_tables`` tables of a feature-stats Parquet file
+    (``ecorec.stats``); returns the profiles and their cost unit (``"seconds"`` when calibrated, else
+    ``"flops"``). What the sharding-plan rules run."""
+    import polars as pl
+
+    profiles = planner_inputs(
+        pl.read_parquet(stats_path).head(num_tables),
+        algorithm,
+        global_batch_size=global_batch_size,
+        world_size=world_size,
+        tt_min_rows=tt_min_rows,
+        optimizer=optimizer,
+        calibration=calibration,
+    )
+    return profiles, "seconds" if calibration else "flops"

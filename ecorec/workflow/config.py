@@ -1,0 +1,316 @@
+"""The workflow's config (``config.yaml`` + overlays, validated by ``schemas/config.schema.yaml``) and what
+the rules derive from it: dataset inputs, run ids, run settings, plans, figure grids, source hashes.
+
+``rules/common.smk`` makes one :class:`WorkflowConfig` and the rules call its methods (input functions take
+the job's ``wildcards``, anything with the wildcard names as attributes). Errors are ``ValueError`` naming the
+config key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecorec.data.sources import CRITEO_NUM_SPARSE, META_DLRM_RELEASES
+from ecorec.types import Algorithm, ParallelMode
+from ecorec.workflow.bench import bench_flags
+from ecorec.workflow.resources import RunResources, bench_gres
+from ecorec.workflow.sources import SourceGraph
+
+#: Path fragment of a training run below results/runs/ (``batch``: local batch per rank).
+TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
+#: Keys of config ``train`` that go to the run's ``train`` section as they are.
+TRAIN_LOOP_KEYS = (
+    "steps",
+    "eval_every",
+    "eval_batches",
+    "eval_splits",
+    "target_auc",
+    "checkpoint_every",
+    "timing_warmup_steps",
+    "timing_windows",
+    "log_every",
+)
+#: ``ecorec.data.SyntheticConfig``'s default ``num_tables`` (a synthetic entry that omits the key; tested).
+SYNTHETIC_DEFAULT_NUM_TABLES = 32
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One row of the table of figures (rules/figures.smk makes one plot rule per row).
+
+    Attributes:
+        name: rule name, config section and file stem (``results/figures/<name>.{png,pdf,csv}``); its caption
+            is ``report/<name>.rst``. label, what: the report's labels. kernel: drawn from kernel benchmarks
+            (else from training-run records).
+    """
+
+    name: str
+    label: str
+    what: str
+    kernel: bool = False
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"figure": self.label, "what": self.what}
+
+
+#: The paper's figures and tables, in report order.
+FIGURE_TABLE = (
+    FigureSpec("fig10", "10", "end to end"),
+    FigureSpec("fig11", "11", "TT kernels", kernel=True),
+    FigureSpec("fig12", "12", "scaling"),
+    FigureSpec("fig16", "16", "ablation"),
+    FigureSpec("table1", "table 1", "memory", kernel=True),
+)
+FIGURES = tuple(f.name for f in FIGURE_TABLE)
+
+
+class WorkflowConfig:
+    """The validated config dict of a Snakemake run, with the translations its rules need.
+
+    Args:
+        config: Snakemake's ``config`` (already validated against the schema).
+        root: the repository (``workflow.basedir``): where ``ecorec/`` and ``workflow_scripts/`` are.
+    """
+
+    def __init__(self, config: Mapping[str, Any], root: str | os.PathLike[str]) -> None:
+        self.config = config
+        self.root = Path(root)
+        self.sources = SourceGraph(self.root)
+        if config["dataset"] not in config["datasets"]:
+            raise ValueError(
+                f"config: dataset {config['dataset']!r} is not an entry of datasets "
+                f"{sorted(config['datasets'])}"
+            )
+
+    # ---- helpers ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return str(self.config["device"])
+
+    def script(self, name: str) -> str:
+        """Absolute path of a workflow script (stable across runs, unlike ``workflow.source_path``)."""
+        return str(self.root / "workflow_scripts" / name)
+
+    def src_hash(self, *entries: str) -> str:
+        """Content hash of what a job executes (:class:`SourceGraph`): entries are workflow script names
+        (``"plot_figure.py"``), other repository paths or ``ecorec`` module names."""
+        resolved = [self.script(e) if "/" not in e and e.endswith((".py", ".sh")) else e for e in entries]
+        return self.sources.hash(*resolved)
+
+    # ---- datasets -----------------------------------------------------------------------------------------
+    def dataset_settings(self, name: str) -> Mapping[str, Any]:
+        """The ``datasets.<name>`` entry."""
+        if name not in self.config["datasets"]:
+            raise ValueError(
+                f"unknown dataset {name!r}; config `datasets` has {sorted(self.config['datasets'])}"
+            )
+        return self.config["datasets"][name]
+
+    def datasets_of(self, *sources: str) -> str:
+        """Wildcard constraint matching exactly the names of the datasets made from these sources."""
+        names = [re.escape(n) for n, s in self.config["datasets"].items() if s["source"] in sources]
+        return "|".join(names) if names else "(?!)"
+
+    def synthetic_inputs(self, wildcards: Any) -> list[str]:
+        """The locality-stats file a synthetic dataset follows, when its entry names one (else none: the
+        packaged one)."""
+        stats_file = self.dataset_settings(wildcards.dataset).get("stats_file")
+        return [stats_file] if stats_file else []
+
+    def meta_dlrm_inputs(self, wildcards: Any) -> list[str]:
+        """The downloaded ``.pt.gz`` files of a Meta dataset, in conversion order."""
+        files = self.dataset_settings(wildcards.dataset)["files"]
+        return [f"resources/{wildcards.dataset}/{path}" for path in files]
+
+    def criteo_inputs(self, wildcards: Any) -> list[str]:
+        """Kaggle: the dac.tar.gz archive; 1TB: the day files, in order."""
+        settings = self.dataset_settings(wildcards.dataset)
+        if settings["source"] == "criteo_kaggle":
+            return [f"resources/{wildcards.dataset}/dac.tar.gz"]
+        return [f"resources/{wildcards.dataset}/day_{day}.gz" for day in settings["days"]]
+
+    def criteo_1tb_sha256(self, wildcards: Any) -> str | None:
+        """Expected sha256 of a Criteo 1TB day file, or ``None`` when the config gives none."""
+        return self.dataset_settings(wildcards.dataset).get("sha256", {}).get(f"day_{wildcards.day}.gz")
+
+    def dataset_num_tables(self, dataset: str) -> int:
+        """Tables of a dataset known from its config: synthetic ``num_tables``; a Meta release's or
+        Criteo's count (``ecorec.data.sources``)."""
+        settings = self.dataset_settings(dataset)
+        source = settings["source"]
+        if source == "synthetic":
+            return int(settings.get("num_tables", SYNTHETIC_DEFAULT_NUM_TABLES))
+        if source in META_DLRM_RELEASES:
+            return META_DLRM_RELEASES[source].num_tables
+        return CRITEO_NUM_SPARSE
+
+    def target_stats_file(self, wildcards: Any) -> str | None:
+        """The locality statistics a dataset is compared with: a synthetic dataset's own target file, else
+        the packaged statistics of Meta's 2022 release (``None``)."""
+        settings = self.dataset_settings(wildcards.dataset)
+        return settings.get("stats_file") if settings["source"] == "synthetic" else None
+
+    # ---- systems and training runs (rules/train.smk) ------------------------------------------------------
+    def system(self, name: str) -> Mapping[str, Any]:
+        """The ``systems.<name>`` entry."""
+        if name not in self.config["systems"]:
+            raise ValueError(
+                f"unknown system {name!r}; config `systems` has {sorted(self.config['systems'])}"
+            )
+        return self.config["systems"][name]
+
+    def system_algorithm(self, name: str) -> str:
+        """The embedding algorithm a figure runs a system with (``systems.<name>.algorithm``, default
+        ecorec)."""
+        return Algorithm.parse(self.system(name).get("algorithm", Algorithm.ECOREC)).value
+
+    def train_run_id(self, run: Mapping[str, Any]) -> str:
+        """Path fragment of a run from a ``train.runs`` entry (dataset defaults to config ``dataset``)."""
+        return TRAIN_RUN_PATTERN.format(**{"dataset": self.config["dataset"], **run})
+
+    def train_records(self) -> list[str]:
+        """The record.json of every run of config ``train.runs``."""
+        return [f"results/runs/{self.train_run_id(run)}/record.json" for run in self.config["train"]["runs"]]
+
+    def run_resources(self, wildcards: Any) -> RunResources:
+        """Nodes, agents, threads and GPUs of a run (:class:`RunResources`)."""
+        train = self.config["train"]
+        return RunResources.of_run(
+            int(wildcards.world),
+            procs_per_node=int(train["procs_per_node"]),
+            agents_per_node=int(train["agents_per_node"]),
+            cpus_per_proc=int(train["cpus_per_proc"]),
+            device=self.device,
+        )
+
+    def run_resource(self, name: str) -> Any:
+        """A ``resources:`` or ``threads:`` function of rule train: one attribute of :meth:`run_resources`."""
+        if name not in RunResources.__dataclass_fields__ and name not in ("mpi", "tasks"):
+            raise ValueError(f"no run resource {name!r}")
+
+        def resource(wildcards: Any) -> Any:
+            return getattr(self.run_resources(wildcards), name)
+
+        return resource
+
+    def train_run_settings(self, wildcards: Any) -> dict[str, Any]:
+        """Everything of a run's YAML that comes from config and wildcards (``ecorec.train.config``)."""
+        train = self.config["train"]
+        system = self.system(wildcards.system)
+        world = int(wildcards.world)
+        return {
+            "run": {"seed": train["seed"], "device": self.device, "name": wildcards.system},
+            "dataset": {"num_tables": int(wildcards.tables)},
+            "model": train["model"],
+            "embeddings": {**train["embeddings"], "algorithm": Algorithm.parse(wildcards.algorithm).value},
+            "dense_optimizer": train["dense_optimizer"],
+            "lr_schedule": train["lr_schedule"],
+            "parallel": {**{k: v for k, v in system.items() if k != "algorithm"}, "world_size": world},
+            "train": {
+                **{k: train[k] for k in TRAIN_LOOP_KEYS if k in train},
+                "global_batch_size": int(wildcards.batch) * world,
+            },
+        }
+
+    # ---- statistics and plans (rules/stats.smk) -----------------------------------------------------------
+    def run_plan(self, wildcards: Any) -> list[str]:
+        """The planner's JSON for a run whose mode places tables with a plan (empty list otherwise)."""
+        system = self.system(wildcards.system)
+        if not ParallelMode(system["mode"]).needs_plan or "plan_file" in system:
+            return []
+        gbatch = int(wildcards.batch) * int(wildcards.world)
+        algorithm = Algorithm.parse(wildcards.algorithm).value
+        return [
+            f"results/plans/{wildcards.dataset}/{system.get('sharding', 'greedy')}/"
+            f"{algorithm}-T{wildcards.tables}-R{wildcards.world}-G{gbatch}.json"
+        ]
+
+    def calibration_input(self, wildcards: Any) -> list[str]:
+        """The cost calibration the plans of a dataset use (``planner.calibration``): none (plans on predicted
+        FLOPs), the one fitted from figure 11's kernel benchmarks on this device (``fit``), or the configured
+        file. An input, so that a new calibration replans."""
+        value = self.config["planner"]["calibration"]
+        if value is None:
+            return []
+        if value == "fit":
+            return [f"results/plans/{wildcards.dataset}/calibration-{self.device}.json"]
+        return [value]
+
+    def calibration_records(self, wildcards: Any) -> list[str]:
+        """Figure 11's kernel-benchmark records of a dataset (the calibration's data)."""
+        section = self.config["fig11"]
+        return [
+            f"results/bench/{wildcards.dataset}/kernels/K{section['largest_tables']}-b{batch}.jsonl"
+            for batch in section["batch_sizes"]
+        ]
+
+    def stats_outputs(self, dataset: str) -> list[str]:
+        """The statistics shown in the report for a dataset (at ``stats.batch_size``)."""
+        base = f"results/stats/{dataset}/b{self.config['stats']['batch_size']}"
+        return [f"{base}/summary.json", f"{base}/reuse_histogram.png"]
+
+    def sharding_methods_report(self, dataset: str) -> str:
+        """Every sharding method on all tables of a dataset, at the report layout and ``stats.batch_size``."""
+        layout = self.config["planner"]["report"]
+        return (
+            f"results/plans/{dataset}/methods-{layout['algorithm']}-T{self.dataset_num_tables(dataset)}"
+            f"-R{layout['world_size']}-G{self.config['stats']['batch_size']}.csv"
+        )
+
+    # ---- figures (rules/figures.smk) ----------------------------------------------------------------------
+    def figure_runs(self, name: str) -> list[str]:
+        """The record.json of every point of a training figure's grid (config section ``name``): its
+        ``systems`` x ``tables`` x ``worlds`` at local batch ``batch`` (fig10/fig16 take one ``world``, fig12
+        one ``tables``)."""
+        section = self.config[name]
+        tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
+        worlds = section["worlds"] if "worlds" in section else [section["world"]]
+        return [
+            "results/runs/"
+            + TRAIN_RUN_PATTERN.format(
+                dataset=self.config["dataset"],
+                system=system,
+                algorithm=self.system_algorithm(system),
+                tables=t,
+                world=w,
+                batch=section["batch"],
+            )
+            + "/record.json"
+            for system in section["systems"]
+            for t in tables
+            for w in worlds
+        ]
+
+    def kernel_bench_records(self, name: str) -> list[str]:
+        """The kernel-benchmark JSON lines of ``fig11`` (K largest tables of the dataset) or ``table1`` (one
+        table of ``num_embeddings`` rows), one file per batch size."""
+        section = self.config[name]
+        if name == "fig11":
+            return [
+                f"results/bench/{self.config['dataset']}/kernels/K{section['largest_tables']}-b{batch}.jsonl"
+                for batch in section["batch_sizes"]
+            ]
+        return [
+            f"results/bench/table1/N{section['num_embeddings']}-b{batch}.jsonl"
+            for batch in section["batch_sizes"]
+        ]
+
+    def figure_inputs(self, name: str) -> list[str]:
+        """The result files a figure is drawn from: kernel benchmarks (fig11, table1) or run records."""
+        if next(f for f in FIGURE_TABLE if f.name == name).kernel:
+            return self.kernel_bench_records(name)
+        return self.figure_runs(name)
+
+    def bench_flags(self, name: str) -> str:
+        """Flags of ``python -m ecorec.bench tt`` from a figure's section (:func:`bench_flags`)."""
+        return bench_flags(self.config[name])
+
+    def bench_gres(self, wildcards: Any = None) -> str | None:
+        """One GPU for a kernel benchmark on cuda (unset on cpu)."""
+        return bench_gres(self.device)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ecorec.records import RunRecord
 from ecorec.types import Algorithm
 from ecorec.utils import atomic_write, environment_record
 
@@ -148,7 +149,7 @@ def _launch(config: Path, world: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def _row(variant: str, repeat: int, record: dict[str, Any]) -> dict[str, Any]:
+def _row(variant: str, repeat: int, record: RunRecord) -> dict[str, Any]:
     m = record["metrics"]
     t = m["timing"]
     memory = m["peak_memory_bytes"]
@@ -211,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(proc.stdout[-2000:] + proc.stderr[-4000:], file=sys.stderr)
                     print(f"{variant}: the run failed (exit {proc.returncode})", file=sys.stderr)
                     return 1
-                row = _row(variant, repeat, json.loads((out / "record.json").read_text()))
+                record_path = out / "record.json"
+                row = _row(variant, repeat, RunRecord.from_json(record_path.read_text(), str(record_path)))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     env = environment_record(world_size=args.world)

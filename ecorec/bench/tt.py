@@ -76,6 +76,7 @@ import torch
 from torch import nn
 
 from ecorec.bench.memory import measure_peak_memory
+from ecorec.records import BenchRecord, sum_over_tables, timing_summary
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig, tt_gemm_flops, tt_level_counts
 from ecorec.tt.costs import tt_level_flops, tt_memory_traffic
 from ecorec.tt.primitives import PRODUCT_STRATEGIES
@@ -528,13 +529,6 @@ def _time_ms(fn: Callable[[], Any], device: torch.device) -> float:
     return (time.perf_counter() - start_s) * 1e3
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def bmm_reference_gflops(
     shapes: TTShapes, level_counts: Sequence[int], device: torch.device, repeats: int, dtype: torch.dtype
 ) -> float:
@@ -619,15 +613,6 @@ def _time_variants(
     return forward_ms, step_ms
 
 
-def _timing_metrics(prefix: str, samples: list[float]) -> dict[str, Any]:
-    return {
-        f"{prefix}_median": statistics.median(samples),
-        f"{prefix}_p10": _percentile(samples, 0.1),
-        f"{prefix}_p90": _percentile(samples, 0.9),
-        f"{prefix}_samples": list(samples),
-    }
-
-
 def benchmark_table(
     config: TTBenchConfig,
     table: BenchTable,
@@ -636,7 +621,7 @@ def benchmark_table(
     copy_bandwidth: float,
     environment: dict[str, Any],
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[BenchRecord]:
     """Measure every variant on one table at one batch size; one record per variant (none if every variant
     is skipped). The modules and batches are freed when it returns."""
     device = torch.device(config.device)
@@ -681,8 +666,8 @@ def benchmark_table(
             "variant": variant.name,
             "table": table.name,
             "num_embeddings": table.num_embeddings,
-            **_timing_metrics("forward_ms", forward_ms[variant.name]),
-            **_timing_metrics("forward_backward_ms", step_ms[variant.name]),
+            **timing_summary("forward_ms", forward_ms[variant.name]),
+            **timing_summary("forward_backward_ms", step_ms[variant.name]),
             "param_bytes": variant.param_bytes,
             "optimizer_state_bytes": variant.state_bytes,
             "compression_ratio": table.num_embeddings * config.embedding_dim * 4 / variant.param_bytes,
@@ -747,14 +732,14 @@ def benchmark_table(
                 peak_forward_backward_bytes=step_peak.peak_bytes,
                 memory_method=step_peak.method,
             )
-        records.append({"config": config_dict, "environment": environment, "metrics": metrics})
+        records.append(BenchRecord(config=config_dict, environment=environment, metrics=metrics))
         logger.debug("%s", json.dumps(metrics, sort_keys=True))
     return records
 
 
 def run_benchmark(
     config: TTBenchConfig, progress: bool = True, tables: Sequence[BenchTable] | None = None
-) -> list[dict[str, Any]]:
+) -> list[BenchRecord]:
     """Measure every variant on every table at every batch size; one record per (batch size, table, variant).
 
     For each batch size the tables run one after the other, each with only its own modules and batches alive
@@ -768,7 +753,7 @@ def run_benchmark(
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     environment = environment_record(device)
-    records: list[dict[str, Any]] = []
+    records: list[BenchRecord] = []
     for batch_size in config.batch_sizes:
         bandwidth = copy_bandwidth_gbps(device, config.copy_bytes, config.repeats)
         for table in tables:
@@ -788,53 +773,6 @@ def run_benchmark(
     if not records:
         raise SystemExit("no variant to run (see the messages above)")
     return records
-
-
-def sum_over_tables(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The paper's "all tables" figures, per (batch size, variant) present for every table of that batch size.
-
-    Repeat ``i`` of every table used batch ``i % num_batches``, so the per-repeat times are summed over the
-    tables first, then summarised over repeats (median, mean — the paper's statistic —, p10, p90, and the
-    summed samples). Peak memory is the maximum over tables (each table ran alone); params, optimizer state,
-    ``nnz``, ``U``, ``G`` and rows are summed.
-
-    Returns:
-        one metrics dict per (batch size, variant) with ``table = "all"`` and ``num_tables``.
-    """
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    tables: dict[int, set[Any]] = {}
-    for record in records:
-        m = record["metrics"]
-        groups.setdefault((m["batch_size"], m["variant"]), []).append(m)
-        tables.setdefault(m["batch_size"], set()).add(m.get("table"))
-    out = []
-    for (batch_size, variant), rows in groups.items():
-        if {m.get("table") for m in rows} != tables[batch_size]:
-            continue  # skipped for some table (e.g. a dense baseline above --max-dense-bytes)
-        summary: dict[str, Any] = {
-            "batch_size": batch_size,
-            "variant": variant,
-            "table": "all",
-            "num_tables": len(rows),
-        }
-        for prefix in ("forward_ms", "forward_backward_ms"):
-            samples = [sum(repeat) for repeat in zip(*(m[f"{prefix}_samples"] for m in rows))]
-            summary.update(_timing_metrics(prefix, samples))
-            summary[f"{prefix}_mean"] = statistics.mean(samples)
-        for key in (
-            "num_embeddings",
-            "param_bytes",
-            "optimizer_state_bytes",
-            "nnz",
-            "num_uniques",
-            "num_groups",
-        ):
-            summary[key] = sum(m[key] for m in rows)
-        for key in ("peak_forward_bytes", "peak_forward_backward_bytes"):
-            if all(key in m for m in rows):
-                summary[key] = max(m[key] for m in rows)
-        out.append(summary)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------- reporting
@@ -1072,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad flags or dataset: a message, not a traceback
         raise SystemExit(f"python -m ecorec.bench tt: {exc}") from exc
     records = run_benchmark(config, progress=not args.no_progress, tables=tables)
-    lines = [json.dumps(record, sort_keys=True, default=str) for record in records]
+    lines = [record.to_json() for record in records]
     if args.out is not None:
         with atomic_write(args.out) as handle:
             handle.write("\n".join(lines) + "\n")

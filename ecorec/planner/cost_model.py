@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ecorec.planner.sharding import TableProfile
+from ecorec.records import BenchRecord, RecordError, read_records, sum_over_tables
 from ecorec.tt import TTShapes, tt_gemm_flops
 from ecorec.types import Algorithm, BenchVariant
 from ecorec.utils import write_json_atomic
@@ -165,26 +166,28 @@ class CostCalibration:
         return a * cost.flops + b
 
     @classmethod
-    def fit(cls, records: Iterable[Mapping[str, Any]], device: str, source: str = "") -> CostCalibration:
-        """Least-squares fit from ``ecorec.bench tt`` records of ``device``.
+    def fit(
+        cls, records: Iterable[BenchRecord | Mapping[str, Any]], device: str, source: str = ""
+    ) -> CostCalibration:
+        """Least-squares fit from ``ecorec.bench tt`` records of ``device`` (other devices are ignored).
 
-        Each record's metrics give ``variant`` (an algorithm name, or ``nn_embedding_bag`` for the
-        uncompressed table), ``forward_backward_ms_median``, and the FLOPs (``forward_gflop`` +
-        ``backward_gflop``; for the uncompressed table ``2 * nnz * D``, D from the record's config).
-        A single point fits ``b = 0``.
+        One point per measured (variant, batch size, table) (:func:`ecorec.records.sum_over_tables` with
+        ``by_table=True``): the median forward+backward time against the FLOPs, ``forward_gflop +
+        backward_gflop`` for the TT variants, ``2 * nnz * D`` for ``nn_embedding_bag`` (fitted as algorithm
+        ``none``). A single point fits ``b = 0``.
         """
+        typed = [r if isinstance(r, BenchRecord) else BenchRecord.from_dict(r) for r in records]
+        mine = [
+            r for r in typed if str(r.environment.get("device", device)).split(":")[0] == device.split(":")[0]
+        ]
         points: dict[str, list[tuple[float, float]]] = {}
-        for record in records:
-            metrics, config = record["metrics"], record.get("config", {})
-            if str(record.get("environment", {}).get("device", device)).split(":")[0] != device.split(":")[0]:
-                continue
-            variant = metrics["variant"]
-            seconds = metrics["forward_backward_ms_median"] * 1e-3
-            if variant in BenchVariant.tt() and "forward_gflop" in metrics:
-                flops = (metrics["forward_gflop"] + metrics["backward_gflop"]) * 1e9
+        for row in sum_over_tables(mine, by_table=True):
+            variant, seconds = row["variant"], row["forward_backward_ms_median"] * 1e-3
+            if variant in BenchVariant.tt() and "forward_gflop" in row:
+                flops = (row["forward_gflop"] + row["backward_gflop"]) * 1e9
                 points.setdefault(variant, []).append((flops, seconds))
             elif variant == BenchVariant.NN_EMBEDDING_BAG:
-                flops = 2.0 * metrics["nnz"] * int(config.get("embedding_dim", 0))
+                flops = 2.0 * row["nnz"] * int(row["embedding_dim"] or 0)
                 points.setdefault(Algorithm.NONE.value, []).append((flops, seconds))
         fits: dict[str, tuple[float, float]] = {}
         for algorithm, pts in points.items():
@@ -206,20 +209,13 @@ class CostCalibration:
     def fit_files(cls, paths: Sequence[str | os.PathLike[str]], device: str) -> CostCalibration:
         """:meth:`fit` over the records of ``python -m ecorec.bench tt`` JSON-lines files (``--out``); a line
         that is not a benchmark record raises ``ValueError`` naming the file and line."""
-        records: list[dict[str, Any]] = []
-        for path in paths:
-            with open(path) as handle:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                        record["metrics"]["variant"], record["metrics"]["forward_backward_ms_median"]
-                    except (json.JSONDecodeError, KeyError, TypeError) as err:
-                        raise ValueError(
-                            f"{path}:{number}: not a kernel-benchmark record ({type(err).__name__}: {err})"
-                        ) from err
-                    records.append(record)
+        records = []
+        for record in read_records(paths):
+            if not isinstance(record, BenchRecord):
+                raise RecordError(
+                    f"{record.source}: not a kernel-benchmark record (a {record.KIND!r} record)"
+                )
+            records.append(record)
         source = ", ".join(os.fspath(p) for p in paths)
         return cls.fit(records, device, source=source)
 

@@ -1,59 +1,33 @@
-"""Reading result records and reducing them to the numbers a figure plots.
+"""Reducing result records to the numbers a figure plots.
 
-Two kinds of records, both ``{"config", "environment", "metrics"}``:
-
-- a training run's ``record.json`` (``ecorec.train``): one JSON object;
-- a kernel benchmark's JSON lines (``python -m ecorec.bench tt``): one object per (table, batch size,
-  variant).
-
-Every function here is pure: records in, plain rows (``dict``) out, so the figures and their CSVs are made
-from the records only and can be tested on hand-made records.
+The records are :mod:`ecorec.records`' typed ``RunRecord`` (a training run's ``record.json``) and
+``BenchRecord`` (one line of a kernel benchmark's JSON lines), read by :func:`ecorec.records.read_records`
+(re-exported here); hand-made dicts of the same layout work too. Every function here is pure: records in,
+plain rows (``dict``) out, so the figures and their CSVs are made from the records only. The kernel totals
+are :func:`ecorec.records.sum_over_tables`, the same aggregation as the benchmark's report and the planner's
+calibration.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ecorec.records import BenchRecord, read_records, sum_over_tables
+from ecorec.records import percentile as _percentile
 
 Record = Mapping[str, Any]
 
-
-def read_records(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Every record of ``paths``: a ``.json`` file is one record, a ``.jsonl`` file one record per line.
-
-    Raises:
-        ValueError: a file that is not JSON or a record without ``metrics``, naming the file (and line).
-    """
-    records: list[dict[str, Any]] = []
-    for path in map(Path, paths):
-        text = path.read_text()
-        lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
-        chunks = lines if path.suffix == ".jsonl" else [(1, text)]
-        for lineno, chunk in chunks:
-            where = f"{path}:{lineno}" if path.suffix == ".jsonl" else str(path)
-            try:
-                record = json.loads(chunk)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not a JSON record ({err})") from err
-            if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-                raise ValueError(f"{where}: not a result record (no `metrics` object)")
-            records.append({**record, "source": str(path)})
-    return records
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation percentile, ``q`` in [0, 1] (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = q * (len(ordered) - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+__all__ = [
+    "environment_summary",
+    "kernel_totals",
+    "memory_rows",
+    "read_records",
+    "train_point",
+    "uncompressed_memory",
+]
 
 
 # ------------------------------------------------------------------------------------------ training runs
@@ -109,40 +83,28 @@ def train_point(record: Record) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- kernel benchmark
 
 
-def kernel_totals(records: Iterable[Record]) -> list[dict[str, Any]]:
-    """Figure 11: per (batch size, variant), forward and forward+backward time summed over the tables.
+#: The columns of figure 11's rows (and CSV), in order.
+KERNEL_COLUMNS = (
+    "variant",
+    "batch_size",
+    "num_tables",
+    "forward_ms_median",
+    "forward_ms_p10",
+    "forward_ms_p90",
+    "repeats",
+    "forward_backward_ms_median",
+    "forward_backward_ms_p10",
+    "forward_backward_ms_p90",
+    "nnz",
+)
 
-    Repeat ``i`` of every table is summed into the all-tables time of repeat ``i`` (the paper's "total time"
-    over its tables); the row has the median of these sums and their p10 and p90 as the error bar. Rows are
-    sorted by variant, then batch size.
-    """
-    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
-    for record in records:
-        metrics = record["metrics"]
-        groups.setdefault((metrics["variant"], int(metrics["batch_size"])), []).append(metrics)
-    rows = []
-    for (variant, batch_size), members in sorted(groups.items()):
-        tables = [m.get("table") for m in members]
-        if len(set(tables)) != len(tables):
-            raise ValueError(f"{variant} at batch {batch_size}: table(s) measured twice: {tables}")
-        row: dict[str, Any] = {"variant": variant, "batch_size": batch_size, "num_tables": len(members)}
-        for key in ("forward_ms", "forward_backward_ms"):
-            samples = [m[f"{key}_samples"] for m in members]
-            repeats = min(len(s) for s in samples)
-            if repeats == 0:
-                raise ValueError(f"{variant} at batch {batch_size}: no {key}_samples in the records")
-            totals = [sum(s[i] for s in samples) for i in range(repeats)]
-            row.update(
-                {
-                    f"{key}_median": statistics.median(totals),
-                    f"{key}_p10": _percentile(totals, 0.1),
-                    f"{key}_p90": _percentile(totals, 0.9),
-                    "repeats": repeats,
-                }
-            )
-        row["nnz"] = sum(float(m.get("nnz", 0.0)) for m in members)
-        rows.append(row)
-    return rows
+
+def kernel_totals(records: Iterable[BenchRecord | Record]) -> list[dict[str, Any]]:
+    """Figure 11: per (batch size, variant), forward and forward+backward time summed over the tables
+    (:func:`ecorec.records.sum_over_tables`: repeat ``i`` of every table summed, then the median of these
+    sums with p10 and p90 as the error bar). Rows sorted by variant, then batch size; a variant measured on
+    fewer tables than the others is left out (its sum would not be an all-tables time)."""
+    return [{key: row[key] for key in KERNEL_COLUMNS} for row in sum_over_tables(records)]
 
 
 def uncompressed_memory(

@@ -1,9 +1,9 @@
 """One training run under torchrun: set up the process group, data, plan and model of the configured mode,
 train with the learning-rate schedule, evaluate, checkpoint, and write the run record (rank 0).
 
-Run record (``<output_dir>/record.json``, written atomically)::
+Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.records.RunRecord``)::
 
-    {"config": ..., "environment": environment_record(), "metrics": {
+    {"kind": "run", "version": 1, "config": ..., "environment": environment_record(), "metrics": {
         "mode", "world_size", "global_batch_size", "steps", "resumed_from_step", "stopped_early",
         "loss_curve": [global mean loss of every step],
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ecorec.models import EmbeddingOptimizerSettings, ModelSettings, TableSettings, build_head
 from ecorec.parallel import DenseOptimizerSettings, build_distributed_model
+from ecorec.records import RunRecord
 from ecorec.train.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -346,11 +347,9 @@ def _run(
         metrics["stages"] = {str(r): groups for r, groups in stages.items()}
     if hasattr(model, "sharding_types"):
         metrics["sharding_types"] = model.sharding_types()
-    record = {
-        "config": cfg.to_dict(),
-        "environment": environment_record(ctx.device, ctx.world_size),
-        "metrics": metrics,
-    }
+    record = RunRecord(
+        config=cfg.to_dict(), environment=environment_record(ctx.device, ctx.world_size), metrics=metrics
+    ).to_dict()
     write_json_atomic(cfg.output_dir / "record.json", record)
     _LOG.info("run record written to %s", cfg.output_dir / "record.json")
     return record

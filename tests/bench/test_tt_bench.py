@@ -12,6 +12,7 @@ import torch
 from ecorec.bench.__main__ import main as bench_main
 from ecorec.bench.memory import measure_peak_memory
 from ecorec.bench.tt import build_parser, config_from_args, make_variants
+from ecorec.records import RECORD_VERSION
 
 
 def test_peak_memory_of_known_allocations() -> None:
@@ -40,7 +41,8 @@ def test_tt_benchmark_writes_records(tmp_path: Path, capsys: pytest.CaptureFixtu
     variants = [r["metrics"]["variant"] for r in records]
     assert variants[:4] == ["ecorec", "ecorec_m2", "fbtt", "elrec"] and "nn_embedding_bag" in variants
     for record in records:
-        assert set(record) == {"config", "environment", "metrics"}
+        assert set(record) == {"kind", "version", "config", "environment", "metrics"}
+        assert record["kind"] == "bench" and record["version"] == RECORD_VERSION
         m = record["metrics"]
         assert m["forward_ms_median"] > 0 and m["forward_backward_ms_p90"] >= m["forward_backward_ms_median"]
         assert m["peak_forward_backward_bytes"] > 0 and m["param_bytes"] > 0

@@ -78,7 +78,15 @@ def test_small_tables_are_costed_uncompressed_and_mismatches_raise():
 
 
 def _record(variant, gflop, ms, nnz=0):
-    metrics = {"variant": variant, "forward_backward_ms_median": ms, "nnz": nnz}
+    metrics = {
+        "variant": variant,
+        "batch_size": 4096,
+        "table": f"t{gflop}-{nnz}",  # one point per measured table
+        "forward_backward_ms_median": ms,
+        "forward_backward_ms_samples": [ms, ms, ms],
+        "forward_ms_samples": [ms / 3] * 3,
+        "nnz": nnz,
+    }
     if variant != "nn_embedding_bag":
         metrics.update(forward_gflop=gflop / 3, backward_gflop=2 * gflop / 3)
     return {"config": {"embedding_dim": 32}, "environment": {"device": "cpu"}, "metrics": metrics}
@@ -147,9 +155,13 @@ def test_calibration_fitted_from_benchmark_files(tmp_path):
                 "environment": {"device": "cpu"},
                 "metrics": {
                     "variant": "ecorec",
+                    "batch_size": 1024 * (i + 1),
+                    "table": f"t{g}",
                     "forward_gflop": g / 3,
                     "backward_gflop": 2 * g / 3,
                     "forward_backward_ms_median": (a * g * 1e9 + b) * 1e3,
+                    "forward_backward_ms_samples": [(a * g * 1e9 + b) * 1e3] * 3,
+                    "forward_ms_samples": [1.0] * 3,
                 },
             }
             for g in gflops

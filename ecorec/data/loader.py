@@ -23,13 +23,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
-from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, ParquetRangeReader, read_metadata
+from ecorec.data.parquet import (
+    DENSE,
+    LABEL,
+    DatasetMetadata,
+    ParquetRangeReader,
+    jagged_arrays,
+    read_metadata,
+)
 
 Layout = Literal["local", "global"]
 
@@ -63,13 +68,6 @@ class Batch(Pipelineable):
 
     def pin_memory(self) -> Batch:
         return Batch(self.sparse.pin_memory(), self.dense.pin_memory(), self.labels.pin_memory())
-
-
-def _jagged(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """``(values [nnz] int64, lengths [n] int64)`` of a list<int64> column."""
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return values, lengths
 
 
 class _Stop:
@@ -202,7 +200,9 @@ class ParquetBatchLoader:
         (g0, g1), (l0, l1) = self.sample_ranges(batch)
         sparse_range = (l0, l1) if self.layout == "local" else (g0, g1)
         columns = reader.read(*sparse_range, self.features)
-        values, lengths = zip(*(_jagged(columns[f]) for f in self.features)) if self.features else ((), ())
+        values, lengths = (
+            zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
+        )
         kjt = KeyedJaggedTensor(
             keys=list(self.features),
             values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),

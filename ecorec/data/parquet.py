@@ -327,6 +327,16 @@ def sparse_column(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
     raise ValueError(f"a column chunk of {offsets[-1]} values is too large; write smaller batches")
 
 
+def jagged_arrays(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(values [nnz] int64, lengths [n] int64)`` of a list<int64> column (null lists: length 0); the inverse
+    of :func:`sparse_column`. The loader builds its KJTs from these, the kernel benchmark its lookups."""
+    import pyarrow.compute as pc
+
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return values, lengths
+
+
 def dense_column(dense: np.ndarray) -> pa.FixedSizeListArray:
     """A fixed_size_list<float32>[D] column from a float array ``[n, D]``."""
     dense = np.ascontiguousarray(dense, dtype=np.float32)

@@ -33,7 +33,7 @@ def test_tt_benchmark_writes_records(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = bench_main([
         "tt", "--num-embeddings", "2000", "--embedding-dim", "8", "--tt-ranks", "4", "--batch-sizes", "16",
         "--copy-bytes", "1000000",
-        "--repeats", "2", "--warmup", "1", "--num-batches", "2", "--pooling", "3",
+        "--repeats", "2", "--warmup", "1", "--num-batches", "2", "--indices", "zipf", "--pooling", "3",
         "--micro-batches", "1", "2", "--fbtt-chunk-size", "10", "--out", str(out), "--no-progress",
     ])  # fmt: skip
     assert code == 0

@@ -14,6 +14,7 @@ from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.bwp import BatchWisePipeline, micro_batch_bags
 from ecorec.parallel.comm import GradientAllReduce, PooledAllToAll, all_gather_equal, all_reduce_sum
 from ecorec.parallel.dp import DataParallelEmbeddings
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.factory import DistributedModel, build_distributed_model
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
@@ -43,6 +44,7 @@ __all__ = [
     "ModelParallelEmbeddings",
     "ParallelMode",
     "PooledAllToAll",
+    "ShardingEnv",
     "StepOutput",
     "TablePlacement",
     "TableWisePipeline",

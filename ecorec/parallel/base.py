@@ -12,11 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from ecorec.parallel.comm import world_of
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["EmbeddingStrategy"]
@@ -24,6 +23,11 @@ __all__ = ["EmbeddingStrategy"]
 
 class EmbeddingStrategy(ABC):
     """Pooled embeddings of the rank's local samples, from the tables wherever they live.
+
+    Args:
+        tables: this rank's tables. env: rank, world size, group, device and placement
+        (:class:`~ecorec.parallel.env.ShardingEnv`). features: the global feature order. embedding_dim: D.
+        fused_tables: names of this rank's TT tables that apply their optimizer inside backward.
 
     Attributes:
         mode: the ``ParallelMode`` this strategy implements.
@@ -41,18 +45,19 @@ class EmbeddingStrategy(ABC):
     def __init__(
         self,
         tables: nn.ModuleDict,
+        env: ShardingEnv,
+        *,
         features: Sequence[str],
         embedding_dim: int,
-        group: dist.ProcessGroup | None = None,
         fused_tables: Sequence[str] = (),
-        device: torch.device | str | None = None,
     ) -> None:
         self.tables = tables
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.env = env
+        self.device = env.device
         self.features = list(features)
         self.embedding_dim = embedding_dim
-        self.group = group
-        self.rank, self.world_size = world_of(group)
+        self.group = env.group
+        self.rank, self.world_size = env.rank, env.world_size
         self.fused_tables = list(fused_tables)
         unknown = [n for n in self.fused_tables if n not in tables]
         if unknown:

@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import pool_table
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.jagged import select_bags
-from ecorec.parallel.types import InputLayout, ParallelMode, TablePlacement, validate_placement
+from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["BatchWisePipeline", "micro_batch_bags"]
 
@@ -57,23 +57,20 @@ class BatchWisePipeline(EmbeddingStrategy):
     def __init__(
         self,
         tables: nn.ModuleDict,
-        placement: TablePlacement,
+        env: ShardingEnv,
+        *,
         features: Sequence[str],
         embedding_dim: int,
         num_micro_batches: int,
-        group: dist.ProcessGroup | None = None,
-        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(tables, features, embedding_dim, group, (), device)
+        super().__init__(tables, env, features=features, embedding_dim=embedding_dim)
         if num_micro_batches < 1:
             raise ValueError(f"num_micro_batches must be >= 1, got {num_micro_batches}")
-        validate_placement(placement, self.features, self.world_size)
-        self.placement = {r: list(placement[r]) for r in range(self.world_size)}
-        if sorted(tables.keys()) != sorted(self.placement[self.rank]):
-            raise ValueError(f"rank {self.rank}'s tables do not match placement[{self.rank}]")
+        env.for_features(self.features).check_holds(list(tables.keys()))
+        self.placement = {r: env.tables_of(r) for r in range(self.world_size)}
         self.num_micro_batches = num_micro_batches
         self.exchange = PooledAllToAll(
-            [len(self.placement[r]) * embedding_dim for r in range(self.world_size)], group
+            [len(self.placement[r]) * embedding_dim for r in range(self.world_size)], env.group
         )
         self._positions = [self.positions(self.placement[r]) for r in range(self.world_size)]
         self._graphs: list[torch.Tensor] | None = None

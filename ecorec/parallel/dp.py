@@ -16,6 +16,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import pooled_embeddings
 from ecorec.parallel.base import EmbeddingStrategy
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["DataParallelEmbeddings"]
@@ -40,13 +41,15 @@ class DataParallelEmbeddings(EmbeddingStrategy):
     def __init__(
         self,
         tables: nn.ModuleDict,
+        env: ShardingEnv,
+        *,
         features: Sequence[str],
         embedding_dim: int,
-        group: dist.ProcessGroup | None = None,
         fused_tables: Sequence[str] = (),
-        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(tables, features, embedding_dim, group, fused_tables, device)
+        super().__init__(
+            tables, env, features=features, embedding_dim=embedding_dim, fused_tables=fused_tables
+        )
         missing = [f for f in self.features if f not in tables]
         if missing:
             raise ValueError(f"data parallel needs every table on every rank; missing {missing[:10]}")

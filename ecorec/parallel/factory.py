@@ -18,8 +18,8 @@ from ecorec.models import (
     set_tt_learning_rate,
 )
 from ecorec.parallel.bwp import BatchWisePipeline
-from ecorec.parallel.comm import world_of
 from ecorec.parallel.dp import DataParallelEmbeddings
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.torchrec_baseline import TorchRecBaseline
@@ -65,7 +65,6 @@ def build_distributed_model(
         group, device: process group; device.
     """
     mode = ParallelMode(mode)
-    rank, world_size = world_of(group)
     features = [s.name for s in specs]
     D = {s.embedding_dim for s in specs}
     if len(D) != 1:
@@ -86,12 +85,13 @@ def build_distributed_model(
             embedding_optimizer.kind,
         )
         embedding_optimizer = dataclasses.replace(embedding_optimizer, update="plain")
+    env = ShardingEnv.from_group(group, device=device, placement=placement)
     if mode is ParallelMode.DATA_PARALLEL:
         names = features
     else:
         if placement is None:
             raise ValueError(f"mode {mode.value!r} needs a placement {{rank: [tables]}}")
-        names = list(placement[rank])
+        names = env.for_features(features).tables_of()
     tables = build_tables(
         specs, table_settings, seed, names=names, optimizer=embedding_optimizer, device=device
     )
@@ -100,21 +100,18 @@ def build_distributed_model(
         for n in names
         if embedding_optimizer.update == "fused" and table_settings.compresses(_spec(specs, n))
     ]
+    common = {"features": features, "embedding_dim": embedding_dim}
     strategy: DataParallelEmbeddings | ModelParallelEmbeddings | BatchWisePipeline
     if mode is ParallelMode.DATA_PARALLEL:
-        strategy = DataParallelEmbeddings(tables, features, embedding_dim, group, fused, device)
+        strategy = DataParallelEmbeddings(tables, env, **common, fused_tables=fused)
     elif mode is ParallelMode.MODEL_PARALLEL:
-        strategy = ModelParallelEmbeddings(
-            tables, placement, features, embedding_dim, group, fused, None, device
-        )
+        strategy = ModelParallelEmbeddings(tables, env, **common, fused_tables=fused)
     elif mode is ParallelMode.TABLE_WISE_PIPELINE:
         if stages is None:
             raise ValueError("mode 'twp' needs stages {rank: [[tables], ...]}")
-        strategy = TableWisePipeline(tables, placement, features, embedding_dim, stages, group, fused, device)
+        strategy = TableWisePipeline(tables, env, **common, stages=stages, fused_tables=fused)
     else:
-        strategy = BatchWisePipeline(
-            tables, placement, features, embedding_dim, num_micro_batches, group, device
-        )
+        strategy = BatchWisePipeline(tables, env, **common, num_micro_batches=num_micro_batches)
     return HybridParallelModel(
         head,
         strategy,

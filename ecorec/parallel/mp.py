@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from ecorec.models import pool_table
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
-from ecorec.parallel.types import InputLayout, ParallelMode, TablePlacement, validate_placement
+from ecorec.parallel.env import ShardingEnv
+from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["ModelParallelEmbeddings"]
 
@@ -48,22 +48,19 @@ class ModelParallelEmbeddings(EmbeddingStrategy):
     def __init__(
         self,
         tables: nn.ModuleDict,
-        placement: TablePlacement,
+        env: ShardingEnv,
+        *,
         features: Sequence[str],
         embedding_dim: int,
-        group: dist.ProcessGroup | None = None,
         fused_tables: Sequence[str] = (),
         stages: Mapping[int, Sequence[Sequence[str]]] | None = None,
-        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(tables, features, embedding_dim, group, fused_tables, device)
-        validate_placement(placement, self.features, self.world_size)
-        self.placement = {r: list(placement[r]) for r in range(self.world_size)}
-        if sorted(tables.keys()) != sorted(self.placement[self.rank]):
-            raise ValueError(
-                f"rank {self.rank} holds tables {sorted(tables.keys())[:10]} but the placement gives it "
-                f"{sorted(self.placement[self.rank])[:10]}"
-            )
+        super().__init__(
+            tables, env, features=features, embedding_dim=embedding_dim, fused_tables=fused_tables
+        )
+        env.for_features(self.features).check_holds(list(tables.keys()))
+        self.placement = {r: env.tables_of(r) for r in range(self.world_size)}
+        group = env.group
         if stages is None:
             stages = {r: [self.placement[r]] for r in range(self.world_size)}
         self.stages = self._check_stages(stages)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
-import torch.distributed as dist
 from torch import nn
 
+from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.types import ParallelMode, TablePlacement
 
@@ -90,8 +89,7 @@ class TableWisePipeline(ModelParallelEmbeddings):
     """``mp`` in K stages with overlapped all-to-alls (see the module docstring).
 
     Args:
-        tables, placement, features, embedding_dim, group, fused_tables, device: as
-        ``ModelParallelEmbeddings``.
+        tables, env, features, embedding_dim, fused_tables: as ``ModelParallelEmbeddings``.
         stages: ``{rank: [[stage 0 tables], ...]}`` from :func:`table_wise_stages`.
     """
 
@@ -100,12 +98,18 @@ class TableWisePipeline(ModelParallelEmbeddings):
     def __init__(
         self,
         tables: nn.ModuleDict,
-        placement: TablePlacement,
+        env: ShardingEnv,
+        *,
         features: Sequence[str],
         embedding_dim: int,
         stages: Mapping[int, Sequence[Sequence[str]]],
-        group: dist.ProcessGroup | None = None,
         fused_tables: Sequence[str] = (),
-        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(tables, placement, features, embedding_dim, group, fused_tables, stages, device)
+        super().__init__(
+            tables,
+            env,
+            features=features,
+            embedding_dim=embedding_dim,
+            fused_tables=fused_tables,
+            stages=stages,
+        )

@@ -74,3 +74,18 @@ def test_validate_placement_names_the_problem():
     with pytest.raises(ValueError, match="unknown tables"):
         validate_placement({0: ["a"], 1: ["z"]}, ["a"], 2)
     validate_placement({0: ["b"], 1: ["a"]}, ["a", "b"], 2)
+
+
+def test_sharding_env_checks_placement_in_one_place():
+    from ecorec.parallel import ShardingEnv
+
+    env = ShardingEnv(rank=1, world_size=2, placement={0: ["a"], 1: ["b", "c"]})
+    assert env.for_features(["a", "b", "c"]) is env and env.tables_of() == ["b", "c"]
+    with pytest.raises(ValueError, match="without a rank"):
+        env.for_features(["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="rank 1 holds tables"):
+        env.check_holds(["b"])
+    with pytest.raises(ValueError, match="needs a placement"):
+        ShardingEnv().for_features(["a"])
+    solo = ShardingEnv.from_group(None, device="cpu", placement={0: ("a",)})
+    assert (solo.rank, solo.world_size, solo.placement) == (0, 1, {0: ["a"]})

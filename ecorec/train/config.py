@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ecorec.config_effects import model_key_errors, parallel_key_errors, setting_warnings
 from ecorec.models import INTERACTIONS, MODEL_KINDS
 from ecorec.types import Algorithm, ParallelMode, ShardingMethod
 
@@ -41,6 +42,7 @@ __all__ = [
     "RunConfig",
     "RunSection",
     "TrainSection",
+    "config_warnings",
     "load_run_config",
     "run_config_from_dict",
 ]
@@ -328,6 +330,18 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
         _choice(split, ("val", "test"), f"{src}: train.eval_splits")
     if not cfg.dataset.path:
         raise ConfigError(f"{src}: dataset.path: required")
+    defaults = RunConfig()
+    errors = parallel_key_errors(
+        p.mode,
+        dataclasses.asdict(p),
+        where=f"{src}: parallel",
+        defaults=dataclasses.asdict(defaults.parallel),
+    )
+    errors += model_key_errors(
+        dataclasses.asdict(m), where=f"{src}: model", defaults=dataclasses.asdict(defaults.model)
+    )
+    if errors:  # keys that would be silently ignored (ecorec.config_effects)
+        raise ConfigError("; ".join(errors))
     if check_paths:
         if not Path(cfg.dataset.path).is_dir():
             raise ConfigError(f"{src}: dataset.path: {cfg.dataset.path} is not a dataset folder")
@@ -335,6 +349,19 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
             raise ConfigError(f"{src}: dataset.path: {cfg.dataset.path} has no metadata.json")
         if p.plan_file is not None and not Path(p.plan_file).is_file():
             raise ConfigError(f"{src}: parallel.plan_file: {p.plan_file} does not exist")
+
+
+def config_warnings(cfg: RunConfig) -> list[str]:
+    """Settings this run keeps but does not use (``ecorec.config_effects.setting_warnings``): logged and
+    written to the run record's ``metrics.config_warnings``."""
+    defaults = RunConfig()
+    return setting_warnings(
+        mode=cfg.parallel.mode,
+        embeddings=dataclasses.asdict(cfg.embeddings),
+        dense_optimizer=dataclasses.asdict(cfg.dense_optimizer),
+        embedding_defaults=dataclasses.asdict(defaults.embeddings),
+        dense_defaults=dataclasses.asdict(defaults.dense_optimizer),
+    )
 
 
 def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = True) -> RunConfig:

@@ -38,7 +38,7 @@ from ecorec.train.checkpoint import (
     save_rank_checkpoint,
     write_latest,
 )
-from ecorec.train.config import RunConfig
+from ecorec.train.config import RunConfig, config_warnings
 from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
@@ -217,6 +217,9 @@ def _run(
             "%s has no labels: the loss trains towards label 0 and AUROC is undefined (a throughput run)",
             cfg.dataset.path,
         )
+    ignored_settings = config_warnings(cfg)
+    for warning in ignored_settings:
+        _LOG.warning("%s: %s", cfg.source, warning)
     features = cfg.features_of(metadata.features)
     specs = table_specs(metadata, features, cfg.model.embedding_dim)
     table_settings, emb_opt, dense_opt = _settings(cfg)
@@ -340,6 +343,7 @@ def _run(
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),
         "num_tt_tables": sum(table_settings.compresses(s) for s in specs),
+        "config_warnings": ignored_settings,
     }
     if plan is not None:
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}

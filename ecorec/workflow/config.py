@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecorec.config_effects import model_key_errors, parallel_key_errors
 from ecorec.data.sources import CRITEO_NUM_SPARSE, META_DLRM_RELEASES
 from ecorec.types import Algorithm, ParallelMode
 from ecorec.workflow.bench import bench_flags
@@ -87,6 +88,14 @@ class WorkflowConfig:
                 f"config: dataset {config['dataset']!r} is not an entry of datasets "
                 f"{sorted(config['datasets'])}"
             )
+        errors = [
+            message
+            for name, system in config["systems"].items()
+            for message in parallel_key_errors(system["mode"], system, where=f"systems.{name}")
+        ]
+        errors += model_key_errors(config["train"]["model"], where="train.model")
+        if errors:  # keys that would be silently ignored (ecorec.config_effects)
+            raise ValueError("config: " + "; ".join(errors))
 
     # ---- helpers ------------------------------------------------------------------------------------------
     @property

@@ -15,7 +15,7 @@ since a written run.yaml holds every key); ``ecorec.workflow`` checks the ``syst
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecorec.types import ParallelMode
@@ -66,6 +66,10 @@ def _norm(value: Any) -> Any:
     return list(value) if isinstance(value, tuple | list) else value
 
 
+def _no_effect(key: str, where: str, readers: Sequence[str]) -> str:
+    return f"{key}: has no effect {where} (read by {', '.join(readers)} only); remove it"
+
+
 def parallel_key_errors(
     mode: str,
     settings: Mapping[str, Any],
@@ -79,10 +83,7 @@ def parallel_key_errors(
     out = []
     for key, modes in PARALLEL_KEY_MODES.items():
         if mode not in modes and _set(settings, key, defaults):
-            out.append(
-                f"{where}.{key}: has no effect in mode {mode.value!r} "
-                f"(read by {', '.join(m.value for m in modes)} only); remove it"
-            )
+            out.append(_no_effect(f"{where}.{key}", f"in mode {mode.value!r}", [m.value for m in modes]))
     return out
 
 
@@ -95,10 +96,7 @@ def model_key_errors(
     out = []
     for key, kinds in MODEL_KEY_KINDS.items():
         if kind not in kinds and _set(settings, key, defaults):
-            out.append(
-                f"{where}.{key}: has no effect with model kind {kind!r} "
-                f"(read by {', '.join(kinds)}); remove it"
-            )
+            out.append(_no_effect(f"{where}.{key}", f"with model kind {kind!r}", kinds))
     if kind == "dlrm" and settings.get("interaction", "cat") != "dcn":
         for key in _DLRM_DCN_KEYS:
             if _set(settings, key, defaults):

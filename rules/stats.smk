@@ -84,9 +84,9 @@ rule sharding_plan:
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
-        src=WF.src_hash("sharding_plan.py"),
+        src=WF.src_hash("sharding.py"),
     script:
-        "../workflow_scripts/sharding_plan.py"
+        "../workflow_scripts/sharding.py"
 
 
 rule sharding_methods:
@@ -109,6 +109,6 @@ rule sharding_methods:
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
-        src=WF.src_hash("sharding_methods.py"),
+        src=WF.src_hash("sharding.py"),
     script:
-        "../workflow_scripts/sharding_methods.py"
+        "../workflow_scripts/sharding.py"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +29,8 @@ class EmbeddingStrategy(ABC):
         tables: this rank's tables. env: rank, world size, group, device and placement
         (:class:`~ecorec.parallel.env.ShardingEnv`). features: the global feature order. embedding_dim: D.
         fused_tables: names of this rank's TT tables that apply their optimizer inside backward.
+        settings: the mode's keyword-only settings, handed to its ``_setup`` (mp/twp ``stages``, bwp
+        ``num_micro_batches``).
 
     Attributes:
         mode: the ``ParallelMode`` this strategy implements.
@@ -50,6 +53,7 @@ class EmbeddingStrategy(ABC):
         features: Sequence[str],
         embedding_dim: int,
         fused_tables: Sequence[str] = (),
+        **settings: Any,
     ) -> None:
         self.tables = tables
         self.env = env
@@ -63,6 +67,14 @@ class EmbeddingStrategy(ABC):
         if unknown:
             raise ValueError(f"fused_tables names tables this rank does not hold: {unknown}")
         self._position = {name: i for i, name in enumerate(self.features)}
+        self.placement: dict[int, list[str]] = {}
+        if self.mode.needs_plan:  # the one placement check of every mode that places whole tables
+            env.for_features(self.features).check_holds(list(tables.keys()))
+            self.placement = {r: env.tables_of(r) for r in range(self.world_size)}
+        self._setup(**settings)
+
+    def _setup(self) -> None:  # noqa: B027 (a hook: most modes set something up, not all)
+        """The mode's own set-up, from its keyword-only settings (passed through ``__init__``); none here."""
 
     @property
     @abstractmethod
@@ -90,6 +102,22 @@ class EmbeddingStrategy(ABC):
     def positions(self, names: Sequence[str]) -> torch.Tensor:
         """Global feature positions (int64 ``[len(names)]``) of ``names``."""
         return torch.tensor([self._position[n] for n in names], dtype=torch.long, device=self.device)
+
+    def _keep_graphs(self, out: torch.Tensor, graphs: list[torch.Tensor], training: bool) -> torch.Tensor:
+        """End of a forward: keep the per-stage / per-micro-batch graphs for :meth:`backward` when training
+        and return ``out`` as the leaf the head differentiates against."""
+        if not training:
+            return out
+        self._graphs = graphs
+        return out.requires_grad_()
+
+    def _take_graphs(self) -> list[torch.Tensor]:
+        """The graphs of the last training forward, once (``RuntimeError`` without one)."""
+        graphs = getattr(self, "_graphs", None)
+        if graphs is None:
+            raise RuntimeError("backward() without a training forward()")
+        self._graphs = None
+        return graphs
 
     def _output(self, local_batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.empty(

@@ -14,16 +14,12 @@ updated cores).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import pool_table
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
-from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.jagged import select_bags
 from ecorec.parallel.types import InputLayout, ParallelMode
 
@@ -42,35 +38,22 @@ class BatchWisePipeline(EmbeddingStrategy):
     """My tables on the global batch in (``layout="global"``), in ``num_micro_batches`` pipelined
     micro-batches.
 
-    Args:
-        tables: this rank's tables (``placement[rank]``), with plain gradients (no fused update).
-        placement: ``{rank: [tables]}`` for every rank.
-        features: the global feature order of the output.
-        embedding_dim: D.
+    Args (``BatchWisePipeline(tables, env, *, features, embedding_dim, num_micro_batches)``):
+        tables: this rank's tables (``env.placement[rank]``), with plain gradients (no fused update).
+        env: :class:`~ecorec.parallel.env.ShardingEnv` with the placement ``{rank: [tables]}``.
+        features: the global feature order of the output. embedding_dim: D.
         num_micro_batches: n; the local batch must be divisible by it.
-        group, device: process group; where the tables live.
     """
 
     mode = ParallelMode.BATCH_WISE_PIPELINE
     layout = InputLayout.GLOBAL
 
-    def __init__(
-        self,
-        tables: nn.ModuleDict,
-        env: ShardingEnv,
-        *,
-        features: Sequence[str],
-        embedding_dim: int,
-        num_micro_batches: int,
-    ) -> None:
-        super().__init__(tables, env, features=features, embedding_dim=embedding_dim)
+    def _setup(self, *, num_micro_batches: int) -> None:
         if num_micro_batches < 1:
             raise ValueError(f"num_micro_batches must be >= 1, got {num_micro_batches}")
-        env.for_features(self.features).check_holds(list(tables.keys()))
-        self.placement = {r: env.tables_of(r) for r in range(self.world_size)}
         self.num_micro_batches = num_micro_batches
         self.exchange = PooledAllToAll(
-            [len(self.placement[r]) * embedding_dim for r in range(self.world_size)], env.group
+            [len(self.placement[r]) * self.embedding_dim for r in range(self.world_size)], self.group
         )
         self._positions = [self.positions(self.placement[r]) for r in range(self.world_size)]
         self._graphs: list[torch.Tensor] | None = None
@@ -115,15 +98,10 @@ class BatchWisePipeline(EmbeddingStrategy):
             for r, block in enumerate(self.exchange.forward_blocks(pending[m].wait(), mb)):
                 if block.numel():
                     rows[:, self._positions[r]] = block.view(mb, -1, D)
-        if not training:
-            return out
-        self._graphs = graphs
-        return out.requires_grad_()
+        return self._keep_graphs(out, graphs, training)
 
     def backward(self, grad: torch.Tensor) -> None:
-        if self._graphs is None:
-            raise RuntimeError("backward() without a training forward()")
-        graphs, self._graphs = self._graphs, None
+        graphs = self._take_graphs()
         n = self.num_micro_batches
         mb = grad.shape[0] // n
         pending = []

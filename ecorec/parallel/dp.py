@@ -7,8 +7,6 @@ update sum their core gradients in their gradient hook, just before the update r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -16,7 +14,6 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import pooled_embeddings
 from ecorec.parallel.base import EmbeddingStrategy
-from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["DataParallelEmbeddings"]
@@ -25,36 +22,22 @@ __all__ = ["DataParallelEmbeddings"]
 class DataParallelEmbeddings(EmbeddingStrategy):
     """Every table on every rank; local batch in (``layout="local"``), local pooled embeddings out.
 
-    Args:
-        tables: all tables, keyed by feature name.
-        features: the global feature order of the output.
-        embedding_dim: D.
-        group: process group.
+    Args (``DataParallelEmbeddings(tables, env, *, features, embedding_dim, fused_tables=())``):
+        tables: all tables, keyed by feature name. env: :class:`~ecorec.parallel.env.ShardingEnv` (no
+            placement). features: the global feature order of the output. embedding_dim: D.
         fused_tables: TT tables that update inside backward; their gradient hook all-reduces the core
             gradients.
-        device: where the tables live.
     """
 
     mode = ParallelMode.DATA_PARALLEL
     layout = InputLayout.LOCAL
 
-    def __init__(
-        self,
-        tables: nn.ModuleDict,
-        env: ShardingEnv,
-        *,
-        features: Sequence[str],
-        embedding_dim: int,
-        fused_tables: Sequence[str] = (),
-    ) -> None:
-        super().__init__(
-            tables, env, features=features, embedding_dim=embedding_dim, fused_tables=fused_tables
-        )
-        missing = [f for f in self.features if f not in tables]
+    def _setup(self) -> None:
+        missing = [f for f in self.features if f not in self.tables]
         if missing:
             raise ValueError(f"data parallel needs every table on every rank; missing {missing[:10]}")
         for name in self.fused_tables:
-            tables[name].set_gradient_hook(self._sum_core_gradients)
+            self.tables[name].set_gradient_hook(self._sum_core_gradients)
         self._graph: torch.Tensor | None = None
 
     @property

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from ecorec.models import pool_table
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
-from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.types import InputLayout, ParallelMode
 
 __all__ = ["ModelParallelEmbeddings"]
@@ -27,46 +25,26 @@ __all__ = ["ModelParallelEmbeddings"]
 class ModelParallelEmbeddings(EmbeddingStrategy):
     """My tables on the global batch in (``layout="global"``), local pooled embeddings of every table out.
 
-    Args:
-        tables: this rank's tables (``placement[rank]``).
-        placement: ``{rank: [tables]}`` for every rank (the same on every rank).
-        features: the global feature order of the output.
-        embedding_dim: D.
-        group: process group.
+    Args (``ModelParallelEmbeddings(tables, env, *, features, embedding_dim, fused_tables=(), stages=None)``):
+        tables: this rank's tables (``env.placement[rank]``, checked by the base class).
+        env: :class:`~ecorec.parallel.env.ShardingEnv` with the placement ``{rank: [tables]}`` of every rank.
+        features: the global feature order of the output. embedding_dim: D.
         fused_tables: this rank's TT tables with a fused update (nothing to do for them here: the gradients
-        that
-            reach them are already complete).
+            that reach them are already complete).
         stages: ``{rank: [[tables of stage 0], [stage 1], ...]}``, the same number of stages on every rank,
-        each
-            rank's stages covering its tables; default one stage per rank (plain mp).
-        device: where the tables and the pooled embeddings live.
+            each rank's stages covering its tables; default one stage per rank (plain mp).
     """
 
     mode = ParallelMode.MODEL_PARALLEL
     layout = InputLayout.GLOBAL
 
-    def __init__(
-        self,
-        tables: nn.ModuleDict,
-        env: ShardingEnv,
-        *,
-        features: Sequence[str],
-        embedding_dim: int,
-        fused_tables: Sequence[str] = (),
-        stages: Mapping[int, Sequence[Sequence[str]]] | None = None,
-    ) -> None:
-        super().__init__(
-            tables, env, features=features, embedding_dim=embedding_dim, fused_tables=fused_tables
-        )
-        env.for_features(self.features).check_holds(list(tables.keys()))
-        self.placement = {r: env.tables_of(r) for r in range(self.world_size)}
-        group = env.group
+    def _setup(self, *, stages: Mapping[int, Sequence[Sequence[str]]] | None = None) -> None:
         if stages is None:
             stages = {r: [self.placement[r]] for r in range(self.world_size)}
         self.stages = self._check_stages(stages)
-        D = embedding_dim
+        D = self.embedding_dim
         self.exchanges = [
-            PooledAllToAll([len(self.stages[r][k]) * D for r in range(self.world_size)], group)
+            PooledAllToAll([len(self.stages[r][k]) * D for r in range(self.world_size)], self.group)
             for k in range(self.num_stages)
         ]
         self._stage_positions = [
@@ -132,15 +110,10 @@ class ModelParallelEmbeddings(EmbeddingStrategy):
             for r, block in enumerate(blocks):
                 if block.numel():
                     out[:, self._stage_positions[k][r]] = block.view(b, -1, D)
-        if not training:
-            return out
-        self._graphs = graphs
-        return out.requires_grad_()
+        return self._keep_graphs(out, graphs, training)
 
     def backward(self, grad: torch.Tensor) -> None:
-        if self._graphs is None:
-            raise RuntimeError("backward() without a training forward()")
-        graphs, self._graphs = self._graphs, None
+        graphs = self._take_graphs()
         b = grad.shape[0]
         order = list(reversed(range(self.num_stages)))
         pending = {}

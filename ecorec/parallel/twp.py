@@ -14,9 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from torch import nn
-
-from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.types import ParallelMode, TablePlacement
 
@@ -95,21 +92,5 @@ class TableWisePipeline(ModelParallelEmbeddings):
 
     mode = ParallelMode.TABLE_WISE_PIPELINE
 
-    def __init__(
-        self,
-        tables: nn.ModuleDict,
-        env: ShardingEnv,
-        *,
-        features: Sequence[str],
-        embedding_dim: int,
-        stages: Mapping[int, Sequence[Sequence[str]]],
-        fused_tables: Sequence[str] = (),
-    ) -> None:
-        super().__init__(
-            tables,
-            env,
-            features=features,
-            embedding_dim=embedding_dim,
-            fused_tables=fused_tables,
-            stages=stages,
-        )
+    def _setup(self, *, stages: Mapping[int, Sequence[Sequence[str]]]) -> None:  # stages required here
+        super()._setup(stages=stages)

@@ -266,52 +266,27 @@ def planner_inputs(
     stats: Iterable[Mapping[str, Any]] | Any,
     algorithm: str,
     *,
-    global_batch_size: int,
-    world_size: int,
-    tt_min_rows: int = 0,
-    optimizer: str = "sgd",
     calibration: CostCalibration | str | os.PathLike[str] | None = None,
+    **costing: Any,
 ) -> list[TableProfile]:
     """Stats table -> ``TableProfile`` per table for ``plan_sharding``: :func:`table_costs` then
-    :func:`table_profiles`. ``algorithm`` ``"none"`` means uncompressed tables; ``calibration`` may be
-    a path to a saved :class:`CostCalibration`."""
+    :func:`table_profiles`. ``costing``: the keyword arguments of :func:`table_costs` (global_batch_size,
+    world_size, tt_min_rows, optimizer). ``algorithm`` ``"none"`` means uncompressed tables; ``calibration``
+    may be a path to a saved :class:`CostCalibration`."""
     if isinstance(calibration, (str, os.PathLike)):
         calibration = CostCalibration.load(calibration)
     rows = list(stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats)
-    costs = table_costs(
-        rows,
-        algorithm,
-        global_batch_size=global_batch_size,
-        world_size=world_size,
-        tt_min_rows=tt_min_rows,
-        optimizer=optimizer,
-    )
+    costs = table_costs(rows, algorithm, **costing)
     return table_profiles(costs, rows, calibration)
 
 
 def stats_file_profiles(
-    stats_path: str | os.PathLike[str],
-    algorithm: str,
-    *,
-    num_tables: int,
-    global_batch_size: int,
-    world_size: int,
-    tt_min_rows: int = 0,
-    optimizer: str = "sgd",
-    calibration: str | os.PathLike[str] | None = None,
+    stats_path: str | os.PathLike[str], algorithm: str, *, num_tables: int, **costing: Any
 ) -> tuple[list[TableProfile], str]:
-    """:func:`planner_inputs` for the first ``num_tables`` tables of a feature-stats Parquet file
-    (``ecorec.stats``); returns the profiles and their cost unit (``"seconds"`` when calibrated, else
-    ``"flops"``). What the sharding-plan rules run."""
+    """:func:`planner_inputs` (``costing``: its keyword arguments) for the first ``num_tables`` tables of a
+    feature-stats Parquet file (``ecorec.stats``); returns the profiles and their cost unit (``"seconds"``
+    when calibrated, else ``"flops"``). What the sharding-plan rules run."""
     import polars as pl
 
-    profiles = planner_inputs(
-        pl.read_parquet(stats_path).head(num_tables),
-        algorithm,
-        global_batch_size=global_batch_size,
-        world_size=world_size,
-        tt_min_rows=tt_min_rows,
-        optimizer=optimizer,
-        calibration=calibration,
-    )
-    return profiles, "seconds" if calibration else "flops"
+    profiles = planner_inputs(pl.read_parquet(stats_path).head(num_tables), algorithm, **costing)
+    return profiles, "seconds" if costing.get("calibration") else "flops"

@@ -8,6 +8,7 @@ variants). The title names the machine, from the records' environment.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,31 +27,23 @@ def _training_title(records: Sequence[Mapping[str, Any]], what: str) -> str:
     return f"{what} - {environment_summary(records)}"
 
 
-def figure10(
-    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+#: The training figures: plot function, the grid key of the x axis, and the title's layout words.
+_TRAINING = {
+    "fig10": (plot_end_to_end, "tables", "{world} ranks, local batch {batch}"),
+    "fig12": (plot_scaling, "worlds", "{tables} tables, local batch {batch}"),
+    "fig16": (plot_ablation, "tables", "{world} ranks, local batch {batch}"),
+}
+
+
+def training_figure(
+    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
+    """Figures 10, 12 and 16: one point per run record (:func:`train_point`), per system and grid value."""
+    plot, axis, layout = _TRAINING[name]
     records = read_records(inputs)
     points = [train_point(r) for r in records]
-    title = _training_title(records, f"{settings['world']} ranks, local batch {settings['batch']}")
-    return plot_end_to_end(points, settings["systems"], _as_list(settings["tables"]), png, csv, title=title)
-
-
-def figure12(
-    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    records = read_records(inputs)
-    points = [train_point(r) for r in records]
-    title = _training_title(records, f"{settings['tables']} tables, local batch {settings['batch']}")
-    return plot_scaling(points, settings["systems"], _as_list(settings["worlds"]), png, csv, title=title)
-
-
-def figure16(
-    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    records = read_records(inputs)
-    points = [train_point(r) for r in records]
-    title = _training_title(records, f"{settings['world']} ranks, local batch {settings['batch']}")
-    return plot_ablation(points, settings["systems"], _as_list(settings["tables"]), png, csv, title=title)
+    title = _training_title(records, layout.format(**settings))
+    return plot(points, settings["systems"], _as_list(settings[axis]), png, csv, title=title)
 
 
 def _bench_variants(records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[str]:
@@ -85,7 +78,11 @@ def table1(inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, 
     return plot_memory_table(rows, variants, png, csv, title=title)
 
 
-FIGURES = {"fig10": figure10, "fig11": figure11, "fig12": figure12, "fig16": figure16, "table1": table1}
+FIGURES = {
+    **{name: functools.partial(training_figure, name) for name in _TRAINING},
+    "fig11": figure11,
+    "table1": table1,
+}
 
 
 def make_figure(

@@ -4,6 +4,7 @@ place that exits (status 2 with a message on bad flags or a :class:`BenchError`)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -132,34 +133,16 @@ def config_from_args(args: argparse.Namespace) -> TTBenchConfig:
     for name in ("num_embeddings", "embedding_dim", "tt_ranks", "repeats", "num_batches", "copy_bytes"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    # flags named like the config's fields go over as they are; lists become tuples without repeats
+    same = {f.name: getattr(args, f.name) for f in dataclasses.fields(TTBenchConfig) if hasattr(args, f.name)}
+    for name in ("batch_sizes", "tables"):
+        same[name] = tuple(same[name])
+    for name in ("algorithms", "micro_batches"):
+        same[name] = tuple(dict.fromkeys(same[name]))
     return TTBenchConfig(
-        device=args.device,
-        batch_sizes=tuple(args.batch_sizes),
-        num_embeddings=args.num_embeddings,
-        embedding_dim=args.embedding_dim,
-        tt_ranks=args.tt_ranks,
-        algorithms=tuple(dict.fromkeys(args.algorithms)),
-        micro_batches=tuple(dict.fromkeys(args.micro_batches)),
-        fbtt_chunk_size=args.fbtt_chunk_size,
+        **same,
         product_strategies=tuple(dict.fromkeys(args.product_strategy)),
-        repeats=args.repeats,
-        warmup=args.warmup,
-        num_batches=args.num_batches,
-        indices=args.indices,
-        stats_file=args.stats_file,
-        dataset=args.dataset,
-        tables=tuple(args.tables),
-        largest_tables=args.largest_tables,
-        split=args.split,
-        zipf_alpha=args.zipf_alpha,
-        pooling=args.pooling,
-        mode=args.mode,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        threads=args.threads,
-        max_dense_bytes=args.max_dense_bytes,
         measure_memory=not args.no_memory,
-        copy_bytes=args.copy_bytes,
     )
 
 

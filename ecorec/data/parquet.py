@@ -15,6 +15,9 @@ worker reads only the files of its tables and conversion memory stays bounded. I
 hold ``row_group_size`` samples except the last. Splits are sample ranges.
 
 Writes are atomic: everything goes to a temporary folder that is renamed onto ``<dataset>`` when complete.
+
+Size (~800 lines, above the ~500 guideline): one module per on-disk format; the metadata parser, the writers
+and the range reader share its invariants (column coverage, row groups, splits) and are tested together.
 """
 
 from __future__ import annotations

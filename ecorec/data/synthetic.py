@@ -40,6 +40,9 @@ fine up to ~1e7 rows per table; the default config (32 tables, up to 1e6 rows, 1
 
 The achieved reuse histogram and its total variation distance to the target are recorded in ``metadata.json``
 and written as ``locality_stats.txt`` (the published format) beside it.
+
+Size (~600 lines, above the ~500 guideline): one generator, whose calibration (targets from the stats file),
+popularity race, planted labels and provenance share its configuration and state.
 """
 
 from __future__ import annotations

@@ -185,11 +185,17 @@ def test_figures_and_what_a_change_reruns(tiny_pipeline):
     fig12 = _overlay(root / "fig12.yaml", {"fig12": {**TINY["fig12"], "worlds": [2]}})
     assert _jobs(root, tiny, fig12) == {"fig12": 1}  # a point dropped: no run, only the plot
 
-    # a plotting function: only the plots
+    # a plotting function: only the plots that import it (the source hash follows the import graph:
+    # reuse_histogram draws with ecorec.plots.stats and .style, not .figures)
     plots = root / "ecorec" / "plots" / "figures.py"
     old = _edit(plots)
-    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES | {"reuse_histogram"}}
+    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES}
     plots.write_text(old)
+    assert _jobs(root, tiny) == {}
+    style = root / "ecorec" / "plots" / "style.py"
+    old = _edit(style)
+    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES | {"reuse_histogram"}}
+    style.write_text(old)
     assert _jobs(root, tiny) == {}
 
     # the training benchmark (python -m ecorec.bench train) is no input of any result

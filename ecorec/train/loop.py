@@ -4,7 +4,8 @@ train with the learning-rate schedule, evaluate, checkpoint, and write the run r
 Run record (``<output_dir>/record.json``, written atomically)::
 
     {"config": ..., "environment": environment_record(), "metrics": {
-        "mode", "world_size", "global_batch_size", "steps", "resumed_from_step", "stopped_early",
+        "mode", "world_size", "global_batch_size", "steps", "steps_per_epoch",
+        "epochs" (steps / steps per epoch), "resumed_from_step", "stopped_early",
         "loss_curve": [global mean loss of every step],
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
         "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
@@ -38,9 +39,11 @@ from ecorec.train.checkpoint import (
     write_latest,
 )
 from ecorec.train.config import RunConfig
+from ecorec.train.epochs import EpochPlan
 from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
+from ecorec.train.sources import dataset_metadata, make_loader
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
 
 __all__ = ["DistributedContext", "init_distributed", "run_training"]
@@ -139,19 +142,14 @@ def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings
 
 
 def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shuffle: bool) -> Any:
-    from ecorec.data import ParquetBatchLoader
-
-    return ParquetBatchLoader(
-        cfg.dataset.path,
-        split=split,
-        global_batch_size=cfg.train.global_batch_size,
+    return make_loader(
+        cfg,
+        split,
         rank=ctx.rank,
         world_size=ctx.world_size,
         features=model.input_features,
         layout=model.input_layout.value,
         shuffle=shuffle,
-        seed=cfg.run.seed,
-        prefetch=cfg.dataset.prefetch,
         drop_last=True,
     )
 
@@ -206,11 +204,9 @@ def run_training(
 def _run(
     cfg: RunConfig, ctx: DistributedContext, resume: bool, stop_after_steps: int | None
 ) -> dict[str, Any] | None:
-    from ecorec.data import read_metadata
-
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
     torch.manual_seed(cfg.run.seed)
-    metadata = read_metadata(cfg.dataset.path)
+    metadata = dataset_metadata(cfg)
     if not metadata.has_labels:
         _LOG.warning(
             "%s has no labels: the loss trains towards label 0 and AUROC is undefined (a throughput run)",
@@ -247,6 +243,14 @@ def _run(
             "train split"
         )
     eval_splits = [s for s in cfg.train.eval_splits if s in metadata.splits]
+    t = cfg.train
+    epochs = EpochPlan.build(
+        len(train_loader),
+        steps=t.steps,
+        epochs=t.epochs,
+        eval_every=t.eval_every,
+        evals_per_epoch=t.evals_per_epoch,
+    )
     schedule = MLPerfSchedule(
         cfg.dense_optimizer.lr,
         cfg.embeddings.lr,
@@ -270,19 +274,21 @@ def _run(
         return entry
 
     _LOG.info(
-        "mode %s, %d ranks, %d tables, G=%d, %d steps%s",
+        "mode %s, %d ranks, %d tables, G=%d, %d steps (%.3g epochs of %d)%s",
         mode,
         ctx.world_size,
         len(specs),
         cfg.train.global_batch_size,
-        cfg.train.steps,
+        epochs.total_steps,
+        epochs.epochs,
+        epochs.steps_per_epoch,
         f", plan {plan.assignment}" if plan is not None else "",
     )
     dist.barrier()
     times: list[float] = []
     first_timed = state.step
-    progress = tqdm(total=cfg.train.steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
-    while state.step < cfg.train.steps:
+    progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
+    while state.step < epochs.total_steps:
         model.set_learning_rates(*schedule.rates(state.step))
         _sync(ctx.device)
         start = time.perf_counter()
@@ -296,7 +302,7 @@ def _run(
         progress.update(1)
         if cfg.train.log_every and state.step % cfg.train.log_every == 0:
             _LOG.info("step %d loss %.6f (%.1f ms)", state.step, out.loss, times[-1] * 1e3)
-        if cfg.train.eval_every and state.step % cfg.train.eval_every == 0 and "val" in eval_splits:
+        if epochs.evaluates_after(state.step) and "val" in eval_splits:
             entry = run_eval("val")
             state.evals.append(entry)
             if cfg.train.target_auc is not None and entry["auroc"] >= cfg.train.target_auc:
@@ -324,6 +330,8 @@ def _run(
         "world_size": ctx.world_size,
         "global_batch_size": cfg.train.global_batch_size,
         "steps": state.step,
+        "steps_per_epoch": epochs.steps_per_epoch,
+        "epochs": state.step / epochs.steps_per_epoch,
         "resumed_from_step": state.resumed_from,
         "stopped_early": state.stopped_early,
         "loss_curve": state.losses,

@@ -157,6 +157,7 @@ class TrainSection:
     eval_every: int = 0
     evals_per_epoch: int = 0  # val evaluations per epoch (MLPerf: 20); excludes eval_every
     pin_memory: bool = False  # batches in pinned host memory (run.device cuda)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the head; tables stay fp32 (fp16: loss scaling)
     eval_batches: int = 0
     eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
     target_auc: float | None = None
@@ -291,6 +292,9 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
         raise ConfigError(f"{src}: train.epochs: give train.steps or train.epochs, not both")
     if t.eval_every and t.evals_per_epoch:
         raise ConfigError(f"{src}: train.evals_per_epoch: give train.eval_every or evals_per_epoch, not both")
+    _choice(t.precision, ("fp32", "bf16", "fp16"), f"{src}: train.precision")
+    if t.precision != "fp32" and p.mode == "torchrec":
+        raise ConfigError(f"{src}: train.precision: mode 'torchrec' trains in fp32 only, got {t.precision!r}")
     if t.pin_memory and cfg.run.device != "cuda":
         raise ConfigError(f"{src}: train.pin_memory: pinned memory needs run.device 'cuda'")
     for name in (

@@ -235,6 +235,7 @@ def _run(
         num_micro_batches=cfg.parallel.num_micro_batches,
         local_batch_size=cfg.train.global_batch_size // ctx.world_size,
         device=ctx.device,
+        precision=cfg.train.precision,
     )
     train_loader = _loader(cfg, ctx, model, "train", cfg.dataset.shuffle)
     if len(train_loader) == 0:
@@ -331,6 +332,8 @@ def _run(
         "global_batch_size": cfg.train.global_batch_size,
         "steps": state.step,
         "steps_per_epoch": epochs.steps_per_epoch,
+        "precision": cfg.train.precision,
+        "skipped_steps": getattr(getattr(model, "loss_scaler", None), "skipped_steps", 0),
         "epochs": state.step / epochs.steps_per_epoch,
         "resumed_from_step": state.resumed_from,
         "stopped_early": state.stopped_early,

@@ -97,6 +97,7 @@ class DatasetSection:
 
 @dataclass(frozen=True)
 class ModelSection:
+    preset: str | None = None  # ecorec.models.presets name; the other keys given here override its values
     kind: str = "dlrm"
     embedding_dim: int = 16
     interaction: str = "cat"
@@ -431,6 +432,29 @@ def random_source_config(cfg: RunConfig) -> Any:
     )
 
 
+def _apply_preset(data: dict[str, Any], src: str) -> dict[str, Any]:
+    """``model.preset``'s values under the keys given in ``model``; with the random source and no table sizes,
+    the preset's table sizes (and dense count, unless given)."""
+    from ecorec.models.presets import model_preset
+
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("preset") is None:
+        return data
+    try:
+        preset = model_preset(model["preset"])
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{src}: model.preset: {err.args[0] if err.args else err}") from None
+    out = {**data, "model": {**preset.model, **model}}
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("source") == "random":
+        rnd = dict(dataset.get("random") or {})
+        if not rnd.get("num_embeddings_per_feature"):
+            rnd["num_embeddings_per_feature"] = list(preset.num_embeddings_per_feature)
+            rnd.setdefault("num_dense", preset.num_dense)
+        out["dataset"] = {**dataset, "random": rnd}
+    return out
+
+
 def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = True) -> RunConfig:
     """Build and validate a :class:`RunConfig` from plain data (a parsed YAML file)."""
     if not isinstance(data, dict):
@@ -439,6 +463,7 @@ def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = 
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown section (known: {', '.join(sorted(sections))})")
+    data = _apply_preset(data, source)
     hints = typing.get_type_hints(RunConfig)
     built = {name: _section(hints[name], data.get(name), f"{source}: {name}") for name in sections}
     cfg = RunConfig(**built, source=source)

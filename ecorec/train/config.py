@@ -158,6 +158,7 @@ class TrainSection:
     eval_every: int = 0
     evals_per_epoch: int = 0  # val evaluations per epoch (MLPerf: 20); excludes eval_every
     pin_memory: bool = False  # batches in pinned host memory (run.device cuda)
+    mlperf_log: bool = False  # :::MLLOG lines to <output_dir>/mlperf.log (rank 0; ecorec.train.mlperf_log)
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the head; tables stay fp32 (fp16: loss scaling)
     eval_batches: int = 0
     eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])

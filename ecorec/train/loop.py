@@ -41,6 +41,7 @@ from ecorec.train.checkpoint import (
 from ecorec.train.config import RunConfig
 from ecorec.train.epochs import EpochPlan
 from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
+from ecorec.train.mlperf_log import MLPerfRunLog
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
 from ecorec.train.sources import dataset_metadata, make_loader
@@ -152,6 +153,27 @@ def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shu
         shuffle=shuffle,
         drop_last=True,
     )
+
+
+def _mlperf_log(cfg: RunConfig, ctx: DistributedContext, epochs: EpochPlan, metadata: Any, step: int) -> Any:
+    """Rank 0's MLPerf log (``train.mlperf_log``), its header written (a no-op logger otherwise)."""
+    mlog = MLPerfRunLog(cfg.output_dir / "mlperf.log", enabled=cfg.train.mlperf_log and ctx.rank == 0)
+    s = cfg.lr_schedule
+    train, val = (metadata.splits.get(n, (0, 0)) for n in ("train", "val"))
+    mlog.run_header(
+        {
+            "global_batch_size": cfg.train.global_batch_size,
+            "opt_base_learning_rate": cfg.dense_optimizer.lr,
+            "opt_learning_rate_warmup_steps": s.warmup_steps,
+            "opt_learning_rate_decay_start_step": s.decay_start_step,
+            "opt_learning_rate_decay_steps": s.decay_steps,
+            "train_samples": train[1] - train[0],
+            "eval_samples": val[1] - val[0],
+            "seed": cfg.run.seed,
+            "resumed_from_step": step,
+        }
+    )
+    return mlog
 
 
 def _checkpoint(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
@@ -285,12 +307,14 @@ def _run(
         epochs.steps_per_epoch,
         f", plan {plan.assignment}" if plan is not None else "",
     )
+    mlog = _mlperf_log(cfg, ctx, epochs, metadata, state.step)
     dist.barrier()
     times: list[float] = []
     first_timed = state.step
     progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
     while state.step < epochs.total_steps:
         model.set_learning_rates(*schedule.rates(state.step))
+        mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=True)
         _sync(ctx.device)
         start = time.perf_counter()
         out = model.train_step(stream)
@@ -301,10 +325,11 @@ def _run(
         state.losses.append(out.loss)
         state.step += 1
         progress.update(1)
+        mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=False)
         if cfg.train.log_every and state.step % cfg.train.log_every == 0:
             _LOG.info("step %d loss %.6f (%.1f ms)", state.step, out.loss, times[-1] * 1e3)
         if epochs.evaluates_after(state.step) and "val" in eval_splits:
-            entry = run_eval("val")
+            entry = mlog.evaluation(lambda: run_eval("val"), state.step / epochs.steps_per_epoch)
             state.evals.append(entry)
             if cfg.train.target_auc is not None and entry["auroc"] >= cfg.train.target_auc:
                 _LOG.info("val AUROC %.5f reached the target %.5f", entry["auroc"], cfg.train.target_auc)
@@ -314,12 +339,15 @@ def _run(
         if stop_after_steps is not None and state.step >= stop_after_steps:
             progress.close()
             _LOG.warning("stopping after step %d as asked (--stop-after-steps)", state.step)
+            mlog.close()
             return None
         if state.stopped_early:
             break
     progress.close()
     final = {split: run_eval(split) for split in eval_splits}
     state.evals.extend(final.values())
+    mlog.run_stop(reached_target=state.stopped_early)
+    mlog.close()
     memory, kind = peak_memory(ctx.device)
     all_times = gather_objects(times)
     all_memory = gather_objects(memory)

@@ -2,25 +2,14 @@
 # in results/datasets/<dataset>/, like the other sources (one producing rule per source).
 
 
-def criteo_npy_inputs(wildcards):
-    """The day_N_{dense,sparse,labels}.npy files of a criteo_npy dataset, in day order."""
-    settings = dataset_settings(wildcards.dataset)
-    folder = settings["folder"]
-    return [
-        f"{folder}/day_{day}_{part}.npy"
-        for day in settings["days"]
-        for part in ("dense", "sparse", "labels")
-    ]
-
-
-def mlperf_bin_inputs(wildcards):
-    """The .bin file of each split of an mlperf_bin dataset."""
-    return dict(dataset_settings(wildcards.dataset)["files"])
-
-
 rule to_parquet_criteo_npy:
     input:
-        criteo_npy_inputs,
+        # the day_N_{dense,sparse,labels}.npy files, in day order
+        lambda wildcards: [
+            f"{dataset_settings(wildcards.dataset)['folder']}/day_{day}_{part}.npy"
+            for day in dataset_settings(wildcards.dataset)["days"]
+            for part in ("dense", "sparse", "labels")
+        ],
     output:
         directory("results/datasets/{dataset}"),
     log:
@@ -40,7 +29,8 @@ rule to_parquet_criteo_npy:
 
 rule to_parquet_mlperf_bin:
     input:
-        unpack(mlperf_bin_inputs),
+        # the .bin file of each split
+        unpack(lambda wildcards: dict(dataset_settings(wildcards.dataset)["files"])),
     output:
         directory("results/datasets/{dataset}"),
     log:

@@ -208,6 +208,11 @@ TRAIN_LOOP_KEYS = (
     "timing_warmup_steps",
     "timing_windows",
     "log_every",
+    # trainer (#18)
+    "evals_per_epoch",
+    "precision",
+    "pin_memory",
+    "mlperf_log",
 )
 
 

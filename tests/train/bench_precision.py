@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="rounds, alternately forward and reversed order"
+    )
     args = parser.parse_args()
 
     from ecorec.train.config import run_config_from_dict
@@ -39,11 +42,12 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in args.precisions:
+        order = [p for r in range(args.repeats) for p in (args.precisions[:: -1 if r % 2 else 1])]
+        for i, precision in enumerate(order):
             os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
             cfg = run_config_from_dict(
                 {
-                    "run": {"seed": 0, "output_dir": str(Path(tmp) / precision)},
+                    "run": {"seed": 0, "output_dir": str(Path(tmp) / f"{i}-{precision}")},
                     "dataset": {
                         "source": "random",
                         "random": {
@@ -71,10 +75,15 @@ def main() -> None:
             rows.append(
                 (precision, m["timing"]["median_s"] * 1e3, m["timing"]["samples_per_s"], m["loss_curve"][-1])
             )
-    base = rows[0][1]
-    print(f"{'precision':>9} {'median ms':>10} {'samples/s':>10} {'vs ' + rows[0][0]:>8} {'last loss':>10}")
-    for precision, ms, sps, loss in rows:
-        print(f"{precision:>9} {ms:10.1f} {sps:10.0f} {base / ms:7.2f}x {loss:10.5f}")
+    best = {
+        p: min(r[1] for r in rows if r[0] == p) for p in args.precisions
+    }  # least disturbed by others' load
+    base = best[args.precisions[0]]
+    print(f"{'run':>3} {'precision':>9} {'median ms':>10} {'samples/s':>10} {'last loss':>10}")
+    for i, (precision, ms, sps, loss) in enumerate(rows):
+        print(f"{i:>3} {precision:>9} {ms:10.1f} {sps:10.0f} {loss:10.5f}")
+    for precision, ms in best.items():
+        print(f"best {precision}: {ms:.1f} ms per step, {base / ms:.2f}x {args.precisions[0]}")
     print(json.dumps({"load_average": os.getloadavg()}))
 
 

@@ -195,3 +195,14 @@ def test_mlperf_bin_truncated_or_corrupt_file_is_named(tmp_path):
     with pytest.raises(DataFormatError, match=r"terabyte_processed_train\.bin: row 4: negative categorical"):
         convert_mlperf_bin({"train": train}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+def test_loaders_pin_batches(tmp_path):
+    batch = RandomBatchLoader(RANDOM, global_batch_size=64, pin_memory=True).batch(0)
+    assert batch.dense.is_pinned() and batch.labels.is_pinned() and batch.sparse.values().is_pinned()
+    records = _bin_records(np.random.default_rng(4), 20)
+    (tmp_path / "train.bin").write_bytes(records.tobytes())
+    convert_mlperf_bin({"train": tmp_path / "train.bin"}, tmp_path / "out")
+    loader = ParquetBatchLoader(tmp_path / "out", global_batch_size=8, pin_memory=True, prefetch=1)
+    assert all(b.dense.is_pinned() and b.sparse.values().is_pinned() for b in loader)

@@ -10,7 +10,7 @@ import torch
 
 from ecorec.parallel.precision import DynamicLossScaler, autocast_dtype, head_autocast
 from ecorec.train.config import ConfigError, run_config_from_dict
-from tests.train.test_epochs import _random_run, single_process  # noqa: F401 (fixture)
+from tests.train.test_epochs import _free_port, _random_run, single_process  # noqa: F401 (fixture)
 
 
 def test_loss_scaler_follows_gradscaler_rule():
@@ -71,3 +71,20 @@ def test_short_run_loss_within_tolerance_of_fp32(tmp_path, single_process, curve
         5e-3 if precision == "bf16" else 1e-3
     )  # measured: 8e-5 and 9e-6 (bf16: 8 mantissa bits, fp16 11)
     assert max(abs(a - b) for a, b in zip(low, ref)) < tolerance, (low, ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with loss scaling on a GPU needs CUDA")
+def test_fp16_run_on_cuda_within_tolerance_of_fp32(tmp_path, single_process, monkeypatch):  # noqa: F811
+    from ecorec.train.loop import run_training
+
+    losses = {}
+    for precision in ("fp32", "fp16"):
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        data = _random_run(
+            tmp_path / precision, steps=8, precision=precision, eval_splits=[], pin_memory=True
+        )
+        data["run"]["device"] = "cuda"
+        record = run_training(run_config_from_dict(data))
+        losses[precision] = record["metrics"]["loss_curve"]
+    assert losses["fp16"] != losses["fp32"]
+    assert max(abs(a - b) for a, b in zip(losses["fp16"], losses["fp32"])) < 1e-3

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,37 @@ def convert_criteo_npy(
                 "environment": environment_record(),
             },
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecorec.data.criteo_npy FOLDER OUTPUT [--days 0 1 ...] [--caps 26 ints]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ecorec.data.criteo_npy", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("folder", help="folder of day_N_{dense,sparse,labels}.npy")
+    parser.add_argument("output", help="Parquet dataset folder to create")
+    parser.add_argument(
+        "--days", type=int, nargs="+", default=None, help="days in order (default: all found)"
+    )
+    parser.add_argument("--caps", type=int, nargs=CRITEO_NUM_SPARSE, default=None, help="26 hashing caps")
+    parser.add_argument("--row-group-size", type=int, default=65536)
+    args = parser.parse_args(argv)
+    try:
+        meta = convert_criteo_npy(
+            args.folder,
+            args.output,
+            days=args.days,
+            num_embeddings_per_feature=args.caps,
+            row_group_size=args.row_group_size,
+        )
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {meta.num_samples} samples, splits {meta.splits}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -122,3 +123,33 @@ def convert_mlperf_bin(
                 "environment": environment_record(),
             },
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecorec.data.mlperf_bin OUTPUT --train FILE [--val FILE] [--test FILE] [--caps ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ecorec.data.mlperf_bin", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("output", help="Parquet dataset folder to create")
+    parser.add_argument("--train", required=True, help="terabyte_processed_train.bin")
+    parser.add_argument("--val", help="terabyte_processed_val.bin")
+    parser.add_argument("--test", help="terabyte_processed_test.bin")
+    parser.add_argument("--caps", type=int, nargs=CRITEO_NUM_SPARSE, default=None, help="26 hashing caps")
+    parser.add_argument("--row-group-size", type=int, default=65536)
+    args = parser.parse_args(argv)
+    files = {s: getattr(args, s) for s in ("train", "val", "test") if getattr(args, s)}
+    try:
+        meta = convert_mlperf_bin(
+            files, args.output, num_embeddings_per_feature=args.caps, row_group_size=args.row_group_size
+        )
+    except (DataFormatError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {meta.num_samples} samples, splits {meta.splits}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -206,3 +206,20 @@ def test_loaders_pin_batches(tmp_path):
     convert_mlperf_bin({"train": tmp_path / "train.bin"}, tmp_path / "out")
     loader = ParquetBatchLoader(tmp_path / "out", global_batch_size=8, pin_memory=True, prefetch=1)
     assert all(b.dense.is_pinned() and b.sparse.values().is_pinned() for b in loader)
+
+
+def test_converter_commands(tmp_path, capsys):
+    from ecorec.data import criteo_npy, mlperf_bin
+
+    records = _bin_records(np.random.default_rng(5), 30)
+    (tmp_path / "train.bin").write_bytes(records.tobytes())
+    (tmp_path / "val.bin").write_bytes(records[:7].tobytes())
+    assert mlperf_bin.main([str(tmp_path / "bin"), "--train", str(tmp_path / "train.bin"),
+                            "--val", str(tmp_path / "val.bin")]) == 0  # fmt: skip
+    assert "37 samples" in capsys.readouterr().out
+    (tmp_path / "bad.bin").write_bytes(records.tobytes()[:100])
+    assert mlperf_bin.main([str(tmp_path / "bad"), "--train", str(tmp_path / "bad.bin")]) == 2
+    assert "bad.bin: truncated" in capsys.readouterr().err
+    _write_days(tmp_path / "npy", [_criteo_day(np.random.default_rng(6), 12)])
+    assert criteo_npy.main([str(tmp_path / "npy"), str(tmp_path / "days"), "--days", "0"]) == 0
+    assert "12 samples" in capsys.readouterr().out

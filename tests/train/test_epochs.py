@@ -101,41 +101,33 @@ def single_process(monkeypatch):
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
 
 
-def test_run_of_two_epochs_has_the_hand_counted_steps_and_evaluations(tmp_path, single_process):
-    from ecorec.train.loop import run_training
-
-    cfg = run_config_from_dict(_random_run(tmp_path, epochs=2, evals_per_epoch=3))
-    record = run_training(cfg)
-    assert record is not None
-    m = record["metrics"]
-    # 640 samples / G=64 = 10 steps per epoch; 2 epochs = 20 steps; evaluations after 4, 7, 10, 14, 17, 20
-    # plus the final one at the end of the run
-    assert m["steps"] == 20 and len(m["loss_curve"]) == 20
-    assert m["steps_per_epoch"] == 10 and m["epochs"] == 2.0
-    assert [e["step"] for e in m["eval"] if e["split"] == "val"] == [4, 7, 10, 14, 17, 20, 20]
-    assert all(e["samples"] == 64 for e in m["eval"])
-
-
-def test_mlperf_log_of_a_run(tmp_path, single_process):
+def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log(tmp_path, single_process):
     from mlperf_logging.mllog import constants
 
     from ecorec.train.loop import run_training
 
     cfg = run_config_from_dict(
-        _random_run(tmp_path, epochs=2, evals_per_epoch=2, mlperf_log=True, target_auc=0.99)
+        _random_run(tmp_path, epochs=2, evals_per_epoch=3, mlperf_log=True, target_auc=0.99)
     )
-    run_training(cfg)
+    record = run_training(cfg)
+    assert record is not None
+    m = record["metrics"]
+    # 640 samples / G=64 = 10 steps per epoch; 2 epochs = 20 steps; evaluations after 4, 7, 10, 14, 17, 20
+    # plus the final one at the end of the run (random labels: the AUROC target 0.99 is never reached)
+    assert m["steps"] == 20 and len(m["loss_curve"]) == 20 and not m["stopped_early"]
+    assert m["steps_per_epoch"] == 10 and m["epochs"] == 2.0
+    val = [e for e in m["eval"] if e["split"] == "val"]
+    assert [e["step"] for e in val] == [4, 7, 10, 14, 17, 20, 20]
+    assert all(e["samples"] == 64 for e in m["eval"])
+
     lines = (tmp_path / "run" / "mlperf.log").read_text().splitlines()
     assert lines and all(line.startswith(":::MLLOG ") for line in lines)
     events = [json.loads(line.removeprefix(":::MLLOG ")) for line in lines]
     keys = [e["key"] for e in events]
     assert keys.count(constants.EPOCH_START) == 2 and keys.count(constants.EPOCH_STOP) == 2
     evals = [e for e in events if e["key"] == constants.EVAL_ACCURACY]
-    # evaluations after steps 5, 10, 15, 20 of 10-step epochs: epochs 0.5, 1, 1.5, 2
-    assert [e["metadata"]["epoch_num"] for e in evals] == [0.5, 1.0, 1.5, 2.0]
-    record = json.loads((tmp_path / "run" / "record.json").read_text())
-    val = [e["auroc"] for e in record["metrics"]["eval"] if e["split"] == "val"][:4]
-    assert [e["value"] for e in evals] == pytest.approx(val)
+    assert [e["metadata"]["epoch_num"] for e in evals] == [0.4, 0.7, 1.0, 1.4, 1.7, 2.0]
+    assert [e["value"] for e in evals] == pytest.approx([e["auroc"] for e in val[:6]])
     assert keys.index(constants.RUN_START) < keys.index(constants.EPOCH_START)
     assert events[-1]["key"] == constants.RUN_STOP and events[-1]["metadata"]["status"] == "aborted"
     assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64

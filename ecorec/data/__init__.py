@@ -10,6 +10,8 @@ read :mod:`ecorec.data.sources` without importing torchrec):
 - :mod:`~ecorec.data.synthetic`: the calibrated synthetic default.
 - :mod:`~ecorec.data.meta_dlrm`, :mod:`~ecorec.data.criteo`: converters of the real sources.
 - :mod:`~ecorec.data.loader`: ``ParquetBatchLoader`` yielding :class:`Batch`.
+- :mod:`~ecorec.data.random_source`: ``RandomBatchLoader``, batches generated on the fly (no files).
+- :mod:`~ecorec.data.criteo_npy`, :mod:`~ecorec.data.mlperf_bin`: TorchRec npy days / MLPerf ``.bin`` files.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ _EXPORTS = {
     "convert_criteo": "criteo",
     "Batch": "loader",
     "ParquetBatchLoader": "loader",
+    "RandomBatchLoader": "random_source",
+    "RandomSourceConfig": "random_source",
+    "convert_criteo_npy": "criteo_npy",
+    "convert_mlperf_bin": "mlperf_bin",
 }
 
 __all__ = [
@@ -59,9 +65,13 @@ __all__ = [
     "ParquetBatchLoader",
     "ParquetDatasetWriter",
     "ParquetRangeReader",
+    "RandomBatchLoader",
+    "RandomSourceConfig",
     "SyntheticConfig",
     "convert_criteo",
+    "convert_criteo_npy",
     "convert_meta_dlrm",
+    "convert_mlperf_bin",
     "download_file",
     "format_locality_stats",
     "generate_synthetic_dataset",
@@ -79,6 +89,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ecorec.data.criteo import convert_criteo
+    from ecorec.data.criteo_npy import convert_criteo_npy
     from ecorec.data.download import download_file
     from ecorec.data.errors import DataFormatError, DownloadError
     from ecorec.data.loader import Batch, ParquetBatchLoader
@@ -93,6 +104,7 @@ if TYPE_CHECKING:
         write_locality_stats,
     )
     from ecorec.data.meta_dlrm import convert_meta_dlrm, write_meta_dlrm_file
+    from ecorec.data.mlperf_bin import convert_mlperf_bin
     from ecorec.data.parquet import (
         DatasetFile,
         DatasetMetadata,
@@ -102,6 +114,7 @@ if TYPE_CHECKING:
         verify_dataset,
         write_parquet_dataset,
     )
+    from ecorec.data.random_source import RandomBatchLoader, RandomSourceConfig
     from ecorec.data.synthetic import (
         SyntheticConfig,
         generate_synthetic_dataset,

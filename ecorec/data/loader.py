@@ -93,6 +93,8 @@ class ParquetBatchLoader:
         prefetch: batches read ahead by a background thread (0: read in the caller's thread).
         drop_last: drop the split's last partial batch. If kept, its ``n < G`` samples are split as
             ``ceil(n / R)`` per rank (the last ranks may get fewer or none).
+        pin_memory: yield batches in pinned (page-locked) host memory, pinned by the reading thread, for
+            faster, asynchronous copies to a CUDA device (needs CUDA).
 
     Iterating runs one epoch from the current position; :meth:`state_dict` / :meth:`load_state_dict` save and
     restore ``(epoch, batch)`` so that training resumes with exactly the remaining batches.
@@ -119,6 +121,7 @@ class ParquetBatchLoader:
         seed: int = 0,
         prefetch: int = 2,
         drop_last: bool = True,
+        pin_memory: bool = False,
     ) -> None:
         self.metadata: DatasetMetadata = read_metadata(path)
         meta = self.metadata
@@ -149,6 +152,7 @@ class ParquetBatchLoader:
         self.seed = seed
         self.prefetch = prefetch
         self.drop_last = drop_last
+        self.pin_memory = pin_memory
         self.split_start, self.split_stop = meta.splits[split]
         size = self.split_stop - self.split_start
         self._num_batches = size // global_batch_size if drop_last else math.ceil(size / global_batch_size)
@@ -217,11 +221,12 @@ class ParquetBatchLoader:
         labels = (
             mine[LABEL].to_numpy(zero_copy_only=False) if LABEL in mine else np.zeros(n, dtype=np.float32)
         )
-        return Batch(
+        out = Batch(
             sparse=kjt,
             dense=torch.from_numpy(np.array(dense, dtype=np.float32)),  # a writable copy
             labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
         )
+        return out.pin_memory() if self.pin_memory else out
 
     def batch(self, index: int) -> Batch:
         """Global batch ``index`` (in split order, ignoring shuffle and position), read synchronously."""

@@ -44,7 +44,15 @@ FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 LABEL = "label"
 DENSE = "dense"
-SOURCES = ("synthetic", "meta_dlrm_2021", "meta_dlrm_2022", "criteo_kaggle", "criteo_1tb")
+SOURCES = (
+    "synthetic",
+    "meta_dlrm_2021",
+    "meta_dlrm_2022",
+    "criteo_kaggle",
+    "criteo_1tb",
+    "criteo_npy",  # TorchRec npy days (ecorec.data.criteo_npy)
+    "mlperf_bin",  # MLPerf terabyte_processed_*.bin (ecorec.data.mlperf_bin)
+)
 SPLIT_ORDER = ("train", "val", "test")
 
 # ------------------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ def build_distributed_model(
     local_batch_size: int | None = None,
     group: dist.ProcessGroup | None = None,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> DistributedModel:
     """Build this rank's part of the model for ``mode``.
 
@@ -63,6 +64,8 @@ def build_distributed_model(
         num_micro_batches: bwp micro-batches.
         local_batch_size: b, for TorchRec's planner.
         group, device: process group; device.
+        precision: ``fp32`` | ``bf16`` | ``fp16`` autocast of the head (``ecorec.parallel.precision``); the
+            ``torchrec`` mode trains in fp32 only.
     """
     mode = ParallelMode(mode)
     features = [s.name for s in specs]
@@ -71,6 +74,8 @@ def build_distributed_model(
         raise ValueError(f"every table needs the same embedding_dim, got {sorted(D)}")
     embedding_dim = D.pop()
     if mode is ParallelMode.TORCHREC:
+        if precision != "fp32":
+            raise ValueError(f"mode 'torchrec' trains in fp32 only, got precision {precision!r}")
         if table_settings.algorithm != "none":
             raise ValueError("mode 'torchrec' trains uncompressed tables: set the TT algorithm to 'none'")
         if local_batch_size is None:
@@ -120,6 +125,7 @@ def build_distributed_model(
         set_fused_learning_rate=set_tt_learning_rate,
         group=group,
         device=device,
+        precision=precision,
     )
 
 

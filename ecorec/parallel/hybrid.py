@@ -29,6 +29,7 @@ from ecorec.models import EmbeddingOptimizerSettings
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import GradientAllReduce, world_of
 from ecorec.parallel.optim import make_dense_optimizer, make_embedding_optimizer, set_learning_rate
+from ecorec.parallel.precision import DynamicLossScaler, autocast_dtype, head_autocast
 from ecorec.parallel.types import BatchLike, DenseOptimizerSettings, InputLayout, ParallelMode, StepOutput
 
 __all__ = ["HybridParallelModel"]
@@ -46,6 +47,8 @@ class HybridParallelModel:
             :meth:`set_learning_rates`); required when the strategy has fused tables.
         group, device: process group; device of the head and the tables.
         bucket_bytes: gradient all-reduce bucket size.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast of the head (``ecorec.parallel.precision``; fp16
+            scales the loss dynamically); the tables stay float32.
     """
 
     def __init__(
@@ -59,8 +62,12 @@ class HybridParallelModel:
         group: dist.ProcessGroup | None = None,
         device: torch.device | str | None = None,
         bucket_bytes: int = 25 * 2**20,
+        precision: str = "fp32",
     ) -> None:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        autocast_dtype(precision)  # validates the name
+        self.precision = precision
+        self.loss_scaler = DynamicLossScaler(group=group) if precision == "fp16" else None
         self.head = head.to(self.device)
         self.strategy = strategy
         self.group = group
@@ -103,22 +110,41 @@ class HybridParallelModel:
         self.head.train()
         self._zero_grad()
         pooled = self.strategy.forward(sparse, training=True)
-        logits = self.head(dense, pooled)
+        with head_autocast(self.device, self.precision):
+            logits = self.head(dense, pooled)
+        logits = logits.float()
         global_batch = labels.numel() * self.world_size
         loss_share = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / global_batch
         loss_total = loss_share.detach().clone()
         loss_work = (
             dist.all_reduce(loss_total, group=self.group, async_op=True) if self.world_size > 1 else None
         )
-        loss_share.backward()
+        scaler = self.loss_scaler
+        if scaler is None:
+            loss_share.backward()
+            table_grad = pooled.grad
+            finite = True
+        else:  # fp16: scaled backward; unscale and check before the gradient reaches the tables
+            (loss_share * scaler.scale).backward()
+            finite = scaler.all_finite([pooled.grad, *(p.grad for p in self.head.parameters())])
+            table_grad = pooled.grad / scaler.scale if finite else torch.zeros_like(pooled.grad)
         self._dense_reduce.start()
-        self.strategy.backward(pooled.grad)
+        self.strategy.backward(
+            table_grad
+        )  # zeros after an overflow: fused updates leave the tables as they are
         self._table_reduce.start()
         self._dense_reduce.wait()
         self._table_reduce.wait()
-        self.dense_optimizer.step()
-        if self.embedding_optimizer is not None:
-            self.embedding_optimizer.step()
+        if finite:
+            if scaler is not None:
+                for p in self.head.parameters():
+                    if p.grad is not None:
+                        p.grad.div_(scaler.scale)
+            self.dense_optimizer.step()
+            if self.embedding_optimizer is not None:
+                self.embedding_optimizer.step()
+        if scaler is not None:
+            scaler.update(finite)
         if loss_work is not None:
             loss_work.wait()
         return StepOutput(loss=float(loss_total), logits=logits.detach(), labels=labels)
@@ -128,7 +154,8 @@ class HybridParallelModel:
         """Logits ``[b]`` of the rank's local samples (collective: every rank must call it)."""
         self.head.eval()
         pooled = self.strategy.forward(batch.sparse.to(self.device), training=False)
-        return self.head(batch.dense.to(self.device), pooled)
+        with head_autocast(self.device, self.precision):
+            return self.head(batch.dense.to(self.device), pooled).float()
 
     def set_learning_rates(self, dense_lr: float, embedding_lr: float) -> None:
         """Set the learning rate of the head and of every table (torch optimizer and fused TT updates)."""
@@ -147,6 +174,7 @@ class HybridParallelModel:
             "embedding_optimizer": (
                 self.embedding_optimizer.state_dict() if self.embedding_optimizer is not None else None
             ),
+            "loss_scaler": self.loss_scaler.state_dict() if self.loss_scaler is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -155,3 +183,5 @@ class HybridParallelModel:
         self.dense_optimizer.load_state_dict(state["dense_optimizer"])
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
+        if self.loss_scaler is not None and state.get("loss_scaler") is not None:
+            self.loss_scaler.load_state_dict(state["loss_scaler"])

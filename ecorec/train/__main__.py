@@ -19,13 +19,13 @@ def prepare(cfg: RunConfig) -> str:
     ``<output_dir>/plan.json``."""
     import torch
 
-    from ecorec.data import read_metadata
     from ecorec.models import build_head
     from ecorec.train.loop import _settings, model_settings
     from ecorec.train.planning import resolve_plan, table_specs, twp_stages
+    from ecorec.train.sources import dataset_metadata
 
     try:
-        metadata = read_metadata(cfg.dataset.path)
+        metadata = dataset_metadata(cfg)
     except Exception as err:
         raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
     features = cfg.features_of(metadata.features)

@@ -39,17 +39,20 @@ __all__ = [
     "LRScheduleSection",
     "ModelSection",
     "ParallelSection",
+    "RandomDataSection",
     "RunConfig",
     "RunSection",
     "TrainSection",
     "config_warnings",
     "load_run_config",
+    "random_source_config",
     "run_config_from_dict",
 ]
 
 MODES = tuple(m.value for m in ParallelMode)
 SHARDING_METHODS = tuple(m.value for m in ShardingMethod)
 ALGORITHMS = tuple(a.value for a in Algorithm)
+DATASET_SOURCES = ("parquet", "random")
 
 
 class ConfigError(ValueError):
@@ -65,16 +68,32 @@ class RunSection:
 
 
 @dataclass(frozen=True)
+class RandomDataSection:
+    """Sizes of the ``random`` source (``dataset.source: random``; ``ecorec.data.random_source``)."""
+
+    num_embeddings_per_feature: list[int] = field(default_factory=list)
+    pooling: list[int] = field(default_factory=lambda: [1])  # one value for all features, or one per feature
+    min_pooling: list[int] | None = None  # None: = pooling (fixed lengths)
+    num_dense: int = 13
+    train_samples: int = 65536
+    val_samples: int = 8192
+    test_samples: int = 8192
+
+
+@dataclass(frozen=True)
 class DatasetSection:
     path: str = ""
     features: list[str] | None = None
     num_tables: int | None = None
     shuffle: bool = True
     prefetch: int = 2
+    source: str = "parquet"  # parquet: the folder at `path`; random: generated on the fly (`random`)
+    random: RandomDataSection = field(default_factory=RandomDataSection)
 
 
 @dataclass(frozen=True)
 class ModelSection:
+    preset: str | None = None  # ecorec.models.presets name; the other keys given here override its values
     kind: str = "dlrm"
     embedding_dim: int = 16
     interaction: str = "cat"
@@ -130,8 +149,13 @@ class ParallelSection:
 @dataclass(frozen=True)
 class TrainSection:
     global_batch_size: int = 256
-    steps: int = 100
+    steps: int | None = None  # steps or epochs (not both); neither: ecorec.train.epochs.DEFAULT_STEPS
+    epochs: int | None = None
     eval_every: int = 0
+    evals_per_epoch: int = 0  # val evaluations per epoch (MLPerf: 20); excludes eval_every
+    pin_memory: bool = False  # batches in pinned host memory (run.device cuda)
+    mlperf_log: bool = False  # :::MLLOG lines to <output_dir>/mlperf.log (rank 0; ecorec.train.mlperf_log)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the head; tables stay fp32 (fp16: loss scaling)
     eval_batches: int = 0
     eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
     target_auc: float | None = None
@@ -199,6 +223,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list of {_type_name(item)}, got {value!r}")
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _section(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -255,9 +281,28 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     _choice(cfg.dense_optimizer.kind, ("sgd", "adagrad", "adam"), f"{src}: dense_optimizer.kind")
     for name in ("world_size", "num_micro_keys", "num_micro_uidx", "num_micro_batches"):
         _positive(getattr(p, name), f"{src}: parallel.{name}")
-    for name in ("global_batch_size", "steps", "timing_windows"):
+    for name in ("global_batch_size", "timing_windows"):
         _positive(getattr(t, name), f"{src}: train.{name}")
-    for name in ("eval_every", "eval_batches", "checkpoint_every", "timing_warmup_steps", "log_every"):
+    for name in ("steps", "epochs"):
+        if getattr(t, name) is not None:
+            _positive(getattr(t, name), f"{src}: train.{name}")
+    if t.steps is not None and t.epochs is not None:
+        raise ConfigError(f"{src}: train.epochs: give train.steps or train.epochs, not both")
+    if t.eval_every and t.evals_per_epoch:
+        raise ConfigError(f"{src}: train.evals_per_epoch: give train.eval_every or evals_per_epoch, not both")
+    _choice(t.precision, ("fp32", "bf16", "fp16"), f"{src}: train.precision")
+    if t.precision != "fp32" and p.mode == "torchrec":
+        raise ConfigError(f"{src}: train.precision: mode 'torchrec' trains in fp32 only, got {t.precision!r}")
+    if t.pin_memory and cfg.run.device != "cuda":
+        raise ConfigError(f"{src}: train.pin_memory: pinned memory needs run.device 'cuda'")
+    for name in (
+        "eval_every",
+        "evals_per_epoch",
+        "eval_batches",
+        "checkpoint_every",
+        "timing_warmup_steps",
+        "log_every",
+    ):
         _positive(getattr(t, name), f"{src}: train.{name}", minimum=0)
     _positive(t.keep_checkpoints, f"{src}: train.keep_checkpoints")
     _positive(m.embedding_dim, f"{src}: model.embedding_dim")
@@ -328,7 +373,10 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
         raise ConfigError(f"{src}: train.target_auc: needs 'val' in train.eval_splits")
     for split in t.eval_splits:
         _choice(split, ("val", "test"), f"{src}: train.eval_splits")
-    if not cfg.dataset.path:
+    _choice(cfg.dataset.source, DATASET_SOURCES, f"{src}: dataset.source")
+    if cfg.dataset.source == "random":
+        _check_random(cfg, src)
+    elif not cfg.dataset.path:
         raise ConfigError(f"{src}: dataset.path: required")
     defaults = RunConfig()
     errors = parallel_key_errors(
@@ -342,11 +390,12 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     )
     if errors:  # keys that would be silently ignored (ecorec.config_effects)
         raise ConfigError("; ".join(errors))
-    if check_paths:
+    if check_paths and cfg.dataset.source == "parquet":
         if not Path(cfg.dataset.path).is_dir():
             raise ConfigError(f"{src}: dataset.path: {cfg.dataset.path} is not a dataset folder")
         if not (Path(cfg.dataset.path) / "metadata.json").is_file():
             raise ConfigError(f"{src}: dataset.path: {cfg.dataset.path} has no metadata.json")
+    if check_paths:
         if p.plan_file is not None and not Path(p.plan_file).is_file():
             raise ConfigError(f"{src}: parallel.plan_file: {p.plan_file} does not exist")
 
@@ -364,6 +413,70 @@ def config_warnings(cfg: RunConfig) -> list[str]:
     )
 
 
+def _check_random(cfg: RunConfig, src: str) -> None:
+    r = cfg.dataset.random
+    where = f"{src}: dataset.random"
+    if not r.num_embeddings_per_feature or min(r.num_embeddings_per_feature) < 1:
+        raise ConfigError(f"{where}.num_embeddings_per_feature: needs >= 1 table of >= 1 rows")
+    tables = len(r.num_embeddings_per_feature)
+    for name in ("pooling", "min_pooling"):
+        value = getattr(r, name)
+        if value is not None and (len(value) not in (1, tables) or min(value) < 0):
+            raise ConfigError(
+                f"{where}.{name}: one value or {tables} values (one per table), >= 0; got {value}"
+            )
+    try:
+        random_source_config(cfg)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    if cfg.parallel.mode in ("mp", "bwp", "twp") and cfg.parallel.plan_file is None:
+        raise ConfigError(
+            f"{src}: parallel.plan_file: mode {cfg.parallel.mode!r} on the random source needs a plan file "
+            "(the planner measures a dataset on disk)"
+        )
+
+
+def random_source_config(cfg: RunConfig) -> Any:
+    """The ``ecorec.data.random_source.RandomSourceConfig`` of ``dataset.random`` (``ValueError`` if bad)."""
+    from ecorec.data.random_source import RandomSourceConfig
+
+    r = cfg.dataset.random
+
+    def one_or_each(value: list[int]) -> int | list[int]:
+        return value[0] if len(value) == 1 else list(value)
+
+    return RandomSourceConfig(
+        num_embeddings_per_feature=list(r.num_embeddings_per_feature),
+        pooling=one_or_each(r.pooling),
+        min_pooling=None if r.min_pooling is None else one_or_each(r.min_pooling),
+        num_dense=r.num_dense,
+        num_samples={"train": r.train_samples, "val": r.val_samples, "test": r.test_samples},
+    )
+
+
+def _apply_preset(data: dict[str, Any], src: str) -> dict[str, Any]:
+    """``model.preset``'s values under the keys given in ``model``; with the random source and no table sizes,
+    the preset's table sizes (and dense count, unless given)."""
+    from ecorec.models.presets import model_preset
+
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("preset") is None:
+        return data
+    try:
+        preset = model_preset(model["preset"])
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{src}: model.preset: {err.args[0] if err.args else err}") from None
+    out = {**data, "model": {**preset.model, **model}}
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("source") == "random":
+        rnd = dict(dataset.get("random") or {})
+        if not rnd.get("num_embeddings_per_feature"):
+            rnd["num_embeddings_per_feature"] = list(preset.num_embeddings_per_feature)
+            rnd.setdefault("num_dense", preset.num_dense)
+        out["dataset"] = {**dataset, "random": rnd}
+    return out
+
+
 def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = True) -> RunConfig:
     """Build and validate a :class:`RunConfig` from plain data (a parsed YAML file)."""
     if not isinstance(data, dict):
@@ -372,6 +485,7 @@ def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = 
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown section (known: {', '.join(sorted(sections))})")
+    data = _apply_preset(data, source)
     hints = typing.get_type_hints(RunConfig)
     built = {name: _section(hints[name], data.get(name), f"{source}: {name}") for name in sections}
     cfg = RunConfig(**built, source=source)

@@ -4,7 +4,8 @@ train with the learning-rate schedule, evaluate, checkpoint, and write the run r
 Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.records.RunRecord``)::
 
     {"kind": "run", "version": 1, "config": ..., "environment": environment_record(), "metrics": {
-        "mode", "world_size", "global_batch_size", "steps", "resumed_from_step", "stopped_early",
+        "mode", "world_size", "global_batch_size", "steps", "steps_per_epoch",
+        "epochs" (steps / steps per epoch), "resumed_from_step", "stopped_early",
         "loss_curve": [global mean loss of every step],
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
         "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
@@ -39,9 +40,12 @@ from ecorec.train.checkpoint import (
     write_latest,
 )
 from ecorec.train.config import RunConfig, config_warnings
+from ecorec.train.epochs import EpochPlan
 from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
+from ecorec.train.mlperf_log import MLPerfRunLog
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
+from ecorec.train.sources import dataset_metadata, make_loader
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
 
 __all__ = ["DistributedContext", "init_distributed", "run_training"]
@@ -140,21 +144,37 @@ def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings
 
 
 def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shuffle: bool) -> Any:
-    from ecorec.data import ParquetBatchLoader
-
-    return ParquetBatchLoader(
-        cfg.dataset.path,
-        split=split,
-        global_batch_size=cfg.train.global_batch_size,
+    return make_loader(
+        cfg,
+        split,
         rank=ctx.rank,
         world_size=ctx.world_size,
         features=model.input_features,
         layout=model.input_layout.value,
         shuffle=shuffle,
-        seed=cfg.run.seed,
-        prefetch=cfg.dataset.prefetch,
         drop_last=True,
     )
+
+
+def _mlperf_log(cfg: RunConfig, ctx: DistributedContext, epochs: EpochPlan, metadata: Any, step: int) -> Any:
+    """Rank 0's MLPerf log (``train.mlperf_log``), its header written (a no-op logger otherwise)."""
+    mlog = MLPerfRunLog(cfg.output_dir / "mlperf.log", enabled=cfg.train.mlperf_log and ctx.rank == 0)
+    s = cfg.lr_schedule
+    train, val = (metadata.splits.get(n, (0, 0)) for n in ("train", "val"))
+    mlog.run_header(
+        {
+            "global_batch_size": cfg.train.global_batch_size,
+            "opt_base_learning_rate": cfg.dense_optimizer.lr,
+            "opt_learning_rate_warmup_steps": s.warmup_steps,
+            "opt_learning_rate_decay_start_step": s.decay_start_step,
+            "opt_learning_rate_decay_steps": s.decay_steps,
+            "train_samples": train[1] - train[0],
+            "eval_samples": val[1] - val[0],
+            "seed": cfg.run.seed,
+            "resumed_from_step": step,
+        }
+    )
+    return mlog
 
 
 def _checkpoint(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
@@ -207,11 +227,9 @@ def run_training(
 def _run(
     cfg: RunConfig, ctx: DistributedContext, resume: bool, stop_after_steps: int | None
 ) -> dict[str, Any] | None:
-    from ecorec.data import read_metadata
-
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
     torch.manual_seed(cfg.run.seed)
-    metadata = read_metadata(cfg.dataset.path)
+    metadata = dataset_metadata(cfg)
     if not metadata.has_labels:
         _LOG.warning(
             "%s has no labels: the loss trains towards label 0 and AUROC is undefined (a throughput run)",
@@ -243,6 +261,7 @@ def _run(
         num_micro_batches=cfg.parallel.num_micro_batches,
         local_batch_size=cfg.train.global_batch_size // ctx.world_size,
         device=ctx.device,
+        precision=cfg.train.precision,
     )
     train_loader = _loader(cfg, ctx, model, "train", cfg.dataset.shuffle)
     if len(train_loader) == 0:
@@ -251,6 +270,14 @@ def _run(
             "train split"
         )
     eval_splits = [s for s in cfg.train.eval_splits if s in metadata.splits]
+    t = cfg.train
+    epochs = EpochPlan.build(
+        len(train_loader),
+        steps=t.steps,
+        epochs=t.epochs,
+        eval_every=t.eval_every,
+        evals_per_epoch=t.evals_per_epoch,
+    )
     schedule = MLPerfSchedule(
         cfg.dense_optimizer.lr,
         cfg.embeddings.lr,
@@ -274,20 +301,24 @@ def _run(
         return entry
 
     _LOG.info(
-        "mode %s, %d ranks, %d tables, G=%d, %d steps%s",
+        "mode %s, %d ranks, %d tables, G=%d, %d steps (%.3g epochs of %d)%s",
         mode,
         ctx.world_size,
         len(specs),
         cfg.train.global_batch_size,
-        cfg.train.steps,
+        epochs.total_steps,
+        epochs.epochs,
+        epochs.steps_per_epoch,
         f", plan {plan.assignment}" if plan is not None else "",
     )
+    mlog = _mlperf_log(cfg, ctx, epochs, metadata, state.step)
     dist.barrier()
     times: list[float] = []
     first_timed = state.step
-    progress = tqdm(total=cfg.train.steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
-    while state.step < cfg.train.steps:
+    progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
+    while state.step < epochs.total_steps:
         model.set_learning_rates(*schedule.rates(state.step))
+        mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=True)
         _sync(ctx.device)
         start = time.perf_counter()
         out = model.train_step(stream)
@@ -298,10 +329,11 @@ def _run(
         state.losses.append(out.loss)
         state.step += 1
         progress.update(1)
+        mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=False)
         if cfg.train.log_every and state.step % cfg.train.log_every == 0:
             _LOG.info("step %d loss %.6f (%.1f ms)", state.step, out.loss, times[-1] * 1e3)
-        if cfg.train.eval_every and state.step % cfg.train.eval_every == 0 and "val" in eval_splits:
-            entry = run_eval("val")
+        if epochs.evaluates_after(state.step) and "val" in eval_splits:
+            entry = mlog.evaluation(lambda: run_eval("val"), state.step / epochs.steps_per_epoch)
             state.evals.append(entry)
             if cfg.train.target_auc is not None and entry["auroc"] >= cfg.train.target_auc:
                 _LOG.info("val AUROC %.5f reached the target %.5f", entry["auroc"], cfg.train.target_auc)
@@ -311,12 +343,15 @@ def _run(
         if stop_after_steps is not None and state.step >= stop_after_steps:
             progress.close()
             _LOG.warning("stopping after step %d as asked (--stop-after-steps)", state.step)
+            mlog.close()
             return None
         if state.stopped_early:
             break
     progress.close()
     final = {split: run_eval(split) for split in eval_splits}
     state.evals.extend(final.values())
+    mlog.run_stop(reached_target=state.stopped_early)
+    mlog.close()
     memory, kind = peak_memory(ctx.device)
     all_times = gather_objects(times)
     all_memory = gather_objects(memory)
@@ -328,6 +363,10 @@ def _run(
         "world_size": ctx.world_size,
         "global_batch_size": cfg.train.global_batch_size,
         "steps": state.step,
+        "steps_per_epoch": epochs.steps_per_epoch,
+        "precision": cfg.train.precision,
+        "skipped_steps": getattr(getattr(model, "loss_scaler", None), "skipped_steps", 0),
+        "epochs": state.step / epochs.steps_per_epoch,
         "resumed_from_step": state.resumed_from,
         "stopped_early": state.stopped_early,
         "loss_curve": state.losses,

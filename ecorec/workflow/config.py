@@ -35,6 +35,10 @@ TRAIN_LOOP_KEYS = (
     "timing_warmup_steps",
     "timing_windows",
     "log_every",
+    "evals_per_epoch",
+    "precision",
+    "pin_memory",
+    "mlperf_log",
 )
 #: ``ecorec.data.SyntheticConfig``'s default ``num_tables`` (a synthetic entry that omits the key; tested).
 SYNTHETIC_DEFAULT_NUM_TABLES = 32

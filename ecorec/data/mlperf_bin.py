@@ -1,0 +1,155 @@
+"""MLPerf DLRM's preprocessed Criteo Terabyte (``terabyte_processed_{train,val,test}.bin``) -> Parquet.
+
+The layout written by the DLRM reference's ``data_loader_terabyte.numpy_to_binary`` (what MLPerf DLRM and
+the DeepSparkHub model zoo read with ``--dataset_type bin``): no header; records of 40 little-endian int32,
+one per sample: the label (0/1), the 13 integer features, the 26 categorical ids (already contiguous per
+feature). The reader (``CriteoBinDataset``) turns them into ``dense = log(x + 1)`` float32 and ``ids`` (hashed
+``% num_embeddings`` with ``hash_indices``, as the official config sets); integers below 0 read as 0.
+
+Files are memory-mapped and streamed ``chunk_rows`` records at a time (bounded memory). Splits are the files:
+``train``, then ``val``, then ``test`` (any may be absent).
+
+Checks, each a ``DataFormatError`` naming the file: missing file, a size that is not a multiple of the
+160-byte record (truncated), an empty file, a label other than 0/1, a negative categorical id (with the
+record number).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ecorec.data.criteo_npy import _check_caps, criteo_block
+from ecorec.data.errors import DataFormatError
+from ecorec.data.parquet import DatasetMetadata, ParquetDatasetWriter
+from ecorec.data.sources import CRITEO_NUM_DENSE, CRITEO_NUM_SPARSE, CRITEO_SPARSE_NAMES
+from ecorec.utils import environment_record
+
+__all__ = [
+    "MLPERF_DLRM_NUM_EMBEDDINGS",
+    "MLPERF_RECORD_BYTES",
+    "MLPERF_RECORD_INTS",
+    "convert_mlperf_bin",
+    "read_mlperf_bin",
+]
+
+logger = logging.getLogger(__name__)
+
+MLPERF_RECORD_INTS = 1 + CRITEO_NUM_DENSE + CRITEO_NUM_SPARSE  # 40
+MLPERF_RECORD_BYTES = 4 * MLPERF_RECORD_INTS  # 160
+#: ``categorical_feature_sizes`` of MLPerf DLRM's ``official_config.json`` (NVIDIA MLPerf Training v0.7 as in
+#: DeepSparkHub; 4,057,300 rows in all): the hashing caps of the 3-day Terabyte subset.
+MLPERF_DLRM_NUM_EMBEDDINGS = (
+    932209, 18814, 13624, 6862, 18488, 3, 6242, 1229, 49, 654428, 96850, 69004, 10, 2134, 7345, 60, 4, 918,
+    14, 984280, 320932, 838408, 76380, 8906, 74, 33,
+)  # fmt: skip
+
+
+def read_mlperf_bin(path: str | os.PathLike[str]) -> np.ndarray:
+    """The records of one ``.bin`` file, memory-mapped: int32 ``[n, 40]`` (label, 13 integers, 26 ids)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size % MLPERF_RECORD_BYTES:
+        raise DataFormatError(
+            f"{path}: truncated or not an MLPerf .bin file: {size} bytes is not a multiple of the "
+            f"{MLPERF_RECORD_BYTES}-byte record ({MLPERF_RECORD_INTS} int32); {size % MLPERF_RECORD_BYTES} "
+            "bytes left over"
+        )
+    if size == 0:
+        raise DataFormatError(f"{path}: empty file (no records)")
+    return np.memmap(path, dtype="<i4", mode="r", shape=(size // MLPERF_RECORD_BYTES, MLPERF_RECORD_INTS))
+
+
+def convert_mlperf_bin(
+    files: Mapping[str, str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    num_embeddings_per_feature: Sequence[int] | None = None,
+    row_group_size: int = 65536,
+    samples_per_file: int | None = None,
+    chunk_rows: int = 1 << 20,
+) -> DatasetMetadata:
+    """Convert ``{"train": path, "val": path, "test": path}`` (any subset, train needed) to a Parquet dataset.
+
+    Args:
+        num_embeddings_per_feature: 26 caps (ids are hashed ``% cap``); default
+            :data:`MLPERF_DLRM_NUM_EMBEDDINGS`.
+        chunk_rows: records converted at a time (memory ~ 400 bytes x chunk_rows).
+    """
+    unknown = sorted(set(files) - {"train", "val", "test"})
+    if unknown or "train" not in files:
+        raise ValueError(f"files: a train file and optionally val / test, got splits {sorted(files)}")
+    caps = _check_caps(num_embeddings_per_feature, MLPERF_DLRM_NUM_EMBEDDINGS)
+    order = [s for s in ("train", "val", "test") if s in files]
+    records = {s: read_mlperf_bin(files[s]) for s in order}  # checks every file before writing
+    splits, start = {}, 0
+    for s in order:
+        splits[s] = [start, start + len(records[s])]
+        start += len(records[s])
+    with ParquetDatasetWriter(
+        output,
+        features=CRITEO_SPARSE_NAMES,
+        num_dense=CRITEO_NUM_DENSE,
+        has_labels=True,
+        row_group_size=row_group_size,
+        samples_per_file=samples_per_file,
+    ) as writer:
+        for s in order:
+            data, where = records[s], str(files[s])
+            for lo in range(0, len(data), chunk_rows):
+                chunk = np.asarray(data[lo : lo + chunk_rows])
+                ints = np.maximum(chunk[:, 1 : 1 + CRITEO_NUM_DENSE], 0).astype(np.float64)
+                writer.write(
+                    criteo_block(
+                        chunk[:, 0], np.log1p(ints), chunk[:, 1 + CRITEO_NUM_DENSE :], caps, where, lo
+                    )
+                )
+            logger.info("read %s: %d records", where, len(data))
+        return writer.finish(
+            source="mlperf_bin",
+            num_embeddings=dict(zip(CRITEO_SPARSE_NAMES, caps)),
+            splits=splits,
+            provenance={
+                "inputs": {s: {"file": str(files[s]), "rows": len(records[s])} for s in order},
+                "num_embeddings_per_feature": list(caps),
+                "transform": "label as is; dense: log(1 + max(x, 0)); sparse: id mod cap",
+                "environment": environment_record(),
+            },
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecorec.data.mlperf_bin OUTPUT --train FILE [--val FILE] [--test FILE] [--caps ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ecorec.data.mlperf_bin", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("output", help="Parquet dataset folder to create")
+    parser.add_argument("--train", required=True, help="terabyte_processed_train.bin")
+    parser.add_argument("--val", help="terabyte_processed_val.bin")
+    parser.add_argument("--test", help="terabyte_processed_test.bin")
+    parser.add_argument("--caps", type=int, nargs=CRITEO_NUM_SPARSE, default=None, help="26 hashing caps")
+    parser.add_argument("--row-group-size", type=int, default=65536)
+    args = parser.parse_args(argv)
+    files = {s: getattr(args, s) for s in ("train", "val", "test") if getattr(args, s)}
+    try:
+        meta = convert_mlperf_bin(
+            files, args.output, num_embeddings_per_feature=args.caps, row_group_size=args.row_group_size
+        )
+    except (DataFormatError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {meta.num_samples} samples, splits {meta.splits}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The run's data source: the metadata and batch loaders of ``dataset.source`` (``parquet`` or ``random``).
+
+Both loaders yield :class:`ecorec.data.Batch` with the same sample-to-rank assignment and resumable position,
+so the loop treats them alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ecorec.train.config import RunConfig, random_source_config
+
+__all__ = ["dataset_metadata", "make_loader"]
+
+
+def dataset_metadata(cfg: RunConfig) -> Any:
+    """``DatasetMetadata`` of the run's data: the Parquet folder's ``metadata.json``, or the random source's
+    in-memory equivalent (``source == "random"``, no files)."""
+    if cfg.dataset.source == "random":
+        from ecorec.data.random_source import random_metadata
+
+        return random_metadata(random_source_config(cfg))
+    from ecorec.data import read_metadata
+
+    return read_metadata(cfg.dataset.path)
+
+
+def make_loader(
+    cfg: RunConfig,
+    split: str,
+    *,
+    rank: int,
+    world_size: int,
+    features: Any,
+    layout: str,
+    shuffle: bool,
+    drop_last: bool = True,
+) -> Any:
+    """A loader of ``split`` for one rank (``ParquetBatchLoader`` or ``RandomBatchLoader``), with the run's
+    global batch, seed, prefetch and ``train.pin_memory``."""
+    common: dict[str, Any] = {
+        "split": split,
+        "global_batch_size": cfg.train.global_batch_size,
+        "rank": rank,
+        "world_size": world_size,
+        "features": features,
+        "layout": layout,
+        "shuffle": shuffle,
+        "seed": cfg.run.seed,
+        "prefetch": cfg.dataset.prefetch,
+        "drop_last": drop_last,
+        "pin_memory": cfg.train.pin_memory,
+    }
+    if cfg.dataset.source == "random":
+        from ecorec.data.random_source import RandomBatchLoader
+
+        return RandomBatchLoader(random_source_config(cfg), **common)
+    from ecorec.data import ParquetBatchLoader
+
+    return ParquetBatchLoader(cfg.dataset.path, **common)

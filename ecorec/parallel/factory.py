@@ -20,11 +20,12 @@ from ecorec.models import (
 from ecorec.parallel.bwp import BatchWisePipeline
 from ecorec.parallel.comm import world_of
 from ecorec.parallel.dp import DataParallelEmbeddings
+from ecorec.parallel.hetgmp import HetGMPEmbeddings, HetGMPModel
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.torchrec_baseline import TorchRecBaseline
 from ecorec.parallel.twp import TableWisePipeline
-from ecorec.parallel.types import DenseOptimizerSettings, ParallelMode, TablePlacement
+from ecorec.parallel.types import DenseOptimizerSettings, HetGMPSettings, ParallelMode, TablePlacement
 
 __all__ = ["DistributedModel", "build_distributed_model"]
 
@@ -48,6 +49,7 @@ def build_distributed_model(
     local_batch_size: int | None = None,
     group: dist.ProcessGroup | None = None,
     device: torch.device | str | None = None,
+    hetgmp: HetGMPSettings | None = None,
 ) -> DistributedModel:
     """Build this rank's part of the model for ``mode``.
 
@@ -63,6 +65,7 @@ def build_distributed_model(
         num_micro_batches: bwp micro-batches.
         local_batch_size: b, for TorchRec's planner.
         group, device: process group; device.
+        hetgmp: owner, mirrors, bound and prefetch of the ``hetgmp`` mode (uncompressed tables only).
     """
     mode = ParallelMode(mode)
     rank, world_size = world_of(group)
@@ -79,6 +82,23 @@ def build_distributed_model(
         return TorchRecBaseline(
             specs, head, dense_optimizer, embedding_optimizer, seed, local_batch_size, group, device
         )
+    if mode is ParallelMode.HETGMP:
+        if table_settings.algorithm != "none":
+            raise ValueError("mode 'hetgmp' trains uncompressed rows: set the TT algorithm to 'none'")
+        if hetgmp is None:
+            raise ValueError("mode 'hetgmp' needs HetGMPSettings (owner, mirrors, bound, prefetch)")
+        store = HetGMPEmbeddings(
+            specs,
+            hetgmp.owner,
+            hetgmp.mirrors,
+            embedding_optimizer,
+            bound=hetgmp.bound,
+            seed=seed,
+            prefetch=hetgmp.prefetch,
+            group=group,
+            device=device,
+        )
+        return HetGMPModel(head, store, dense_optimizer, embedding_optimizer, group=group, device=device)
     if mode is ParallelMode.BATCH_WISE_PIPELINE and embedding_optimizer.update == "fused":
         _LOG.info(
             "bwp applies the embedding update once per batch, after every micro-batch's backward: "

@@ -94,10 +94,11 @@ class PartitionedBatchLoader:
         return self.steps_per_epoch
 
     def state_dict(self) -> dict[str, int]:
-        return {"step": self._step}
+        """The position ``{"epoch", "batch"}`` as ``ParquetBatchLoader`` (``batch``: step in the epoch)."""
+        return {"epoch": self._step // self.steps_per_epoch, "batch": self._step % self.steps_per_epoch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._step = int(state["step"])
+        self._step = int(state["epoch"]) * self.steps_per_epoch + int(state["batch"])
 
     def read_step(self, reader: ParquetRangeReader, step: int) -> Batch:
         """The batch of ``step`` (reads the row groups holding its samples)."""

@@ -434,6 +434,15 @@ class HetGMPEmbeddings(EmbeddingStrategy):
     def set_learning_rate(self, lr: float) -> None:
         self.lr = lr
 
+    def stats_record(self) -> dict[str, Any]:
+        """The counters as plain data, with the store's memory (``owned`` / ``mirrors`` bytes) and mirror
+        rows."""
+        return {
+            **self.stats.as_dict(),
+            "memory": self.store.memory_bytes(),
+            "mirror_rows": self.store.n_mirror,
+        }
+
     def owned_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(global ids [n_own], weights [n_own, D])`` of the rows this rank owns (after :meth:`flush`, the
         trained values)."""

@@ -5,6 +5,7 @@
 - ``refine``: HET-GMP's alternating refinement, deterministic.
 - ``partition``: ``partition_graph`` (random / hetgmp / metis / hypergraph), ``Partition`` (.npz).
 - ``fetches``: exact per-step fetch counts for a given batch schedule.
+- ``run``: ``partition_dataset`` (dataset -> partition file), CLI ``python -m ecorec.planner.partition``.
 """
 
 from ecorec.planner.partition.fetches import count_remote_fetches, rank_step_samples
@@ -22,6 +23,7 @@ from ecorec.planner.partition.partition import (
     PartitionMethod,
     partition_graph,
 )
+from ecorec.planner.partition.run import partition_dataset
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,6 +37,7 @@ __all__ = [
     "dataset_fingerprint",
     "fetch_matrix",
     "graph_from_lists",
+    "partition_dataset",
     "partition_graph",
     "priority_lists",
     "rank_step_samples",

@@ -8,11 +8,13 @@ Methods (``PartitionMethod``):
 - ``metis``: METIS (``pymetis``) on the bipartite sample-row graph with two balance constraints (samples and
   rows balanced separately); its edge cut is the number of (sample, remote row) pairs, i.e. remote rows per
   sample summed over samples, without the per-batch deduplication.
-- ``hypergraph``: Mt-KaHyPar (``mtkahypar``, connectivity objective ``km1``). Nodes are samples and rows; each
-  referenced row ``e`` is a hyperedge over itself and the samples that reference it, so ``lambda_e - 1`` is
-  the number of ranks other than ``e``'s owner that need ``e``, and ``km1`` is exactly the number of distinct
-  (row, remote rank) fetches per epoch (the soft count at saturation). Modelling samples as hyperedges over
-  rows would instead count remote *ranks* per sample, not rows.
+- ``hypergraph``: Mt-KaHyPar (``mtkahypar``, connectivity objective ``km1``, its deterministic preset). Nodes
+  are the samples (balanced); each row referenced by >= 2 samples is a hyperedge over them; a row's owner is
+  the rank holding most of its samples. Then ``lambda_e - 1`` is the number of ranks other than ``e``'s
+  owner that need ``e``, and ``km1`` is exactly the number of distinct (row, remote rank) pairs per epoch
+  (the soft count at saturation). The issue's phrasing, samples as hyperedges over rows, would count remote
+  *ranks* per sample rather than rows; putting rows in the node set too (tried) lets the balance constraint
+  trade samples against rows and put most samples on one rank.
 
 Rows no sample references are never fetched; the library methods leave them out of their graphs and give them
 round-robin owners (``id % P``).
@@ -218,23 +220,23 @@ def _hypergraph(
 
     N, E = graph.num_samples, graph.num_rows
     deg = graph.degrees()
-    used = np.flatnonzero(deg > 0)
+    used = np.flatnonzero(deg > 1)  # a row of one sample can never be cut
     colptr, col_samples = graph.csc()
-    nodes_of_row = np.arange(used.size) + N
-    edges = [
-        [int(nodes_of_row[k]), *col_samples[colptr[e] : colptr[e + 1]].tolist()] for k, e in enumerate(used)
-    ]
+    edges = [col_samples[colptr[e] : colptr[e + 1]].tolist() for e in used]
     init = mtkahypar.initialize(threads, False)
     mtkahypar.set_seed(seed)
     ctx = init.context_from_preset(mtkahypar.PresetType.DETERMINISTIC)
     ctx.set_partitioning_parameters(P, epsilon, mtkahypar.Objective.KM1)
     ctx.logging = False
-    hg = init.create_hypergraph(ctx, N + used.size, len(edges), edges)
-    parts = np.asarray(hg.partition(ctx).get_partition(), dtype=np.int64)
-    owner = np.zeros(E, dtype=np.int64)
-    owner[used] = parts[N:]
+    hg = init.create_hypergraph(ctx, N, len(edges), edges)
+    data = np.asarray(hg.partition(ctx).get_partition(), dtype=np.int64)
+    # owner: the rank holding most of the row's samples (ties rotate with the id), so it is in the row's
+    # connectivity set and km1 counts exactly its remote ranks
+    cnt = count_matrix(graph.indptr, graph.indices, data, P, E).astype(np.int64)
+    rotate = (np.arange(P)[:, None] + np.arange(E)[None, :]) % P
+    owner = np.argmax(cnt * P + rotate, axis=0).astype(np.int64)
     _round_robin_unreferenced(owner, deg, P)
-    return parts[:N].copy(), owner
+    return data, owner
 
 
 def partition_graph(

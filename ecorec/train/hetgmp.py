@@ -9,7 +9,7 @@ loader (equal contiguous shards, as HET-GMP validates).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from ecorec.parallel import HetGMPSettings
 from ecorec.planner.partition import Partition, dataset_fingerprint
 from ecorec.train.config import RunConfig
 
-__all__ = ["hetgmp_metrics", "hetgmp_setup", "hetgmp_train_loader"]
+__all__ = ["hetgmp_metrics", "hetgmp_run_dict", "hetgmp_setup", "hetgmp_train_loader"]
 
 
 def hetgmp_setup(
@@ -76,4 +76,52 @@ def hetgmp_metrics(model: Any, part: Partition, all_stats: list[dict[str, Any]])
         "mirror_bytes": [s["memory"]["mirrors"] for s in all_stats],
         "owned_bytes": [s["memory"]["owned"] for s in all_stats],
         "mirror_rows": [s["mirror_rows"] for s in all_stats],
+    }
+
+
+def hetgmp_run_dict(
+    section: Mapping[str, Any],
+    *,
+    partitioner: str,
+    store_rate: float,
+    bound: int,
+    dataset_path: str,
+    partition_path: str,
+    output_dir: str,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The run config (plain data for ``run_config_from_dict``) of one point of the workflow's HET-GMP grid.
+
+    ``section`` is config.yaml's ``hetgmp`` entry: ``world``, ``batch`` (local), ``steps``, ``eval_batches``,
+    ``seed``, ``prefetch``, ``model``, ``embeddings`` (optimizer, lr), ``dense_optimizer``, and optionally
+    ``timing_warmup_steps`` / ``timing_windows``.
+    """
+    world, batch = int(section["world"]), int(section["batch"])
+    return {
+        "run": {
+            "seed": int(section.get("seed", 0)),
+            "device": device,
+            "output_dir": output_dir,
+            "name": f"hetgmp-{partitioner}-s{store_rate:g}-B{bound}",
+        },
+        "dataset": {"path": dataset_path, "prefetch": 1, "shuffle": True},
+        "model": dict(section["model"]),
+        "embeddings": {"algorithm": "none", "update": "plain", **dict(section["embeddings"])},
+        "dense_optimizer": dict(section["dense_optimizer"]),
+        "parallel": {"mode": "hetgmp", "world_size": world},
+        "hetgmp": {
+            "partition": partition_path,
+            "store_rate": float(store_rate),
+            "bound": int(bound),
+            "prefetch": bool(section.get("prefetch", False)),
+        },
+        "train": {
+            "global_batch_size": world * batch,
+            "steps": int(section["steps"]),
+            "eval_batches": int(section["eval_batches"]),
+            "eval_splits": ["val"],
+            "timing_warmup_steps": int(section.get("timing_warmup_steps", 2)),
+            "timing_windows": int(section.get("timing_windows", 3)),
+            "log_every": 0,
+        },
     }

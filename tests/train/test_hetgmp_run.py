@@ -4,13 +4,28 @@ HET-GMP's refinement, and a partition made for another world size stopped before
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ecorec.planner.partition import partition_dataset
-from tests.train.test_run import _launch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _launch(config: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHON"] = sys.executable
+    cmd = ["bash", str(REPO / "workflow_scripts" / "launch_torchrun.sh"), "--config", str(config)]
+    return subprocess.run(
+        [*cmd, "--nproc-per-agent", "2"], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")

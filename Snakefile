@@ -1,6 +1,7 @@
 # EcoRec reproduction pipeline.
 #   snakemake --cores 2                       the embedded default (config.yaml): synthetic data, CPU, minutes
 #   snakemake --cores 2 fig11                 one figure
+#   snakemake --cores 2 hetgmp                HET-GMP partitioners x store_rate x bound (rules/hetgmp.smk)
 #   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
 from snakemake.utils import min_version
 
@@ -20,6 +21,7 @@ include: "rules/binary_data.smk"
 include: "rules/stats.smk"
 include: "rules/train.smk"
 include: "rules/figures.smk"
+include: "rules/hetgmp.smk"
 
 
 rule all:

@@ -79,6 +79,9 @@ class ParallelMode(enum.StrEnum):
     TORCHREC = "torchrec"
     """TorchRec ``DistributedModelParallel`` over an uncompressed ``EmbeddingBagCollection`` (the
     baseline)."""
+    HETGMP = "hetgmp"
+    """HET-GMP: rows sharded by a graph partition's owner, hot-row mirrors, bounded staleness
+    (``ecorec.parallel.hetgmp``)."""
 
     @classmethod
     def planned(cls) -> tuple[ParallelMode, ...]:

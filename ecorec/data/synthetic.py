@@ -10,6 +10,9 @@ What it reproduces (all seeded and deterministic, no network):
   unique rows are drawn from the stats file's "histogram of col sizes" (capped by the table's rows and the
   batch's nnz), the rows are picked by a persistent per-table Zipf popularity (weighted sampling without
   replacement), and the largest counts go to the most popular picks, so hot rows stay hot across batches;
+- optional co-occurrence structure (``communities``, ``locality``; off by default): latent sample
+  communities that prefer their own rows, so that graph partitioning (HET-GMP) has something to find
+  (``community_remap``);
 - dense features ``N(0, 1)`` and labels from a planted logistic model over a few sparse features (a scalar
   effect per row, summed over the bag) plus a linear term in the dense features, so a model can learn
   something real.
@@ -114,6 +117,8 @@ class SyntheticConfig:
         num_dense: dense features. planted_tables: tables carrying label signal (default: min(4, T)).
         planted_weight / dense_weight / label_bias: scale of the sparse and dense terms, and the logit bias.
         seed: everything derives from it.
+        communities / locality: co-occurrence knob (``community_remap``); off unless ``communities > 1`` and
+            ``locality > 0``, and then the output is byte-identical to a config without them.
     """
 
     num_tables: int = 32
@@ -133,6 +138,9 @@ class SyntheticConfig:
     dense_weight: float = 1.0
     label_bias: float = -1.0
     seed: int = 0
+    # co-occurrence structure (HET-GMP, issue 16; see ``community_remap``): 0 / 0.0 = off, the default
+    communities: int = 0
+    locality: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rows is not None:
@@ -156,6 +164,11 @@ class SyntheticConfig:
                 raise ValueError(f"SyntheticConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.pooling_dispersion <= 0:
             raise ValueError(f"SyntheticConfig.pooling_dispersion must be > 0, got {self.pooling_dispersion}")
+        if self.communities < 0 or not 0.0 <= self.locality <= 1.0:
+            raise ValueError(
+                f"SyntheticConfig: communities must be >= 0 and locality in [0, 1], got "
+                f"communities={self.communities}, locality={self.locality}"
+            )
         if self.num_dense < 0 or not 0 <= self.planted_tables <= self.num_tables:
             raise ValueError(
                 f"SyntheticConfig: num_dense must be >= 0 and planted_tables in [0, num_tables], got "
@@ -174,7 +187,15 @@ class SyntheticConfig:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["rows"] = list(self.rows) if self.rows is not None else None
+        if not self.has_communities:  # existing configs keep byte-identical metadata
+            out.pop("communities")
+            out.pop("locality")
         return out
+
+    @property
+    def has_communities(self) -> bool:
+        """Whether the co-occurrence knob is on (``communities > 1`` and ``locality > 0``)."""
+        return self.communities > 1 and self.locality > 0
 
 
 def load_target_stats(stats_file: str | os.PathLike[str] | None = None) -> LocalityStatsBlock:
@@ -314,6 +335,49 @@ def table_batch_indices(
     return values, counts
 
 
+# -- co-occurrence structure (HET-GMP, issue 16) -----------------------------------------------------------
+_STREAM_COMMUNITIES = 6
+
+
+def community_remap(
+    rng: np.random.Generator,
+    values: np.ndarray,
+    communities: np.ndarray,
+    popularity: RowPopularity,
+    num_communities: int,
+    locality: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make samples of one latent community prefer their own rows (the ``communities`` / ``locality`` knob).
+
+    Every row of a table belongs to community ``rank % K`` (``rank``: its popularity rank, ``K`` =
+    ``num_communities``). Each index, independently with probability ``locality``, moves to the row of the
+    same popularity tier (``rank // K``) in its sample's community: ``rank' = (rank // K) * K + c`` (kept when
+    that rank is past the table's end). ``locality = 0`` is the independent Zipf stream; ``locality = 1`` puts
+    every index of a community-``c`` sample on community-``c`` rows, so a partition by community removes
+    all remote rows. Popularity is kept within a tier (``K`` ranks), but a hot row's accesses split among the
+    ``K`` rows of its tier, so reuse per row drops with ``locality`` (the achieved histogram is recorded).
+
+    Args:
+        values: ``[nnz]`` row ids of one table in bag order. communities: ``[nnz]`` the community of each
+            index's sample.
+    Returns:
+        ``(values [nnz], counts [U])``: remapped ids and the access count of each unique row.
+    """
+    K = num_communities
+    order = popularity.rows_by_rank.astype(np.int64)
+    rank_of = np.empty(popularity.num_rows, dtype=np.int64)
+    rank_of[order] = np.arange(popularity.num_rows)
+    rank = rank_of[values]
+    moved = (rank // K) * K + communities
+    move = (rng.random(values.size) < locality) & (moved < popularity.num_rows)
+    out = np.where(move, order[np.minimum(moved, popularity.num_rows - 1)], values)
+    counts = np.unique(out, return_counts=True)[1]
+    return out, -np.sort(-counts)
+
+
+# -- end co-occurrence structure ----------------------------------------------------------------------------
+
+
 def _log_uniform_rows(rng: np.random.Generator, n: int, rows_min: int, rows_max: int) -> np.ndarray:
     rows = np.exp(rng.uniform(math.log(rows_min), math.log(rows_max), size=n))
     return np.clip(np.round(rows), rows_min, rows_max).astype(np.int64)
@@ -427,6 +491,15 @@ class SyntheticDatasetGenerator:
             values, counts = table_batch_indices(
                 _rng(cfg.seed, _STREAM_INDICES, index, t), lengths[:, t], self._popularity[t], self.sampler
             )
+            if cfg.has_communities:  # co-occurrence knob (issue 16); off by default
+                values, counts = community_remap(
+                    _rng(cfg.seed, _STREAM_COMMUNITIES, index, t),
+                    values,
+                    np.repeat(self.sample_communities(index, n), lengths[:, t]),
+                    self._popularity[t],
+                    cfg.communities,
+                    cfg.locality,
+                )
             self.locality.add(counts)
             self.total_indices[t] += len(values)
             columns[self.features[t]] = sparse_column(lengths[:, t], values)
@@ -442,6 +515,10 @@ class SyntheticDatasetGenerator:
             **columns,
         }
         return pa.RecordBatch.from_pydict(arrays)
+
+    def sample_communities(self, index: int, n: int) -> np.ndarray:
+        """``[n]`` latent community of each sample of batch ``index`` (co-occurrence knob)."""
+        return _rng(self.config.seed, _STREAM_COMMUNITIES, index).integers(0, self.config.communities, n)
 
     def batches(self, progress: bool = False) -> Iterator[pa.RecordBatch]:
         for index in tqdm(range(self.num_batches), desc="synthetic", unit="batch", disable=not progress):

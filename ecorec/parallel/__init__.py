@@ -4,7 +4,8 @@
 - ``mp``  ``ModelParallelEmbeddings``: my tables for the global batch, pooled embeddings by all-to-all;
 - ``bwp`` ``BatchWisePipeline``: mp over micro-batches, all-to-all of m overlapping compute of m+1;
 - ``twp`` ``TableWisePipeline``: EcoRec's table-wise pipeline, stages of tables overlapping their all-to-alls;
-- ``torchrec`` ``TorchRecBaseline``: TorchRec DMP + ``TrainPipelineSparseDist`` over uncompressed tables.
+- ``torchrec`` ``TorchRecBaseline``: TorchRec DMP + ``TrainPipelineSparseDist`` over uncompressed tables;
+- ``hetgmp`` ``HetGMPEmbeddings``: HET-GMP's partitioned rows, mirrors and bounded staleness (own samples).
 
 All modes put the same samples on the same ranks and produce the gradients of the mean loss over the global
 batch, so their loss curves equal a single process's. ``build_distributed_model`` is the one entry point.
@@ -16,6 +17,7 @@ from ecorec.parallel.comm import GradientAllReduce, PooledAllToAll, all_gather_e
 from ecorec.parallel.dp import DataParallelEmbeddings
 from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.factory import DistributedModel, build_distributed_model
+from ecorec.parallel.hetgmp import HetGMPEmbeddings, HetGMPModel, HetGMPStats
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.optim import make_dense_optimizer, make_embedding_optimizer
@@ -24,6 +26,7 @@ from ecorec.parallel.twp import TableWisePipeline, table_wise_stages
 from ecorec.parallel.types import (
     BatchLike,
     DenseOptimizerSettings,
+    HetGMPSettings,
     InputLayout,
     ParallelMode,
     StepOutput,
@@ -39,6 +42,10 @@ __all__ = [
     "DistributedModel",
     "EmbeddingStrategy",
     "GradientAllReduce",
+    "HetGMPEmbeddings",
+    "HetGMPModel",
+    "HetGMPSettings",
+    "HetGMPStats",
     "HybridParallelModel",
     "InputLayout",
     "ModelParallelEmbeddings",

@@ -20,11 +20,12 @@ from ecorec.models import (
 from ecorec.parallel.bwp import BatchWisePipeline
 from ecorec.parallel.dp import DataParallelEmbeddings
 from ecorec.parallel.env import ShardingEnv
+from ecorec.parallel.hetgmp import HetGMPEmbeddings, HetGMPModel
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.mp import ModelParallelEmbeddings
 from ecorec.parallel.torchrec_baseline import TorchRecBaseline
 from ecorec.parallel.twp import TableWisePipeline
-from ecorec.parallel.types import DenseOptimizerSettings, ParallelMode, TablePlacement
+from ecorec.parallel.types import DenseOptimizerSettings, HetGMPSettings, ParallelMode, TablePlacement
 
 __all__ = ["DistributedModel", "build_distributed_model"]
 
@@ -49,6 +50,7 @@ def build_distributed_model(
     group: dist.ProcessGroup | None = None,
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    hetgmp: HetGMPSettings | None = None,
 ) -> DistributedModel:
     """Build this rank's part of the model for ``mode``.
 
@@ -66,6 +68,7 @@ def build_distributed_model(
         group, device: process group; device.
         precision: ``fp32`` | ``bf16`` | ``fp16`` autocast of the head (``ecorec.parallel.precision``); the
             ``torchrec`` mode trains in fp32 only.
+        hetgmp: owner, mirrors, bound and prefetch of the ``hetgmp`` mode (uncompressed tables only).
     """
     mode = ParallelMode(mode)
     features = [s.name for s in specs]
@@ -82,6 +85,25 @@ def build_distributed_model(
             raise ValueError("mode 'torchrec' needs local_batch_size for its planner")
         return TorchRecBaseline(
             specs, head, dense_optimizer, embedding_optimizer, seed, local_batch_size, group, device
+        )
+    if mode is ParallelMode.HETGMP:
+        if table_settings.algorithm != "none":
+            raise ValueError("mode 'hetgmp' trains uncompressed rows: set the TT algorithm to 'none'")
+        if hetgmp is None:
+            raise ValueError("mode 'hetgmp' needs HetGMPSettings (owner, mirrors, bound, prefetch)")
+        store = HetGMPEmbeddings(
+            specs,
+            hetgmp.owner,
+            hetgmp.mirrors,
+            embedding_optimizer,
+            bound=hetgmp.bound,
+            seed=seed,
+            prefetch=hetgmp.prefetch,
+            group=group,
+            device=device,
+        )
+        return HetGMPModel(
+            head, store, dense_optimizer, embedding_optimizer, group=group, device=device, precision=precision
         )
     if mode is ParallelMode.BATCH_WISE_PIPELINE and embedding_optimizer.update == "fused":
         _LOG.info(

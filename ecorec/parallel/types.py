@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
@@ -20,6 +20,7 @@ from ecorec.types import ParallelMode  # defined once, torch-free (re-exported h
 __all__ = [
     "BatchLike",
     "DenseOptimizerSettings",
+    "HetGMPSettings",
     "InputLayout",
     "ParallelMode",
     "StepOutput",
@@ -69,6 +70,21 @@ class DenseOptimizerSettings:
             raise ValueError(f"dense optimizer kind must be sgd, adagrad or adam, got {self.kind!r}")
         if not self.lr >= 0:
             raise ValueError(f"dense optimizer lr must be >= 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class HetGMPSettings:
+    """What the ``hetgmp`` mode needs beyond the other modes' settings.
+
+    ``owner``: ``[E]`` owner rank of every global row (the partition's ``embed_partition``); ``mirrors``: the
+    global ids this rank mirrors (``Partition.mirrors_of(rank, store_rate)``); ``bound``: staleness bound in
+    occurrence-weighted updates; ``prefetch``: pull step t+1's rows during step t.
+    """
+
+    owner: Any
+    mirrors: Any
+    bound: int = 0
+    prefetch: bool = False
 
 
 @dataclass

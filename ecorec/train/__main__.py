@@ -36,6 +36,15 @@ def prepare(cfg: RunConfig) -> str:
             build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
     except (ValueError, RuntimeError) as err:
         raise ConfigError(f"{cfg.source}: model: {err}") from err
+    if cfg.parallel.mode == "hetgmp":  # issue 16: the partition must fit this dataset and world size
+        from ecorec.planner.partition import PartitionError
+        from ecorec.train.hetgmp import hetgmp_setup
+
+        try:
+            hetgmp_setup(cfg, metadata, features, 0, cfg.parallel.world_size)
+        except PartitionError as err:
+            raise ConfigError(f"{cfg.source}: hetgmp.partition: {err}") from err
+        return "partition checked"
     if cfg.parallel.mode not in ("mp", "bwp", "twp"):
         return "no plan needed"
     specs = table_specs(metadata, features, cfg.model.embedding_dim)

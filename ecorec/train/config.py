@@ -11,7 +11,8 @@ defaults (see ``docs/architecture.md`` and the README's "Training" section for a
 - ``dense_optimizer``: sgd / adagrad / adam;
 - ``lr_schedule``: MLPerf DLRM warm-up and polynomial decay (``ecorec.train.schedule``);
 - ``parallel``: mode and world size, sharding plan (file or planner method), twp stages, bwp micro-batches;
-- ``train``: global batch size, steps, evaluation, AUROC target, checkpoints, timing windows.
+- ``train``: global batch size, steps, evaluation, AUROC target, checkpoints, timing windows;
+- ``hetgmp``: the ``hetgmp`` mode's partition file, store_rate, bound, prefetch (``HetGMPSection``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "DatasetSection",
     "DenseOptimizerSection",
     "EmbeddingsSection",
+    "HetGMPSection",
     "LRScheduleSection",
     "ModelSection",
     "ParallelSection",
@@ -166,6 +168,50 @@ class TrainSection:
     log_every: int = 10
 
 
+# -- hetgmp (issue 16) -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HetGMPSection:
+    """``parallel.mode: hetgmp`` only: ``partition`` (a ``.npz`` of ``ecorec.planner.partition`` made for this
+    dataset's train split, these features and this world size), ``store_rate`` (mirrored fraction of each
+    rank's priority list), ``bound`` (staleness bound), ``prefetch`` (pull step t+1 during step t)."""
+
+    partition: str | None = None
+    store_rate: float = 0.0
+    bound: int = 0
+    prefetch: bool = False
+
+
+def _check_hetgmp(cfg: RunConfig, src: str, check_paths: bool) -> None:
+    h, defaults = cfg.hetgmp, HetGMPSection()
+    if cfg.parallel.mode != "hetgmp":
+        if h != defaults:
+            raise ConfigError(
+                f"{src}: hetgmp: set, but parallel.mode is {cfg.parallel.mode!r} (has no effect)"
+            )
+        return
+    if cfg.embeddings.algorithm != "none":
+        raise ConfigError(
+            f"{src}: embeddings.algorithm: mode 'hetgmp' trains uncompressed rows; set it to 'none' "
+            f"(got {cfg.embeddings.algorithm!r})"
+        )
+    if cfg.embeddings.optimizer not in ("sgd", "rowwise_adagrad"):
+        raise ConfigError(
+            f"{src}: embeddings.optimizer: mode 'hetgmp' supports sgd and rowwise_adagrad, got "
+            f"{cfg.embeddings.optimizer!r}"
+        )
+    if h.partition is None:
+        raise ConfigError(f"{src}: hetgmp.partition: required for mode 'hetgmp'")
+    if not 0.0 <= h.store_rate <= 1.0:
+        raise ConfigError(f"{src}: hetgmp.store_rate: must be in [0, 1], got {h.store_rate}")
+    if h.bound < 0:
+        raise ConfigError(f"{src}: hetgmp.bound: must be >= 0, got {h.bound}")
+    if check_paths and not Path(h.partition).is_file():
+        raise ConfigError(f"{src}: hetgmp.partition: {h.partition} does not exist")
+
+
+# -- end hetgmp ---------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
@@ -176,6 +222,7 @@ class RunConfig:
     lr_schedule: LRScheduleSection = field(default_factory=LRScheduleSection)
     parallel: ParallelSection = field(default_factory=ParallelSection)
     train: TrainSection = field(default_factory=TrainSection)
+    hetgmp: HetGMPSection = field(default_factory=HetGMPSection)
     source: str = "config"
 
     def to_dict(self) -> dict[str, Any]:
@@ -490,6 +537,7 @@ def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = 
     built = {name: _section(hints[name], data.get(name), f"{source}: {name}") for name in sections}
     cfg = RunConfig(**built, source=source)
     _check(cfg, source, check_paths)
+    _check_hetgmp(cfg, source, check_paths)
     return cfg
 
 

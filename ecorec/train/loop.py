@@ -248,6 +248,11 @@ def _run(
         if mode == "twp":
             stages = twp_stages(cfg, plan, costs)
     head = build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
+    hetgmp = partition = None
+    if mode == "hetgmp":  # issue 16: partition file -> owners, mirrors, per-rank samples
+        from ecorec.train.hetgmp import hetgmp_setup
+
+        hetgmp, partition = hetgmp_setup(cfg, metadata, features, ctx.rank, ctx.world_size)
     model = build_distributed_model(
         mode,
         specs,
@@ -262,8 +267,14 @@ def _run(
         local_batch_size=cfg.train.global_batch_size // ctx.world_size,
         device=ctx.device,
         precision=cfg.train.precision,
+        hetgmp=hetgmp,
     )
-    train_loader = _loader(cfg, ctx, model, "train", cfg.dataset.shuffle)
+    if partition is not None:
+        from ecorec.train.hetgmp import hetgmp_train_loader
+
+        train_loader = hetgmp_train_loader(cfg, partition, ctx.rank, ctx.world_size, features)
+    else:
+        train_loader = _loader(cfg, ctx, model, "train", cfg.dataset.shuffle)
     if len(train_loader) == 0:
         raise ValueError(
             f"{cfg.source}: train.global_batch_size={cfg.train.global_batch_size} is larger than the "
@@ -348,6 +359,10 @@ def _run(
         if state.stopped_early:
             break
     progress.close()
+    hetgmp_stats = None
+    if partition is not None:  # issue 16: every pending mirror update reaches its owner before evaluation
+        model.strategy.flush()
+        hetgmp_stats = gather_objects(model.strategy.stats_record())
     final = {split: run_eval(split) for split in eval_splits}
     state.evals.extend(final.values())
     mlog.run_stop(reached_target=state.stopped_early)
@@ -388,6 +403,10 @@ def _run(
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}
     if stages is not None:
         metrics["stages"] = {str(r): groups for r, groups in stages.items()}
+    if hetgmp_stats is not None:
+        from ecorec.train.hetgmp import hetgmp_metrics
+
+        metrics["hetgmp"] = hetgmp_metrics(model, partition, hetgmp_stats)
     if hasattr(model, "sharding_types"):
         metrics["sharding_types"] = model.sharding_types()
     record = RunRecord(

@@ -1,0 +1,146 @@
+"""Per-rank sample schedules for partitioned training (HET-GMP): rank ``r`` trains on its own sample list.
+
+A data partition gives every rank its own list of split samples, of unequal lengths. Every rank still steps
+together with the same local batch ``b``: rank ``r``'s step ``t`` takes positions ``[t*b, (t+1)*b)`` of the
+endless concatenation of passes over its list (pass ``k`` in ascending order, or, with ``shuffle``, in the
+permutation drawn from ``(seed, r, k)``). A rank with fewer samples simply starts its next pass sooner (as
+HET-GMP's workers, which each loop over their own shard for a fixed number of iterations); "an epoch" of the
+run is ``ceil(N / (R*b))`` steps, the steps in which the split's ``N`` samples are seen once on average.
+
+``rank_step_samples`` is the single definition of this schedule: the batch reader (``PartitionedBatchLoader``)
+and the fetch predictor (``ecorec.planner.partition.count_remote_fetches``) both call it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from ecorec.data.loader import Batch, _jagged
+from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, read_metadata
+
+__all__ = ["PartitionedBatchLoader", "rank_step_samples"]
+
+
+def rank_step_samples(
+    samples: np.ndarray, batch_size: int, step: int, *, rank: int = 0, seed: int = 0, shuffle: bool = False
+) -> np.ndarray:
+    """``[b]`` split-relative sample ids rank ``rank`` trains on at ``step`` (``samples``: its list)."""
+    n = int(samples.size)
+    if n == 0:
+        raise ValueError(f"rank {rank} has no samples in its partition")
+    if batch_size < 1 or step < 0:
+        raise ValueError(f"batch_size must be >= 1 and step >= 0, got {batch_size}, {step}")
+    pos = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
+    passes, within = pos // n, pos % n
+    out = np.empty(batch_size, dtype=np.int64)
+    for k in np.unique(passes):
+        order = np.random.default_rng([seed, rank, int(k)]).permutation(n) if shuffle else np.arange(n)
+        sel = passes == k
+        out[sel] = samples[order[within[sel]]]
+    return out
+
+
+class PartitionedBatchLoader:
+    """This rank's batches under a data partition (``layout="local"``: its ``b`` samples, every feature).
+
+    Args:
+        path: dataset folder. split: the split the partition covers.
+        samples: this rank's split-relative sample ids (``Partition.samples_of(rank)``).
+        local_batch_size: ``b`` (the same on every rank).
+        steps_per_epoch: steps one iteration yields (every rank must use the same number).
+        rank, seed, shuffle: the schedule (``rank_step_samples``).
+        features: sparse features in KJT key order (default all).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        split: str,
+        samples: np.ndarray,
+        local_batch_size: int,
+        steps_per_epoch: int,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = False,
+        features: Sequence[str] | None = None,
+    ) -> None:
+        self.metadata = read_metadata(path)
+        meta = self.metadata
+        if split not in meta.splits:
+            raise ValueError(f"{meta.root}: no split {split!r}; the dataset has {sorted(meta.splits)}")
+        self.split_start, self.split_stop = meta.splits[split]
+        samples = np.asarray(samples, dtype=np.int64)
+        if samples.size and (samples.min() < 0 or samples.max() >= self.split_stop - self.split_start):
+            raise ValueError(f"{meta.root}: partition samples outside split {split!r}")
+        self.samples = samples
+        self.local_batch_size = local_batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.rank, self.seed, self.shuffle = rank, seed, shuffle
+        self.features = tuple(meta.features if features is None else features)
+        self._columns = (
+            *((LABEL,) if meta.has_labels else ()),
+            *((DENSE,) if meta.num_dense else ()),
+            *self.features,
+        )
+        self._step = 0
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """The position ``{"epoch", "batch"}`` as ``ParquetBatchLoader`` (``batch``: step in the epoch)."""
+        return {"epoch": self._step // self.steps_per_epoch, "batch": self._step % self.steps_per_epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._step = int(state["epoch"]) * self.steps_per_epoch + int(state["batch"])
+
+    def read_step(self, reader: ParquetRangeReader, step: int) -> Batch:
+        """The batch of ``step`` (reads the row groups holding its samples)."""
+        ids = rank_step_samples(
+            self.samples, self.local_batch_size, step, rank=self.rank, seed=self.seed, shuffle=self.shuffle
+        )
+        rows = [reader.read(int(s) + self.split_start, int(s) + self.split_start + 1) for s in ids]
+        values, lengths = [], []
+        for f in self.features:
+            for row in rows:
+                v, ln = _jagged(row[f])
+                values.append(v)
+                lengths.append(ln)
+        kjt = KeyedJaggedTensor(
+            keys=list(self.features),
+            values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
+            lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
+        )
+        n = ids.size
+        meta = self.metadata
+        if meta.num_dense:
+            dense = np.stack([r[DENSE].flatten().to_numpy(zero_copy_only=False) for r in rows]).reshape(
+                n, meta.num_dense
+            )
+        else:
+            dense = np.zeros((n, 0), dtype=np.float32)
+        labels = (
+            np.concatenate([r[LABEL].to_numpy(zero_copy_only=False) for r in rows])
+            if meta.has_labels
+            else np.zeros(n, dtype=np.float32)
+        )
+        return Batch(
+            sparse=kjt,
+            dense=torch.from_numpy(np.array(dense, dtype=np.float32)),
+            labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        """``steps_per_epoch`` batches from the current step."""
+        end = (self._step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        with ParquetRangeReader(self.metadata, self._columns) as reader:
+            while self._step < end:
+                batch = self.read_step(reader, self._step)
+                self._step += 1
+                yield batch

@@ -1,0 +1,5 @@
+import sys
+
+from ecorec.planner.partition.run import main
+
+sys.exit(main())

@@ -5,6 +5,7 @@ import contextlib
 import polars as pl
 
 from ecorec.planner import compare_sharding_methods, planner_inputs
+from ecorec.stats import read_table_stats
 from ecorec.utils import atomic_path, setup_logging
 
 
@@ -13,7 +14,7 @@ def main(stats_path, calibration_files, output, log_file, wildcards, params):
         logger = setup_logging(None)
         calibration = calibration_files[0] if calibration_files else None  # planner.calibration
         profiles = planner_inputs(
-            pl.read_parquet(stats_path).head(int(wildcards.tables)),
+            read_table_stats(stats_path, int(wildcards.tables)),  # more than the dataset has: error
             wildcards.algorithm,
             global_batch_size=int(wildcards.gbatch),
             world_size=int(wildcards.world),

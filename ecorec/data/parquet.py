@@ -668,6 +668,49 @@ def _as_table(batch: pa.Table | pa.RecordBatch | Mapping[str, pa.Array]) -> pa.T
 # Reading
 
 
+def check_values(table: pa.Table, file: str | os.PathLike[str], row_group: int, first_sample: int) -> None:
+    """Refuse values a model would silently train on wrongly: a ``label`` that is not exactly 0 or 1 (NaN,
+    null, 0.5, 2, ...) and a ``dense`` value that is NaN, infinite or null.
+
+    Vectorised over one decoded row group (``table``, whose row 0 is dataset sample ``first_sample``). Raises
+    ``DataFormatError`` naming the file, the row group, the column (and dense feature index), the first bad
+    sample and value, and how many values are bad.
+    """
+    if LABEL in table.column_names:
+        column = table.column(LABEL)
+        labels = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        bad = ~((labels == 0.0) | (labels == 1.0))
+        if column.null_count:
+            bad |= np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if bad.any():
+            i = int(np.argmax(bad))
+            value = "null" if column[i].as_py() is None else repr(float(labels[i]))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{LABEL}': sample {first_sample + i} has label "
+                f"{value}; labels must be 0 or 1 ({int(bad.sum())} bad label(s) in this row group)"
+            )
+    if DENSE in table.column_names:
+        column = table.column(DENSE)
+        width = column.type.list_size
+        flat = pa.chunked_array([c.flatten() for c in column.chunks], type=column.type.value_type)
+        values = flat.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        bad = ~np.isfinite(values)  # nulls become NaN
+        if column.null_count:
+            rows = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            i = int(np.argmax(rows))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{DENSE}': sample {first_sample + i} has no dense "
+                f"features (null)"
+            )
+        if bad.any():
+            pos = int(np.argmax(bad))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{DENSE}': dense feature {pos % width} of sample "
+                f"{first_sample + pos // width} is {float(values[pos])!r}; dense features must be finite "
+                f"({int(bad.sum())} non-finite value(s) in this row group)"
+            )
+
+
 class ParquetRangeReader:
     """Reads sample ranges of some columns of a dataset, row group by row group, with a small cache.
 
@@ -732,6 +775,9 @@ class ParquetRangeReader:
             raise DataFormatError(
                 f"{self.metadata.root / f.path}: row group {index} unreadable: {err}"
             ) from None
+        check_values(
+            table, self.metadata.root / f.path, index, f.row_start + index * self.metadata.row_group_size
+        )
         self._cache[key] = table
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

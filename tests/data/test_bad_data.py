@@ -44,7 +44,7 @@ def _dataset(path, labels, dense, row_group_size=4):
 
 
 def test_scratch_dir_keeps_the_callers_files(tmp_path):
-    """The caller's scratch folder and an unrelated file in it survive a successful and a failed conversion."""
+    """The caller's scratch folder and an unrelated file in it survive a good and a failed conversion."""
     source = tmp_path / "small.pt.gz"
     write_meta_dlrm_file(source, *synthetic_meta_dlrm_tensors(2, 16, rows_min=5, rows_max=9))
     scratch = tmp_path / "scratch"

@@ -79,7 +79,7 @@ def test_records_are_strict_json(tmp_path):
     assert obj == {"auroc": None, "nested": [1.0, None, {"x": None}], "rate": None}
 
 
-# -- checkpoints of a different config ------------------------------------------------------------------------
+# -- checkpoints of a different config ---------------------------------------------------------------------
 
 
 def _cfg(tmp_path, **changes):

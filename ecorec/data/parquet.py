@@ -668,9 +668,16 @@ def _as_table(batch: pa.Table | pa.RecordBatch | Mapping[str, pa.Array]) -> pa.T
 # Reading
 
 
-def check_values(table: pa.Table, file: str | os.PathLike[str], row_group: int, first_sample: int) -> None:
+def check_values(
+    table: pa.Table,
+    file: str | os.PathLike[str],
+    row_group: int,
+    first_sample: int,
+    num_embeddings: Mapping[str, int] | None = None,
+) -> None:
     """Refuse values a model would silently train on wrongly: a ``label`` that is not exactly 0 or 1 (NaN,
-    null, 0.5, 2, ...) and a ``dense`` value that is NaN, infinite or null.
+    null, 0.5, 2, ...), a ``dense`` value that is NaN, infinite or null, and (with ``num_embeddings``) a
+    sparse id outside ``[0, num_embeddings[feature])``.
 
     Vectorised over one decoded row group (``table``, whose row 0 is dataset sample ``first_sample``). Raises
     ``DataFormatError`` naming the file, the row group, the column (and dense feature index), the first bad
@@ -708,6 +715,25 @@ def check_values(table: pa.Table, file: str | os.PathLike[str], row_group: int, 
                 f"{file}: row group {row_group}: column '{DENSE}': dense feature {pos % width} of sample "
                 f"{first_sample + pos // width} is {float(values[pos])!r}; dense features must be finite "
                 f"({int(bad.sum())} non-finite value(s) in this row group)"
+            )
+    for name in table.column_names:
+        rows = (num_embeddings or {}).get(name)
+        if rows is None:
+            continue
+        column = table.column(name)
+        ids = pa.chunked_array([c.flatten() for c in column.chunks], type=pa.int64())
+        if not len(ids):
+            continue
+        ids_np = ids.to_numpy()
+        lo, hi = int(ids_np.min()), int(ids_np.max())
+        if lo < 0 or hi >= rows:
+            pos = int(np.argmax((ids_np < 0) | (ids_np >= rows)))
+            lengths = np.concatenate([c.value_lengths().fill_null(0).to_numpy() for c in column.chunks])
+            sample = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: feature '{name}': sample {first_sample + sample} has id "
+                f"{int(ids_np[pos])}, outside [0, {rows}) (num_embeddings of '{name}' in metadata.json; "
+                f"ids in this row group span {lo}..{hi})"
             )
 
 
@@ -776,7 +802,11 @@ class ParquetRangeReader:
                 f"{self.metadata.root / f.path}: row group {index} unreadable: {err}"
             ) from None
         check_values(
-            table, self.metadata.root / f.path, index, f.row_start + index * self.metadata.row_group_size
+            table,
+            self.metadata.root / f.path,
+            index,
+            f.row_start + index * self.metadata.row_group_size,
+            self.metadata.num_embeddings,
         )
         self._cache[key] = table
         if len(self._cache) > self._cache_size:

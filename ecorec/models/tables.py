@@ -26,6 +26,7 @@ __all__ = [
     "TableSettings",
     "TableSpec",
     "build_tables",
+    "check_ids",
     "derive_seed",
     "is_tt_table",
     "pool_table",
@@ -207,11 +208,40 @@ def build_tables(
     return tables
 
 
+def check_ids(values: torch.Tensor, num_embeddings: int, name: str = "") -> None:
+    """Raise ``ValueError`` naming the table/feature ``name``, the first bad id and its position when an id of
+    ``values [nnz]`` is outside ``[0, num_embeddings)`` (one min/max reduction)."""
+    if not values.numel():
+        return
+    lo, hi = torch.aminmax(values)
+    if int(lo) < 0 or int(hi) >= num_embeddings:
+        bad = int(torch.nonzero((values < 0) | (values >= num_embeddings))[0, 0])
+        raise ValueError(
+            f"table/feature {name or '?'!r}: id {int(values[bad])} at position {bad} of the batch's "
+            f"{values.numel()} ids is outside [0, {num_embeddings}) (the table has {num_embeddings} rows; "
+            f"min id {int(lo)}, max id {int(hi)})"
+        )
+
+
 def pool_table(
-    table: nn.Module, values: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
+    table: nn.Module,
+    values: torch.Tensor,
+    offsets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    name: str = "",
+    validate: bool = True,
 ) -> torch.Tensor:
     """Pooled embeddings ``[B, D]`` of one table for bags given by ``values: [nnz]`` and ``offsets: [B +
-    1]``."""
+    1]``.
+
+    ``validate``: ids outside ``[0, num_embeddings)`` raise ``ValueError`` naming the table/feature ``name``,
+    the bad id, its position and the table size, for TT and uncompressed tables alike (one min/max per
+    table and batch; without it ``nn.EmbeddingBag`` fails deep inside torch, or on CUDA with a device-side
+    assert).
+    """
+    if validate:
+        check_ids(values, int(table.num_embeddings), name)
     if weights is None:
         return table(values, offsets)
     return table(values, offsets, per_sample_weights=weights)

@@ -161,3 +161,25 @@ def test_pad_last_needs_drop_last_false(tmp_path):
     path = _dataset(tmp_path / "ds", [0, 1, 0, 1], np.zeros(4))
     with pytest.raises(ValueError, match="pad_last=True needs drop_last=False"):
         ParquetBatchLoader(path, global_batch_size=2, pad_last=True)
+
+
+def test_loader_refuses_ids_outside_the_declared_table(tmp_path):
+    table = {
+        "label": pa.array(np.zeros(6, dtype=np.float32)),
+        "f0": sparse_column(np.ones(6, dtype=np.int64), np.arange(6, dtype=np.int64)),  # ids 0..5
+    }
+    write_parquet_dataset(
+        tmp_path / "ds",
+        [table],
+        source="synthetic",
+        features=["f0"],
+        num_embeddings={"f0": 4},  # but ids 4 and 5 occur
+        num_dense=0,
+        has_labels=True,
+        row_group_size=3,
+    )
+    meta = read_metadata(tmp_path / "ds")
+    with pytest.raises(DataFormatError) as err:
+        list(ParquetBatchLoader(tmp_path / "ds", global_batch_size=2, prefetch=0))
+    file = tmp_path / "ds" / meta.files[0].path
+    assert str(err.value).startswith(f"{file}: row group 1: feature 'f0': sample 4 has id 4, outside [0, 4)")

@@ -66,3 +66,21 @@ def test_tt_tables_by_threshold_and_placement_independent():
     full = all_tables["mid"].full_weight()
     expected = torch.nn.functional.embedding_bag(values, full, offsets[:-1], mode="sum")
     torch.testing.assert_close(pool_table(all_tables["mid"], values, offsets), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["none", "ecorec"])
+def test_out_of_range_ids_name_the_table(algorithm):
+    """TT and uncompressed tables alike: the error names the feature, the id and the table size (torch's own
+    message for nn.EmbeddingBag names nothing)."""
+    from ecorec.models import TableSettings, TableSpec, build_tables
+
+    specs = [TableSpec("clicks", 30, 4), TableSpec("user_id", 50, 4)]
+    tables = build_tables(specs, TableSettings(algorithm, (2, 2), tt_min_rows=10), seed=0)
+    values, offsets = torch.tensor([3, 50, 7]), torch.tensor([0, 1, 3])
+    with pytest.raises(
+        ValueError, match=r"table/feature 'user_id': id 50 at position 1 .* outside \[0, 50\)"
+    ):
+        pool_table(tables["user_id"], values, offsets, name="user_id")
+    with pytest.raises(ValueError, match=r"table/feature 'clicks': id -1 at position 0"):
+        pool_table(tables["clicks"], torch.tensor([-1]), torch.tensor([0, 1]), name="clicks")
+    assert pool_table(tables["user_id"], torch.tensor([3, 49, 7]), offsets, name="user_id").shape == (2, 4)

@@ -5,13 +5,30 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 # The workflow drives the ecorec package of this repository, whatever is installed.
 if workflow.basedir not in sys.path:
     sys.path.insert(0, workflow.basedir)
 
+from ecorec.config_schema import check_config  # noqa: E402
 from ecorec.utils.hashing import source_hash  # noqa: E402
+
+# [data #14] one short line (file, key, rule) instead of Snakemake's ~970-line schema dump; then Snakemake's own
+# validate (which also fills defaults) passes.
+check_config(
+    config,
+    Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    getattr(workflow, "configfiles", None) or [],
+)
+validate(config, schema="../schemas/config.schema.yaml")
+
+# [data #14] an unknown system in `train.runs`: a clear error naming the key and the known systems (before any
+# input function looks it up).
+for _index, _run in enumerate(config["train"]["runs"]):
+    if _run["system"] not in config["systems"]:
+        raise ValueError(
+            f"config train.runs[{_index}].system: unknown system {_run['system']!r}; the known systems "
+            f"(config `systems`) are {sorted(config['systems'])}"
+        )
 
 
 def src_hash(*subpackages):

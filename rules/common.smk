@@ -76,6 +76,24 @@ def datasets_of(*sources):
     return "|".join(names) if names else "(?!)"
 
 
+def parquet_dataset_num_tables(path, name):
+    """[data #14] Tables (features) of the prepared dataset at `path` (config `datasets.<name>.path`)."""
+    import json
+
+    metadata = Path(path) / "metadata.json"
+    if not metadata.is_file():
+        raise ValueError(
+            f"config datasets.{name}.path: {path} is not an ecorec Parquet dataset (no {metadata}); write one "
+            "with ecorec.data.write_dataset"
+        )
+    return len(json.loads(metadata.read_text())["features"])
+
+
+def parquet_dataset_input(wildcards):
+    """[data #14] The metadata.json of a `source: parquet` dataset (a change re-registers it)."""
+    return str(Path(dataset_settings(wildcards.dataset)["path"]) / "metadata.json")
+
+
 def synthetic_inputs(wildcards):
     """The locality-stats file a synthetic dataset follows, when the config names one (else the packaged one)."""
     stats_file = dataset_settings(wildcards.dataset).get("stats_file")
@@ -286,6 +304,9 @@ def dataset_num_tables(dataset):
     """Number of tables of a dataset known from its config (synthetic: num_tables; Meta: the release's)."""
     settings = dataset_settings(dataset)
     source = settings["source"]
+    # [data #14] a registered dataset: its own metadata.json says
+    if source == "parquet":
+        return parquet_dataset_num_tables(settings["path"], dataset)
     if source == "synthetic":
         return settings.get("num_tables", 32)
     if source.startswith("meta_dlrm"):

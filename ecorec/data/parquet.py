@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,10 @@ FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 LABEL = "label"
 DENSE = "dense"
+#: The sources this package converts itself; a dataset written with :func:`ecorec.data.write_dataset` (or any
+#: writer here) may name its own source freely (``SOURCE_NAME``), e.g. ``avazu`` or ``my_clicks``.
 SOURCES = ("synthetic", "meta_dlrm_2021", "meta_dlrm_2022", "criteo_kaggle", "criteo_1tb")
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SPLIT_ORDER = ("train", "val", "test")
 
 # ------------------------------------------------------------------------------------------------------------
@@ -115,6 +119,16 @@ class DatasetMetadata:
         return _parse_metadata(obj, where, root)
 
 
+def check_source_name(source: Any) -> str:
+    """``source`` if it is a valid dataset source name (``SOURCE_NAME``), else ``ValueError`` naming it."""
+    if not isinstance(source, str) or not SOURCE_NAME.match(source):
+        raise ValueError(
+            "source: a dataset's source name must be 1-128 letters, digits, '_', '.' or '-' (starting "
+            f"with a letter or digit), got {source!r}"
+        )
+    return source
+
+
 def _fail(where: str, field_name: str, problem: str) -> DataFormatError:
     return DataFormatError(f"{where}: field '{field_name}': {problem}")
 
@@ -152,8 +166,12 @@ def _parse_metadata(obj: Any, where: str, root: Path | None) -> DatasetMetadata:
             where, "format_version", f"unsupported version {version} (this ecorec reads {FORMAT_VERSION})"
         )
     source = _get(obj, "source", str, where)
-    if source not in SOURCES:
-        raise _fail(where, "source", f"must be one of {list(SOURCES)}, got {source!r}")
+    if not SOURCE_NAME.match(source):
+        raise _fail(
+            where,
+            "source",
+            f"must be a name of letters, digits, '_', '.', '-' (built in: {list(SOURCES)}), got {source!r}",
+        )
     features = _get(obj, "features", list, where)
     if not features or not all(isinstance(f, str) and f for f in features):
         raise _fail(where, "features", "must be a non-empty list of names")
@@ -582,6 +600,7 @@ class ParquetDatasetWriter:
     ) -> DatasetMetadata:
         """Close all files, hash them and write ``metadata.json``; the folder is renamed into place when the
         ``with`` block ends. Returns the metadata (validated exactly as :func:`read_metadata` would)."""
+        check_source_name(source)
         files = []
         for part in self._parts:
             part.close()
@@ -641,6 +660,10 @@ def write_parquet_dataset(
     Returns:
         The metadata written.
     """
+    check_source_name(source)  # before any file is written
+    missing = [f for f in features if f not in num_embeddings]
+    if missing:
+        raise ValueError(f"num_embeddings: no table size for features {missing[:10]}")
     with ParquetDatasetWriter(
         path,
         features=features,

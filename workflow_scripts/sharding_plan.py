@@ -18,6 +18,7 @@ def main(stats_path, calibration_files, output, log_file, wildcards, params):
             world_size=int(wildcards.world),
             tt_min_rows=params.tt_min_rows,
             optimizer=params.optimizer,
+            tt_min_compression=params.tt_min_compression,
             calibration=calibration,
         )
         plan = plan_sharding(

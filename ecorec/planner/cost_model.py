@@ -130,13 +130,22 @@ def table_costs(
     world_size: int,
     tt_min_rows: int = 0,
     optimizer: str = "sgd",
+    tt_min_compression: float = 0.0,
 ) -> list[TableCost]:
     """Costs of every table of a stats table (polars DataFrame or rows); tables with fewer than
-    ``tt_min_rows`` rows are costed as uncompressed (they stay plain tables in training)."""
+    ``tt_min_rows`` rows, or whose TT cores are less than ``tt_min_compression`` times smaller than the table,
+    are costed as uncompressed (they stay plain tables in training: ``TableSettings.compresses``)."""
     rows = stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats
     out = []
     for row in rows:
         algo = "uncompressed" if int(row["num_embeddings"]) < tt_min_rows else algorithm
+        if algo != "uncompressed" and tt_min_compression > 0:
+            n, d = int(row["num_embeddings"]), int(row["embedding_dim"])
+            shapes = TTShapes(
+                n, d, tuple(row["tt_p_shapes"]), tuple(row["tt_q_shapes"]), tuple(row["tt_ranks"])
+            )
+            if n * d < tt_min_compression * shapes.num_parameters():
+                algo = "uncompressed"
         out.append(
             estimate_table_cost(
                 row, algo, global_batch_size=global_batch_size, world_size=world_size, optimizer=optimizer
@@ -273,6 +282,7 @@ def planner_inputs(
     tt_min_rows: int = 0,
     optimizer: str = "sgd",
     calibration: CostCalibration | str | os.PathLike[str] | None = None,
+    tt_min_compression: float = 0.0,
 ) -> list[TableProfile]:
     """Stats table -> ``TableProfile`` per table for ``plan_sharding``: :func:`table_costs` then
     :func:`table_profiles`. ``algorithm`` ``"none"`` means uncompressed tables; ``calibration`` may be
@@ -287,5 +297,6 @@ def planner_inputs(
         world_size=world_size,
         tt_min_rows=tt_min_rows,
         optimizer=optimizer,
+        tt_min_compression=tt_min_compression,
     )
     return table_profiles(costs, rows, calibration)

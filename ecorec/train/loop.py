@@ -136,8 +136,8 @@ def model_settings(cfg: RunConfig) -> ModelSettings:
 def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings, DenseOptimizerSettings]:
     e, p = cfg.embeddings, cfg.parallel
     micro = p.num_micro_uidx if (p.mode == "twp" and e.algorithm == "ecorec") else 1
-    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro)
-    emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update)
+    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro, e.tt_min_compression)
+    emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update, e.tt_lr)
     d = cfg.dense_optimizer
     dense = DenseOptimizerSettings(kind=d.kind, lr=d.lr, eps=d.eps, weight_decay=d.weight_decay)
     return tables, emb_opt, dense
@@ -308,6 +308,16 @@ def _run(
         plan, costs = resolve_plan(cfg, specs, table_settings)
         if mode == "twp":
             stages = twp_stages(cfg, plan, costs)
+    table_kinds = [table_settings.table_kind(s) for s in specs]
+    for t in table_kinds:
+        _LOG.info(
+            "table %s: %s, %d parameters, compression %.3gx (%s)",
+            t["table"],
+            t["kind"],
+            t["parameters"],
+            t["compression"],
+            t["reason"],
+        )
     head = build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
     model = build_distributed_model(
         mode,
@@ -377,8 +387,10 @@ def _run(
     times: list[float] = []
     first_timed = state.step
     progress = tqdm(total=cfg.train.steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
+    tt_scale = 1.0 if cfg.embeddings.tt_lr is None else cfg.embeddings.tt_lr / cfg.embeddings.lr
     while state.step < cfg.train.steps:
-        model.set_learning_rates(*schedule.rates(state.step))
+        dense_lr, embedding_lr = schedule.rates(state.step)
+        model.set_learning_rates(dense_lr, embedding_lr, embedding_lr * tt_scale)  # TT: same schedule
         _sync(ctx.device)
         start = time.perf_counter()
         out = model.train_step(stream)
@@ -434,7 +446,8 @@ def _run(
         "eval": state.evals,
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),
-        "num_tt_tables": sum(table_settings.compresses(s) for s in specs),
+        "num_tt_tables": sum(t["kind"] == "tt" for t in table_kinds),
+        "tables": table_kinds,
     }
     if plan is not None:
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}

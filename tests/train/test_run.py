@@ -245,7 +245,7 @@ def test_resume_refuses_another_config_and_resume_from_fine_tunes(tmp_path, data
         tmp_path,
         dataset,
         "finetune",
-        embeddings={"lr": 0.1},
+        embeddings={"lr": 0.1, "tt_lr": 0.02},
         train={"steps": 2, "global_batch_size": 96, "eval_batches": 0, "checkpoint_every": 0},
     )
     proc = _launch(config, "--resume-from", str(full_run / "checkpoints"))
@@ -262,3 +262,21 @@ def test_resume_refuses_another_config_and_resume_from_fine_tunes(tmp_path, data
     assert metrics["loss_curve"][0] != fresh_curve[0]  # trained weights, not the initial ones
     final = [e for e in metrics["eval"] if e["step"] == 2]
     assert sorted((e["split"], e["samples"]) for e in final) == [("test", 256), ("val", 256)]
+
+    # the record lists every table's kind, parameters and compression (tt_min_rows 500, ranks [4, 4], D 8)
+    from ecorec.data import read_metadata
+    from ecorec.tt import TTShapes
+
+    rows = read_metadata(dataset).num_embeddings
+    tables = metrics["tables"]
+    assert [t["table"] for t in tables] == [f"f{i}" for i in range(6)]
+    for t in tables:
+        n = rows[t["table"]]
+        tt_params = TTShapes.from_sizes(n, 8, [4, 4]).num_parameters()
+        is_tt = n >= 500 and tt_params <= n * 8
+        assert t["kind"] == ("tt" if is_tt else "uncompressed")
+        assert t["parameters"] == (tt_params if is_tt else n * 8)
+        assert t["compression"] == pytest.approx(n * 8 / t["parameters"])
+    assert metrics["num_tt_tables"] == sum(t["kind"] == "tt" for t in tables) >= 1
+    log = (tmp_path / "finetune" / "logs" / "rank0.log").read_text()
+    assert all(f"table {t['table']}: {t['kind']}, {t['parameters']} parameters" in log for t in tables)

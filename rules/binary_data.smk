@@ -6,8 +6,8 @@ rule to_parquet_criteo_npy:
     input:
         # the day_N_{dense,sparse,labels}.npy files, in day order
         lambda wildcards: [
-            f"{dataset_settings(wildcards.dataset)['folder']}/day_{day}_{part}.npy"
-            for day in dataset_settings(wildcards.dataset)["days"]
+            f"{WF.dataset_settings(wildcards.dataset)['folder']}/day_{day}_{part}.npy"
+            for day in WF.dataset_settings(wildcards.dataset)["days"]
             for part in ("dense", "sparse", "labels")
         ],
     output:
@@ -17,12 +17,12 @@ rule to_parquet_criteo_npy:
     benchmark:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("criteo_npy"),
+        dataset=WF.datasets_of("criteo_npy"),
     resources:
         mem_mb=4000,
     params:
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
-        src=src_hash("data"),
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("binary_to_parquet.py"),
     script:
         "../workflow_scripts/binary_to_parquet.py"
 
@@ -30,7 +30,7 @@ rule to_parquet_criteo_npy:
 rule to_parquet_mlperf_bin:
     input:
         # the .bin file of each split
-        unpack(lambda wildcards: dict(dataset_settings(wildcards.dataset)["files"])),
+        unpack(lambda wildcards: dict(WF.dataset_settings(wildcards.dataset)["files"])),
     output:
         directory("results/datasets/{dataset}"),
     log:
@@ -38,11 +38,11 @@ rule to_parquet_mlperf_bin:
     benchmark:
         "benchmarks/datasets/{dataset}.tsv"
     wildcard_constraints:
-        dataset=datasets_of("mlperf_bin"),
+        dataset=WF.datasets_of("mlperf_bin"),
     resources:
         mem_mb=4000,
     params:
-        settings=lambda wildcards: dataset_settings(wildcards.dataset),
-        src=src_hash("data"),
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("binary_to_parquet.py"),
     script:
         "../workflow_scripts/binary_to_parquet.py"

@@ -4,11 +4,20 @@ import sys
 
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 # The workflow drives the ecorec package of this repository, whatever is installed.
 if workflow.basedir not in sys.path:
     sys.path.insert(0, workflow.basedir)
+
+from ecorec.config_schema import check_config  # noqa: E402
+
+# One short line (file, key, rule) instead of Snakemake's ~970-line schema dump; then Snakemake's own validate
+# (which also fills defaults) passes.
+check_config(
+    config,
+    f"{workflow.basedir}/schemas/config.schema.yaml",
+    getattr(workflow, "configfiles", None) or [],
+)
+validate(config, schema="../schemas/config.schema.yaml")
 
 from ecorec.data.sources import join_url, lfs_object  # noqa: E402
 from ecorec.types import Algorithm, ShardingMethod  # noqa: E402

@@ -123,3 +123,22 @@ rule to_parquet_criteo:
         src=WF.src_hash("criteo_to_parquet.py"),
     script:
         "../workflow_scripts/criteo_to_parquet.py"
+
+
+# [data #14] A dataset prepared outside the workflow (config `source: parquet` + `path`, e.g. written by
+# ecorec.data.write_dataset): verified (every file's sha256) and hard-linked into results/datasets/<name>/.
+rule register_parquet:
+    input:
+        WF.parquet_dataset_input,
+    output:
+        directory("results/datasets/{dataset}"),
+    log:
+        "logs/datasets/{dataset}.log",
+    wildcard_constraints:
+        dataset=WF.datasets_of("parquet"),
+    localrule: True
+    params:
+        settings=lambda wildcards: WF.dataset_settings(wildcards.dataset),
+        src=WF.src_hash("register_parquet.py"),
+    script:
+        "../workflow_scripts/register_parquet.py"

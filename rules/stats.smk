@@ -81,6 +81,7 @@ rule sharding_plan:
     localrule: True
     params:
         tt_min_rows=config["train"]["embeddings"]["tt_min_rows"],
+        tt_min_compression=config["train"]["embeddings"].get("tt_min_compression", 1.0),
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],
@@ -106,6 +107,7 @@ rule sharding_methods:
     params:
         methods=PLANNER_METHODS,
         tt_min_rows=config["train"]["embeddings"]["tt_min_rows"],
+        tt_min_compression=config["train"]["embeddings"].get("tt_min_compression", 1.0),
         optimizer=config["train"]["embeddings"]["optimizer"],
         memory_cap_bytes=config["planner"]["memory_cap_bytes"],
         seed=config["planner"]["seed"],

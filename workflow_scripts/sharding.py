@@ -19,6 +19,7 @@ profiles, cost_unit = stats_file_profiles(
     world_size=world,
     tt_min_rows=params.tt_min_rows,
     optimizer=params.optimizer,
+    tt_min_compression=params.tt_min_compression,
     calibration=ctx.input.calibration[0] if ctx.input.calibration else None,  # planner.calibration
 )
 limits = {"memory_cap_bytes": params.memory_cap_bytes, "seed": params.seed}

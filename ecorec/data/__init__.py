@@ -6,7 +6,9 @@ read :mod:`ecorec.data.sources` without importing torchrec):
 - :mod:`~ecorec.data.sources`: facts about Meta ``dlrm_datasets`` and Criteo; packaged checksums and stats.
 - :mod:`~ecorec.data.download`: resumable, verified HTTP(S) downloads.
 - :mod:`~ecorec.data.locality_stats`: the published locality-statistics format (read, write, total variation).
-- :mod:`~ecorec.data.parquet`: the Parquet dataset format (writer, metadata, range reader).
+- :mod:`~ecorec.data.parquet`: the Parquet dataset format (writer, metadata, range reader, column helpers).
+- :mod:`~ecorec.data.ingest`: bring your own data (``write_dataset`` from polars / pyarrow / CSV / Parquet,
+  ``register_dataset`` for the workflow's ``source: parquet`` entries).
 - :mod:`~ecorec.data.synthetic`: the calibrated synthetic default.
 - :mod:`~ecorec.data.meta_dlrm`, :mod:`~ecorec.data.criteo`: converters of the real sources.
 - :mod:`~ecorec.data.loader`: ``ParquetBatchLoader`` yielding :class:`Batch`.
@@ -38,6 +40,17 @@ _EXPORTS = {
     "read_metadata": "parquet",
     "verify_dataset": "parquet",
     "write_parquet_dataset": "parquet",
+    "SOURCES": "parquet",
+    "check_source_name": "parquet",
+    "check_values": "parquet",
+    "column_type": "parquet",
+    "dataset_schema": "parquet",
+    "dense_column": "parquet",
+    "resolve_splits": "parquet",
+    "sparse_column": "parquet",
+    "read_table_files": "ingest",
+    "register_dataset": "ingest",
+    "write_dataset": "ingest",
     "SyntheticConfig": "synthetic",
     "generate_synthetic_dataset": "synthetic",
     "synthetic_meta_dlrm_tensors": "synthetic",
@@ -54,6 +67,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "SOURCES",
     "Batch",
     "DataFormatError",
     "DatasetFile",
@@ -68,21 +82,31 @@ __all__ = [
     "RandomBatchLoader",
     "RandomSourceConfig",
     "SyntheticConfig",
+    "check_source_name",
+    "check_values",
+    "column_type",
     "convert_criteo",
     "convert_criteo_npy",
     "convert_meta_dlrm",
     "convert_mlperf_bin",
+    "dataset_schema",
+    "dense_column",
     "download_file",
     "format_locality_stats",
     "generate_synthetic_dataset",
     "locality_source_name",
     "read_locality_stats",
     "read_metadata",
+    "read_table_files",
+    "register_dataset",
+    "resolve_splits",
+    "sparse_column",
     "synthetic_meta_dlrm_tensors",
     "synthetic_table_lookup",
     "total_variation",
     "verify_dataset",
     "write_locality_stats",
+    "write_dataset",
     "write_meta_dlrm_file",
     "write_parquet_dataset",
 ]
@@ -92,6 +116,7 @@ if TYPE_CHECKING:
     from ecorec.data.criteo_npy import convert_criteo_npy
     from ecorec.data.download import download_file
     from ecorec.data.errors import DataFormatError, DownloadError
+    from ecorec.data.ingest import read_table_files, register_dataset, write_dataset
     from ecorec.data.loader import Batch, ParquetBatchLoader
     from ecorec.data.locality_stats import (
         LocalityAccumulator,
@@ -106,11 +131,19 @@ if TYPE_CHECKING:
     from ecorec.data.meta_dlrm import convert_meta_dlrm, write_meta_dlrm_file
     from ecorec.data.mlperf_bin import convert_mlperf_bin
     from ecorec.data.parquet import (
+        SOURCES,
         DatasetFile,
         DatasetMetadata,
         ParquetDatasetWriter,
         ParquetRangeReader,
+        check_source_name,
+        check_values,
+        column_type,
+        dataset_schema,
+        dense_column,
         read_metadata,
+        resolve_splits,
+        sparse_column,
         verify_dataset,
         write_parquet_dataset,
     )

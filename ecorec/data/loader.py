@@ -48,26 +48,34 @@ class Batch(Pipelineable):
             ``lengths`` int64 ``[F * B_s]`` where ``B_s`` is ``b`` (local layout) or ``G`` (global layout).
         dense: ``[b, num_dense]`` float32 (``num_dense`` may be 0).
         labels: ``[b]`` float32 (zeros for a dataset without labels: see ``ParquetBatchLoader.has_labels``).
+        mask: ``[b]`` bool, False for padding samples (``ParquetBatchLoader(pad_last=True)``: the last batch
+            of a split filled up to full size with empty bags, zero dense features and label 0); ``None``
+            when every sample is real.
     """
 
     sparse: KeyedJaggedTensor
     dense: torch.Tensor
     labels: torch.Tensor
+    mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(
             sparse=self.sparse.to(device=torch.device(device), non_blocking=non_blocking),
             dense=self.dense.to(device=device, non_blocking=non_blocking),
             labels=self.labels.to(device=device, non_blocking=non_blocking),
+            mask=None if self.mask is None else self.mask.to(device=device, non_blocking=non_blocking),
         )
 
     def record_stream(self, stream: torch.Stream) -> None:
         self.sparse.record_stream(stream)  # type: ignore[arg-type]
         self.dense.record_stream(stream)  # type: ignore[arg-type]
         self.labels.record_stream(stream)  # type: ignore[arg-type]
+        if self.mask is not None:
+            self.mask.record_stream(stream)  # type: ignore[arg-type]
 
     def pin_memory(self) -> Batch:
-        return Batch(self.sparse.pin_memory(), self.dense.pin_memory(), self.labels.pin_memory())
+        mask = None if self.mask is None else self.mask.pin_memory()
+        return Batch(self.sparse.pin_memory(), self.dense.pin_memory(), self.labels.pin_memory(), mask)
 
 
 class _Stop:
@@ -91,8 +99,12 @@ class ParquetBatchLoader:
         layout: ``"local"`` or ``"global"`` (see the module docstring).
         shuffle / seed: visit the batches in a permutation drawn from ``(seed, epoch)``.
         prefetch: batches read ahead by a background thread (0: read in the caller's thread).
-        drop_last: drop the split's last partial batch. If kept, its ``n < G`` samples are split as
-            ``ceil(n / R)`` per rank (the last ranks may get fewer or none).
+        drop_last: drop the split's last partial batch (training). If kept, its ``n < G`` samples are split
+            as ``ceil(n / R)`` per rank (the last ranks may get fewer or none), unless ``pad_last``.
+        pad_last: with ``drop_last=False``, fill the last partial batch up to ``G`` samples (rank ``r`` keeps
+            its slice ``[r*b, (r+1)*b)``, the padding at the end) with empty bags, zero dense features and
+            label 0, marked by ``Batch.mask``: every rank gets a full-size batch, so every parallel mode can
+            evaluate it, and :func:`ecorec.train.metrics.evaluate` scores each real sample exactly once.
         pin_memory: yield batches in pinned (page-locked) host memory, pinned by the reading thread, for
             faster, asynchronous copies to a CUDA device (needs CUDA).
 
@@ -122,6 +134,7 @@ class ParquetBatchLoader:
         prefetch: int = 2,
         drop_last: bool = True,
         pin_memory: bool = False,
+        pad_last: bool = False,
     ) -> None:
         self.metadata: DatasetMetadata = read_metadata(path)
         meta = self.metadata
@@ -153,6 +166,9 @@ class ParquetBatchLoader:
         self.prefetch = prefetch
         self.drop_last = drop_last
         self.pin_memory = pin_memory
+        if pad_last and drop_last:
+            raise ValueError("pad_last=True needs drop_last=False (there is no partial batch to pad)")
+        self.pad_last = pad_last
         self.split_start, self.split_stop = meta.splits[split]
         size = self.split_stop - self.split_start
         self._num_batches = size // global_batch_size if drop_last else math.ceil(size / global_batch_size)
@@ -194,7 +210,9 @@ class ParquetBatchLoader:
             raise IndexError(f"batch {batch} outside [0, {self._num_batches})")
         start = self.split_start + batch * self.global_batch_size
         stop = min(start + self.global_batch_size, self.split_stop)
-        per_rank = math.ceil((stop - start) / self.world_size)  # = b for a full batch
+        per_rank = (  # = b for a full batch
+            self.local_batch_size if self.pad_last else math.ceil((stop - start) / self.world_size)
+        )
         mine = (min(start + self.rank * per_rank, stop), min(start + (self.rank + 1) * per_rank, stop))
         return (start, stop), mine
 
@@ -204,16 +222,19 @@ class ParquetBatchLoader:
         (g0, g1), (l0, l1) = self.sample_ranges(batch)
         sparse_range = (l0, l1) if self.layout == "local" else (g0, g1)
         columns = reader.read(*sparse_range, self.features)
-        values, lengths = (
-            zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
-        )
+        values, lengths = zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
+        n = l1 - l0
+        pad = self.local_batch_size - n if self.pad_last else 0
+        if self.pad_last:  # empty bags after each feature's real samples
+            wanted = self.local_batch_size if self.layout == "local" else self.global_batch_size
+            extra = np.zeros(wanted - (sparse_range[1] - sparse_range[0]), dtype=np.int64)
+            lengths = tuple(np.concatenate([x, extra]) for x in lengths)
         kjt = KeyedJaggedTensor(
             keys=list(self.features),
             values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
             lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
         )
         mine = reader.read(l0, l1, [c for c in (LABEL, DENSE) if c in self._columns])
-        n = l1 - l0
         if DENSE in mine:
             dense = mine[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, self.num_dense)
         else:
@@ -221,11 +242,14 @@ class ParquetBatchLoader:
         labels = (
             mine[LABEL].to_numpy(zero_copy_only=False) if LABEL in mine else np.zeros(n, dtype=np.float32)
         )
-        out = Batch(
-            sparse=kjt,
-            dense=torch.from_numpy(np.array(dense, dtype=np.float32)),  # a writable copy
-            labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
-        )
+        dense = np.array(dense, dtype=np.float32)  # a writable copy
+        labels = np.array(labels, dtype=np.float32)
+        mask = None
+        if pad:
+            dense = np.concatenate([dense, np.zeros((pad, self.num_dense), dtype=np.float32)])
+            labels = np.concatenate([labels, np.zeros(pad, dtype=np.float32)])
+            mask = torch.arange(self.local_batch_size) < n
+        out = Batch(sparse=kjt, dense=torch.from_numpy(dense), labels=torch.from_numpy(labels), mask=mask)
         return out.pin_memory() if self.pin_memory else out
 
     def batch(self, index: int) -> Batch:

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -91,6 +92,20 @@ class _HashingReader:
         return True
 
 
+def _gzip_problem(source: Path, err: BaseException, position: int, total: int, written: int) -> str:
+    """A message that says what is wrong with a gzip file and what to do about it."""
+    if isinstance(err, EOFError):
+        done = f", {written} bytes decompressed before that" if written else ""
+        return (
+            f"{source}: truncated: the file ({total} bytes) ends inside the gzip stream{done} (an "
+            "interrupted or incomplete download? delete it and download it again)"
+        )
+    return (
+        f"{source}: corrupt gzip data near compressed byte {position} of {total} (after {written} "
+        f"decompressed bytes): {err}; is it a gzip file? delete it and download it again"
+    )
+
+
 def gunzip_file(source: Path, target: Path, progress: bool = False) -> tuple[str, int]:
     """Stream-decompress ``source`` to ``target``; returns ``(sha256 of source, decompressed bytes)``.
 
@@ -107,10 +122,8 @@ def gunzip_file(source: Path, target: Path, progress: bool = False) -> tuple[str
                 try:
                     block = stream.read(_CHUNK)
                 except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
-                    kind = "truncated" if isinstance(err, EOFError) else "corrupt"
                     raise DataFormatError(
-                        f"{source}: {kind} gzip data near compressed byte {reader.position} of {total} "
-                        f"(after {written} decompressed bytes): {err}"
+                        _gzip_problem(source, err, reader.position, total, written)
                     ) from None
                 if not block:
                     break
@@ -356,7 +369,8 @@ def convert_meta_dlrm(
         verify_known_checksums: a file named like a published ``dlrm_datasets`` file must have its sha256
             (from the packaged list; checked while decompressing).
         scratch_dir: where the decompressed file goes (as large as the tensors: ~13 GB for a 2022 file);
-            default: beside ``output``.
+            default: beside ``output``. The conversion creates a private sub-folder there and removes only
+            that; the folder itself and any other file in it are left alone.
     """
     if source not in META_DLRM_RELEASES:
         raise ValueError(f"source must be one of {sorted(META_DLRM_RELEASES)}, got {source!r}")
@@ -369,11 +383,11 @@ def convert_meta_dlrm(
     release = META_DLRM_RELEASES[source]
     known = {Path(path).name: obj for path, obj in lfs_objects().items()}
     output = Path(output)
-    scratch = (
-        Path(scratch_dir)
-        if scratch_dir is not None
-        else output.parent / f".{output.name}.scratch-{os.getpid()}"
-    )
+    # A private folder created here (inside scratch_dir when given) and the only thing removed at the end:
+    # the caller's folder and anything else in it are never touched.
+    scratch_parent = Path(scratch_dir) if scratch_dir is not None else output.parent
+    scratch_parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.scratch-", dir=scratch_parent))
     writer: ParquetDatasetWriter | None = None
     provenance_sources: list[dict[str, Any]] = []
     largest = np.zeros(0, dtype=np.int64)

@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 LABEL = "label"
 DENSE = "dense"
+#: The sources this package converts itself; a dataset written with :func:`ecorec.data.write_dataset` (or any
+#: writer here) may name its own source freely (``SOURCE_NAME``), e.g. ``avazu`` or ``my_clicks``.
 SOURCES = (
     "synthetic",
     "meta_dlrm_2021",
@@ -53,6 +56,7 @@ SOURCES = (
     "criteo_npy",  # TorchRec npy days (ecorec.data.criteo_npy)
     "mlperf_bin",  # MLPerf terabyte_processed_*.bin (ecorec.data.mlperf_bin)
 )
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SPLIT_ORDER = ("train", "val", "test")
 
 # ------------------------------------------------------------------------------------------------------------
@@ -126,6 +130,16 @@ class DatasetMetadata:
         return _parse_metadata(obj, where, root)
 
 
+def check_source_name(source: Any) -> str:
+    """``source`` if it is a valid dataset source name (``SOURCE_NAME``), else ``ValueError`` naming it."""
+    if not isinstance(source, str) or not SOURCE_NAME.match(source):
+        raise ValueError(
+            "source: a dataset's source name must be 1-128 letters, digits, '_', '.' or '-' (starting "
+            f"with a letter or digit), got {source!r}"
+        )
+    return source
+
+
 def _fail(where: str, field_name: str, problem: str) -> DataFormatError:
     return DataFormatError(f"{where}: field '{field_name}': {problem}")
 
@@ -163,8 +177,12 @@ def _parse_metadata(obj: Any, where: str, root: Path | None) -> DatasetMetadata:
             where, "format_version", f"unsupported version {version} (this ecorec reads {FORMAT_VERSION})"
         )
     source = _get(obj, "source", str, where)
-    if source not in SOURCES:
-        raise _fail(where, "source", f"must be one of {list(SOURCES)}, got {source!r}")
+    if not SOURCE_NAME.match(source):
+        raise _fail(
+            where,
+            "source",
+            f"must be a name of letters, digits, '_', '.', '-' (built in: {list(SOURCES)}), got {source!r}",
+        )
     features = _get(obj, "features", list, where)
     if not features or not all(isinstance(f, str) and f for f in features):
         raise _fail(where, "features", "must be a non-empty list of names")
@@ -603,6 +621,7 @@ class ParquetDatasetWriter:
     ) -> DatasetMetadata:
         """Close all files, hash them and write ``metadata.json``; the folder is renamed into place when the
         ``with`` block ends. Returns the metadata (validated exactly as :func:`read_metadata` would)."""
+        check_source_name(source)
         files = []
         for part in self._parts:
             part.close()
@@ -662,6 +681,10 @@ def write_parquet_dataset(
     Returns:
         The metadata written.
     """
+    check_source_name(source)  # before any file is written
+    missing = [f for f in features if f not in num_embeddings]
+    if missing:
+        raise ValueError(f"num_embeddings: no table size for features {missing[:10]}")
     with ParquetDatasetWriter(
         path,
         features=features,
@@ -687,6 +710,75 @@ def _as_table(batch: pa.Table | pa.RecordBatch | Mapping[str, pa.Array]) -> pa.T
 
 # ------------------------------------------------------------------------------------------------------------
 # Reading
+
+
+def check_values(
+    table: pa.Table,
+    file: str | os.PathLike[str],
+    row_group: int,
+    first_sample: int,
+    num_embeddings: Mapping[str, int] | None = None,
+) -> None:
+    """Refuse values a model would silently train on wrongly: a ``label`` that is not exactly 0 or 1 (NaN,
+    null, 0.5, 2, ...), a ``dense`` value that is NaN, infinite or null, and (with ``num_embeddings``) a
+    sparse id outside ``[0, num_embeddings[feature])``.
+
+    Vectorised over one decoded row group (``table``, whose row 0 is dataset sample ``first_sample``). Raises
+    ``DataFormatError`` naming the file, the row group, the column (and dense feature index), the first bad
+    sample and value, and how many values are bad.
+    """
+    if LABEL in table.column_names:
+        column = table.column(LABEL)
+        labels = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        bad = ~((labels == 0.0) | (labels == 1.0))
+        if column.null_count:
+            bad |= np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if bad.any():
+            i = int(np.argmax(bad))
+            value = "null" if column[i].as_py() is None else repr(float(labels[i]))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{LABEL}': sample {first_sample + i} has label "
+                f"{value}; labels must be 0 or 1 ({int(bad.sum())} bad label(s) in this row group)"
+            )
+    if DENSE in table.column_names:
+        column = table.column(DENSE)
+        width = column.type.list_size
+        flat = pa.chunked_array([c.flatten() for c in column.chunks], type=column.type.value_type)
+        values = flat.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        bad = ~np.isfinite(values)  # nulls become NaN
+        if column.null_count:
+            rows = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            i = int(np.argmax(rows))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{DENSE}': sample {first_sample + i} has no dense "
+                f"features (null)"
+            )
+        if bad.any():
+            pos = int(np.argmax(bad))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: column '{DENSE}': dense feature {pos % width} of sample "
+                f"{first_sample + pos // width} is {float(values[pos])!r}; dense features must be finite "
+                f"({int(bad.sum())} non-finite value(s) in this row group)"
+            )
+    for name in table.column_names:
+        rows = (num_embeddings or {}).get(name)
+        if rows is None:
+            continue
+        column = table.column(name)
+        ids = pa.chunked_array([c.flatten() for c in column.chunks], type=pa.int64())
+        if not len(ids):
+            continue
+        ids_np = ids.to_numpy()
+        lo, hi = int(ids_np.min()), int(ids_np.max())
+        if lo < 0 or hi >= rows:
+            pos = int(np.argmax((ids_np < 0) | (ids_np >= rows)))
+            lengths = np.concatenate([c.value_lengths().fill_null(0).to_numpy() for c in column.chunks])
+            sample = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+            raise DataFormatError(
+                f"{file}: row group {row_group}: feature '{name}': sample {first_sample + sample} has id "
+                f"{int(ids_np[pos])}, outside [0, {rows}) (num_embeddings of '{name}' in metadata.json; "
+                f"ids in this row group span {lo}..{hi})"
+            )
 
 
 class ParquetRangeReader:
@@ -753,6 +845,13 @@ class ParquetRangeReader:
             raise DataFormatError(
                 f"{self.metadata.root / f.path}: row group {index} unreadable: {err}"
             ) from None
+        check_values(
+            table,
+            self.metadata.root / f.path,
+            index,
+            f.row_start + index * self.metadata.row_group_size,
+            self.metadata.num_embeddings,
+        )
         self._cache[key] = table
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

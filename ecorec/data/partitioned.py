@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from ecorec.data.loader import Batch, _jagged
+from ecorec.data.loader import Batch
+from ecorec.data.parquet import jagged_arrays
 from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, read_metadata
 
 __all__ = ["PartitionedBatchLoader", "rank_step_samples"]
@@ -109,7 +110,7 @@ class PartitionedBatchLoader:
         values, lengths = [], []
         for f in self.features:
             for row in rows:
-                v, ln = _jagged(row[f])
+                v, ln = jagged_arrays(row[f])
                 values.append(v)
                 lengths.append(ln)
         kjt = KeyedJaggedTensor(

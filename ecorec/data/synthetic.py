@@ -198,10 +198,41 @@ class SyntheticConfig:
         return self.communities > 1 and self.locality > 0
 
 
-def load_target_stats(stats_file: str | os.PathLike[str] | None = None) -> LocalityStatsBlock:
-    """The block (averaged over the file's blocks) the generator follows; ``None``: the packaged 2022 file."""
+def load_target_stats(
+    stats_file: str | os.PathLike[str] | None = None, batch_size: int | None = None
+) -> LocalityStatsBlock:
+    """The block the generator follows (the mean of the file's blocks); ``None``: the packaged 2022 file.
+
+    Blocks measured at different batch sizes describe different reuse (reuse grows with the batch), so they
+    are not averaged blindly: a warning names the file and the sizes, and only the blocks of ``batch_size``
+    (the configured reference batch size) are used, or, if none has it, those of the most common size (the
+    largest on a tie).
+    """
     path = Path(stats_file) if stats_file is not None else default_locality_stats_path()
-    return read_locality_stats(path).mean()
+    stats = read_locality_stats(path)
+    sizes = sorted({b.batch_size for b in stats.blocks})
+    if len(sizes) > 1:
+        if batch_size in sizes:
+            keep = batch_size
+            why = "the configured reference_batch_size"
+        else:
+            counts = {size: sum(b.batch_size == size for b in stats.blocks) for size in sizes}
+            keep = max(sizes, key=lambda size: (counts[size], size))
+            why = f"the most common size (reference_batch_size={batch_size} has no block)"
+        chosen = [b for b in stats.blocks if b.batch_size == keep]
+        logger.warning(
+            "%s: its blocks disagree: measured at batch sizes %s; using only the %d block(s) of batch "
+            "size %d (%s)",
+            path,
+            sizes,
+            len(chosen),
+            keep,
+            why,
+        )
+        stats = dataclasses.replace(
+            stats, blocks=tuple(chosen) if isinstance(stats.blocks, tuple) else chosen
+        )
+    return stats.mean()
 
 
 class AccessCountSampler:
@@ -257,12 +288,21 @@ class AccessCountSampler:
         parts = []
         total = 0
         n = int(nnz / self.mean * 1.2) + 16
+        # Buckets a table of this nnz cannot hold are left out (their draws would only be trimmed into a
+        # lower bucket, over-producing it), and counts stay <= nnz.
+        cdf, log_hi, hi = self._cdf, self._log_hi, self.hi
+        if self.lo[-1] >= nnz or self.hi[-1] > nnz:
+            probs = np.where(self.lo < nnz, self.probs, 0.0)
+            cdf = np.cumsum(probs / probs.sum())
+            cdf[-1] = 1.0
+            hi = np.minimum(self.hi, nnz)
+            log_hi = np.log(hi + 1.0)
         while total < nnz:
-            bucket = np.searchsorted(self._cdf, rng.random(n), side="right")
+            bucket = np.searchsorted(cdf, rng.random(n), side="right")
             bucket = np.minimum(bucket, len(self.probs) - 1)
             u = rng.random(n)
-            c = np.floor(np.exp(self._log_lo[bucket] + u * (self._log_hi[bucket] - self._log_lo[bucket])))
-            c = np.clip(c.astype(np.int64), self.lo[bucket] + 1, self.hi[bucket])
+            c = np.floor(np.exp(self._log_lo[bucket] + u * (log_hi[bucket] - self._log_lo[bucket])))
+            c = np.clip(c.astype(np.int64), self.lo[bucket] + 1, hi[bucket])
             parts.append(c)
             total += int(c.sum())
         counts = np.concatenate(parts)
@@ -276,18 +316,37 @@ class AccessCountSampler:
         return -np.sort(-counts)
 
     def calibrated(
-        self, rng: np.random.Generator, nnz: Sequence[int], max_unique: Sequence[int], iterations: int = 4
+        self,
+        rng: np.random.Generator,
+        nnz: Sequence[int],
+        max_unique: Sequence[int],
+        iterations: int = 8,
+        repeats: int = 16,
     ) -> AccessCountSampler:
         """A sampler whose bucket weights are corrected so that counts drawn for tables with these ``nnz``
-        and row caps aggregate to this sampler's target (multiplicative correction, ``iterations`` rounds)."""
-        target = self.target_probs(self.block, self.bucket_means)
+        and row caps aggregate to this sampler's target (multiplicative correction, ``iterations`` rounds).
+
+        Each bucket is corrected on the histogram that resolves it (as in :meth:`target_probs`): the hot
+        buckets (index ratio above the col-size fraction: few rows, many indices) on the **index ratio**,
+        the others on the col-size histogram. A hot count larger than a table's batch nnz is trimmed into a
+        lower bucket, so matching the hot tail's col-size fraction alone under-produces the hottest buckets'
+        indices (and over-produces the one below); correcting them on their share of indices does not.
+        """
+        target_hist = self.target_probs(self.block, self.bucket_means)
+        target_ratio = np.asarray(self.block.index_ratio, dtype=np.float64)
+        target_ratio = target_ratio / target_ratio.sum() if target_ratio.sum() > 0 else target_ratio
+        hot = target_ratio > np.asarray(self.block.col_size_hist, dtype=np.float64)
         sampler: AccessCountSampler = self
         for _ in range(iterations):
             acc = LocalityAccumulator(self.block.edges)
-            for n, cap in zip(nnz, max_unique):
-                acc.add(sampler.draw(rng, int(n), int(cap)))
-            achieved = acc.col_size_hist
+            for _ in range(repeats):  # the hot buckets hold few rows: several pilot batches per round
+                for n, cap in zip(nnz, max_unique):
+                    acc.add(sampler.draw(rng, int(n), int(cap)))
+            hist, ratio = acc.col_size_hist, acc.index_ratio
+            achieved = np.where(hot, ratio, hist)
+            target = np.where(hot, target_ratio, target_hist)
             factor = np.where((achieved > 0) & (target > 0), target / np.maximum(achieved, 1e-12), 1.0)
+            factor = np.where(hot, np.sqrt(factor), factor)  # damped: the index ratio reacts more than 1:1
             sampler = AccessCountSampler(self.block, sampler.probs * np.clip(factor, 0.2, 5.0))
         return sampler
 
@@ -406,7 +465,7 @@ class SyntheticDatasetGenerator:
 
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
-        self.target = load_target_stats(config.stats_file)
+        self.target = load_target_stats(config.stats_file, config.reference_batch_size)
         stats_name = config.stats_file or default_locality_stats_path().name
         if self.target.batch_size != config.reference_batch_size:
             logger.warning(
@@ -635,7 +694,7 @@ def synthetic_table_lookup(
     """
     if num_embeddings < 1 or batch_size < 1:
         raise ValueError(f"num_embeddings and batch_size must be >= 1, got {num_embeddings}, {batch_size}")
-    target = load_target_stats(stats_file)
+    target = load_target_stats(stats_file, batch_size)
     mean = target.mean_pooling() if mean_pooling is None else mean_pooling
     rng = _rng(seed, _STREAM_SAMPLES, batch_index)
     lengths = _bag_lengths(rng, batch_size, np.array([mean], dtype=np.float64), pooling_dispersion)[:, 0]

@@ -21,6 +21,8 @@ from ecorec.models.tables import (
     is_tt_table,
     pool_table,
     set_tt_learning_rate,
+    tt_compression_ratio,
+    tt_num_parameters,
     uncompressed_init,
 )
 from ecorec.models.wide_deep import WideDeepHead
@@ -47,5 +49,7 @@ __all__ = [
     "pool_table",
     "pooled_embeddings",
     "set_tt_learning_rate",
+    "tt_compression_ratio",
+    "tt_num_parameters",
     "uncompressed_init",
 ]

@@ -24,6 +24,7 @@ from torchrec.modules.embedding_modules import (
 )
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
+from ecorec.models.tables import check_ids
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig
 
 DEFAULT_TT_MIN_ROWS = 10_000
@@ -80,7 +81,9 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
         tt_min_rows: smallest table compressed.
         optimizer: fused optimizer of the TT tables (``None``: plain gradients); the uncompressed tables
             always have plain parameters for the caller's optimizer.
-        deterministic, backend, validate_indices: passed to every :class:`TTEmbeddingBag`.
+        deterministic, backend, validate_indices: passed to every :class:`TTEmbeddingBag`; with
+            ``validate_indices`` the ids of every table (TT or not) are checked, and an id out of range
+            raises ``ValueError`` naming the table's features.
 
     Example:
         >>> tables = [TTEmbeddingBagConfig(num_embeddings=50_000, embedding_dim=16, name="t1",
@@ -107,6 +110,7 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     ) -> None:
         super().__init__()
         self._is_weighted = is_weighted
+        self._validate_indices = validate_indices
         self._embedding_bag_configs = list(tables)
         self.tt_min_rows = tt_min_rows
         self.embedding_bags = nn.ModuleDict()
@@ -193,6 +197,8 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
             torch.cumsum(lengths, 0, out=offsets[1:])
             values = torch.cat([j.values() for j in jagged])
             weights = torch.cat([j.weights() for j in jagged]) if self._is_weighted else None
+            if self._validate_indices:
+                check_ids(values, int(module.num_embeddings), "/".join(names))
             out = module(values, offsets, per_sample_weights=weights).float()
             pooled.extend(out.chunk(len(names), dim=0))
         return KeyedTensor(

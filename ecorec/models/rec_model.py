@@ -23,7 +23,7 @@ def pooled_embeddings(tables: nn.ModuleDict, sparse: KeyedJaggedTensor, names: S
     pooled = []
     for name in names:
         jt = features[name]
-        pooled.append(pool_table(tables[name], jt.values(), jt.offsets(), jt.weights_or_none()))
+        pooled.append(pool_table(tables[name], jt.values(), jt.offsets(), jt.weights_or_none(), name=name))
     return torch.stack(pooled, dim=1)
 
 

@@ -28,10 +28,13 @@ __all__ = [
     "TableSettings",
     "TableSpec",
     "build_tables",
+    "check_ids",
     "derive_seed",
     "is_tt_table",
     "pool_table",
     "set_tt_learning_rate",
+    "tt_compression_ratio",
+    "tt_num_parameters",
     "uncompressed_init",
 ]
 
@@ -66,12 +69,16 @@ class TableSettings:
         tt_ranks: inner TT ranks ``[r1, ..., r_{d-1}]`` (the number of cores is ``len(tt_ranks) + 1``).
         tt_min_rows: tables with fewer rows stay uncompressed (``nn.EmbeddingBag``).
         micro_batches: TT micro-batches over unique indices (``num_micro_uidx`` of the table-wise pipeline).
+        tt_min_compression: a table is TT only if its TT cores are at least this many times smaller than
+            the uncompressed table (``N * D / TT parameters``, :func:`tt_compression_ratio`); the default 1.0
+            never builds TT cores larger than the table they replace.
     """
 
     algorithm: str = "ecorec"
     tt_ranks: tuple[int, ...] = (16, 16)
     tt_min_rows: int = 1000
     micro_batches: int = 1
+    tt_min_compression: float = 1.0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -82,10 +89,43 @@ class TableSettings:
             raise ValueError(f"tt_min_rows must be >= 0, got {self.tt_min_rows}")
         if self.micro_batches < 1:
             raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
+        if not self.tt_min_compression >= 0:
+            raise ValueError(f"tt_min_compression must be >= 0, got {self.tt_min_compression}")
 
     def compresses(self, spec: TableSpec) -> bool:
-        """Whether ``spec`` becomes a TT table."""
-        return self.algorithm != Algorithm.NONE and spec.num_embeddings >= self.tt_min_rows
+        """Whether ``spec`` becomes a TT table: a TT algorithm, at least ``tt_min_rows`` rows, and TT cores at
+        least ``tt_min_compression`` times smaller than the table."""
+        if self.algorithm == Algorithm.NONE or spec.num_embeddings < self.tt_min_rows:
+            return False
+        return tt_compression_ratio(spec, self.tt_ranks) >= self.tt_min_compression
+
+    def table_kind(self, spec: TableSpec) -> dict[str, Any]:
+        """What ``spec`` becomes: ``{"table", "kind": "tt" | "uncompressed", "parameters", "compression",
+        "reason"}`` (``compression``: uncompressed parameters / this table's parameters; 1.0 uncompressed)."""
+        dense = spec.num_embeddings * spec.embedding_dim
+        if self.algorithm == Algorithm.NONE:
+            reason, ratio = "algorithm none", None
+        elif spec.num_embeddings < self.tt_min_rows:
+            reason, ratio = f"{spec.num_embeddings} rows < tt_min_rows={self.tt_min_rows}", None
+        else:
+            ratio = tt_compression_ratio(spec, self.tt_ranks)
+            if ratio >= self.tt_min_compression:
+                tt = tt_num_parameters(spec, self.tt_ranks)
+                return {
+                    "table": spec.name,
+                    "kind": "tt",
+                    "parameters": tt,
+                    "compression": dense / tt,
+                    "reason": f"TT cores {ratio:.3g}x smaller, tt_min_compression={self.tt_min_compression}",
+                }
+            reason = f"TT cores only {ratio:.3g}x smaller < tt_min_compression={self.tt_min_compression}"
+        return {
+            "table": spec.name,
+            "kind": "uncompressed",
+            "parameters": dense,
+            "compression": 1.0,
+            "reason": reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -95,12 +135,19 @@ class EmbeddingOptimizerSettings:
     ``kind`` in sgd, adagrad, rowwise_adagrad (the kinds fbgemm and ``ecorec.tt`` fuse). ``update="fused"``
     applies the update inside the TT backward, once per batch; ``"plain"`` leaves gradients on the TT cores
     for a torch optimizer with the same rule. Uncompressed tables always use the torch optimizer.
+    ``lr`` is the rate of uncompressed tables, ``tt_lr`` that of TT tables (``None``: ``lr``).
     """
 
     kind: str = "sgd"
     lr: float = 0.1
     eps: float = 1e-8
     update: str = "fused"
+    tt_lr: float | None = None
+
+    @property
+    def tt_rate(self) -> float:
+        """The TT tables' learning rate (``tt_lr``, else ``lr``)."""
+        return self.lr if self.tt_lr is None else self.tt_lr
 
     def __post_init__(self) -> None:
         if self.kind not in ("sgd", "adagrad", "rowwise_adagrad"):
@@ -111,6 +158,21 @@ class EmbeddingOptimizerSettings:
             raise ValueError(f"embedding optimizer update must be 'fused' or 'plain', got {self.update!r}")
         if not self.lr >= 0:
             raise ValueError(f"embedding optimizer lr must be >= 0, got {self.lr}")
+        if self.tt_lr is not None and not self.tt_lr >= 0:
+            raise ValueError(f"embedding optimizer tt_lr must be >= 0, got {self.tt_lr}")
+
+
+def tt_num_parameters(spec: TableSpec, tt_ranks: Sequence[int]) -> int:
+    """Parameters of the TT cores ``spec`` gets with ``tt_ranks`` (the shapes ``TTEmbeddingBag`` picks)."""
+    from ecorec.tt import TTShapes
+
+    shapes = TTShapes.from_sizes(spec.num_embeddings, spec.embedding_dim, list(tt_ranks))
+    return int(shapes.num_parameters())
+
+
+def tt_compression_ratio(spec: TableSpec, tt_ranks: Sequence[int]) -> float:
+    """``N * D / TT parameters``: how many times smaller the TT cores are than the table (< 1: larger)."""
+    return spec.num_embeddings * spec.embedding_dim / tt_num_parameters(spec, tt_ranks)
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -151,7 +213,7 @@ def _build_tt(
     tt_cls, opt_cls = _tt_classes()
     fused = None
     if optimizer is not None and optimizer.update == "fused":
-        fused = opt_cls(kind=optimizer.kind, lr=optimizer.lr, eps=optimizer.eps)
+        fused = opt_cls(kind=optimizer.kind, lr=optimizer.tt_rate, eps=optimizer.eps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "table", spec.name))
         return tt_cls(
@@ -210,11 +272,40 @@ def build_tables(
     return tables
 
 
+def check_ids(values: torch.Tensor, num_embeddings: int, name: str = "") -> None:
+    """Raise ``ValueError`` naming the table/feature ``name``, the first bad id and its position when an id of
+    ``values [nnz]`` is outside ``[0, num_embeddings)`` (one min/max reduction)."""
+    if not values.numel():
+        return
+    lo, hi = torch.aminmax(values)
+    if int(lo) < 0 or int(hi) >= num_embeddings:
+        bad = int(torch.nonzero((values < 0) | (values >= num_embeddings))[0, 0])
+        raise ValueError(
+            f"table/feature {name or '?'!r}: id {int(values[bad])} at position {bad} of the batch's "
+            f"{values.numel()} ids is outside [0, {num_embeddings}) (the table has {num_embeddings} rows; "
+            f"min id {int(lo)}, max id {int(hi)})"
+        )
+
+
 def pool_table(
-    table: nn.Module, values: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
+    table: nn.Module,
+    values: torch.Tensor,
+    offsets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    name: str = "",
+    validate: bool = True,
 ) -> torch.Tensor:
     """Pooled embeddings ``[B, D]`` of one table for bags given by ``values: [nnz]`` and ``offsets: [B +
-    1]``."""
+    1]``.
+
+    ``validate``: ids outside ``[0, num_embeddings)`` raise ``ValueError`` naming the table/feature ``name``,
+    the bad id, its position and the table size, for TT and uncompressed tables alike (one min/max per
+    table and batch; without it ``nn.EmbeddingBag`` fails deep inside torch, or on CUDA with a device-side
+    assert).
+    """
+    if validate:
+        check_ids(values, int(table.num_embeddings), name)
     if weights is None:
         return table(values, offsets)
     return table(values, offsets, per_sample_weights=weights)

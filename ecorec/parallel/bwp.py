@@ -70,7 +70,7 @@ class BatchWisePipeline(EmbeddingStrategy):
         for name in names:
             jt = features[name]
             values, offsets, weights = select_bags(jt.values(), jt.offsets(), bags, jt.weights_or_none())
-            pooled.append(pool_table(self.tables[name], values, offsets, weights))
+            pooled.append(pool_table(self.tables[name], values, offsets, weights, name=name))
         return torch.cat(pooled, dim=1)
 
     def forward(self, sparse: KeyedJaggedTensor, *, training: bool = True) -> torch.Tensor:

@@ -25,10 +25,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ecorec.models import EmbeddingOptimizerSettings
+from ecorec.models import EmbeddingOptimizerSettings, is_tt_table
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import GradientAllReduce, world_of
-from ecorec.parallel.optim import make_dense_optimizer, make_embedding_optimizer, set_learning_rate
+from ecorec.parallel.optim import (
+    make_dense_optimizer,
+    make_embedding_optimizer,
+    set_embedding_learning_rates,
+    set_learning_rate,
+)
 from ecorec.parallel.precision import DynamicLossScaler, autocast_dtype, head_autocast
 from ecorec.parallel.types import BatchLike, DenseOptimizerSettings, InputLayout, ParallelMode, StepOutput
 
@@ -73,8 +78,10 @@ class HybridParallelModel:
         self.group = group
         self.rank, self.world_size = world_of(group)
         self.dense_optimizer = make_dense_optimizer(self.head.parameters(), dense_optimizer)
+        plain = list(strategy.optimizer_parameters())
+        tt_ids = {id(p) for t in strategy.tables.values() if is_tt_table(t) for p in t.parameters()}
         self.embedding_optimizer = make_embedding_optimizer(
-            strategy.optimizer_parameters(), embedding_optimizer
+            plain, embedding_optimizer, [p for p in plain if id(p) in tt_ids]
         )
         self._dense_reduce = GradientAllReduce(self.head.parameters(), group, bucket_bytes)
         self._table_reduce = GradientAllReduce(strategy.summed_parameters(), group, bucket_bytes)
@@ -157,13 +164,15 @@ class HybridParallelModel:
         with head_autocast(self.device, self.precision):
             return self.head(batch.dense.to(self.device), pooled).float()
 
-    def set_learning_rates(self, dense_lr: float, embedding_lr: float) -> None:
-        """Set the learning rate of the head and of every table (torch optimizer and fused TT updates)."""
+    def set_learning_rates(self, dense_lr: float, embedding_lr: float, tt_lr: float | None = None) -> None:
+        """Set the learning rate of the head and of every table (torch optimizer and fused TT updates):
+        ``embedding_lr`` for uncompressed tables, ``tt_lr`` (default ``embedding_lr``) for TT tables."""
+        tt = embedding_lr if tt_lr is None else tt_lr
         set_learning_rate(self.dense_optimizer, dense_lr)
-        set_learning_rate(self.embedding_optimizer, embedding_lr)
+        set_embedding_learning_rates(self.embedding_optimizer, embedding_lr, tt)
         if self._set_fused_lr is not None:
             for name in self.strategy.fused_tables:
-                self._set_fused_lr(self.strategy.tables[name], embedding_lr)
+                self._set_fused_lr(self.strategy.tables[name], tt)
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's model and optimizer state (tables incl. TT cores and fused optimizer state)."""

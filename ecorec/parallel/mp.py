@@ -85,7 +85,9 @@ class ModelParallelEmbeddings(EmbeddingStrategy):
         pooled = []
         for name in names:
             jt = features[name]
-            pooled.append(pool_table(self.tables[name], jt.values(), jt.offsets(), jt.weights_or_none()))
+            pooled.append(
+                pool_table(self.tables[name], jt.values(), jt.offsets(), jt.weights_or_none(), name=name)
+            )
         return torch.cat(pooled, dim=1)
 
     def forward(self, sparse: KeyedJaggedTensor, *, training: bool = True) -> torch.Tensor:

@@ -11,6 +11,7 @@ fused one:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torchrec.optim import RowWiseAdagrad
@@ -18,7 +19,12 @@ from torchrec.optim import RowWiseAdagrad
 from ecorec.models import EmbeddingOptimizerSettings
 from ecorec.parallel.types import DenseOptimizerSettings
 
-__all__ = ["make_dense_optimizer", "make_embedding_optimizer", "set_learning_rate"]
+__all__ = [
+    "make_dense_optimizer",
+    "make_embedding_optimizer",
+    "set_embedding_learning_rates",
+    "set_learning_rate",
+]
 
 
 def make_dense_optimizer(
@@ -42,17 +48,41 @@ def make_dense_optimizer(
 
 
 def make_embedding_optimizer(
-    params: Iterable[torch.nn.Parameter], settings: EmbeddingOptimizerSettings
+    params: Iterable[torch.nn.Parameter], settings: EmbeddingOptimizerSettings, tt_params: Iterable[Any] = ()
 ) -> torch.optim.Optimizer | None:
-    """The torch optimizer of embedding parameters (``None`` when there are none)."""
-    params = list(params)
-    if not params:
+    """The torch optimizer of embedding parameters (``None`` when there are none).
+
+    ``params`` step at ``settings.lr``; ``tt_params`` (TT cores with plain gradients; any of them also in
+    ``params`` is moved) form a param group ``table_kind="tt"`` at ``settings.tt_rate``
+    (:func:`set_embedding_learning_rates` keeps the two apart).
+    """
+    tt = list(tt_params)
+    tt_ids = {id(p) for p in tt}
+    plain = [p for p in params if id(p) not in tt_ids]
+    groups: list[dict[str, Any]] = []
+    if plain:
+        groups.append({"params": plain, "lr": settings.lr, "table_kind": "uncompressed"})
+    if tt:
+        groups.append({"params": tt, "lr": settings.tt_rate, "table_kind": "tt"})
+    if not groups:
         return None
+    params = groups  # type: ignore[assignment]
     if settings.kind == "sgd":
         return torch.optim.SGD(params, lr=settings.lr)
     if settings.kind == "adagrad":
         return torch.optim.Adagrad(params, lr=settings.lr, eps=settings.eps, initial_accumulator_value=0)
     return RowWiseAdagrad(params, lr=settings.lr, eps=settings.eps)
+
+
+def set_embedding_learning_rates(
+    optimizer: torch.optim.Optimizer | None, lr: float, tt_lr: float | None = None
+) -> None:
+    """Set the embedding optimizer's rates: ``tt_lr`` (default ``lr``) for its ``table_kind="tt"`` group,
+    ``lr`` for the others."""
+    if optimizer is None:
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = tt_lr if tt_lr is not None and group.get("table_kind") == "tt" else lr
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer | None, lr: float) -> None:

@@ -258,7 +258,8 @@ class TorchRecBaseline:
         model.train()
         return logits
 
-    def set_learning_rates(self, dense_lr: float, embedding_lr: float) -> None:
+    def set_learning_rates(self, dense_lr: float, embedding_lr: float, tt_lr: float | None = None) -> None:
+        """``tt_lr`` is accepted for the common interface; this mode has no TT tables."""
         set_learning_rate(self.dense_optimizer, dense_lr)
         set_learning_rate(self.model.fused_optimizer, embedding_lr)
 

@@ -131,13 +131,22 @@ def table_costs(
     world_size: int,
     tt_min_rows: int = 0,
     optimizer: str = "sgd",
+    tt_min_compression: float = 0.0,
 ) -> list[TableCost]:
     """Costs of every table of a stats table (polars DataFrame or rows); tables with fewer than
-    ``tt_min_rows`` rows are costed as uncompressed (they stay plain tables in training)."""
+    ``tt_min_rows`` rows, or whose TT cores are less than ``tt_min_compression`` times smaller than the table,
+    are costed as uncompressed (they stay plain tables in training: ``TableSettings.compresses``)."""
     rows = stats.iter_rows(named=True) if hasattr(stats, "iter_rows") else stats
     out = []
     for row in rows:
         algo = Algorithm.NONE if int(row["num_embeddings"]) < tt_min_rows else algorithm
+        if algo != Algorithm.NONE and tt_min_compression > 0:
+            n, d = int(row["num_embeddings"]), int(row["embedding_dim"])
+            shapes = TTShapes(
+                n, d, tuple(row["tt_p_shapes"]), tuple(row["tt_q_shapes"]), tuple(row["tt_ranks"])
+            )
+            if n * d < tt_min_compression * shapes.num_parameters():
+                algo = Algorithm.NONE
         out.append(
             estimate_table_cost(
                 row, algo, global_batch_size=global_batch_size, world_size=world_size, optimizer=optimizer
@@ -286,7 +295,8 @@ def stats_file_profiles(
     """:func:`planner_inputs` (``costing``: its keyword arguments) for the first ``num_tables`` tables of a
     feature-stats Parquet file (``ecorec.stats``); returns the profiles and their cost unit (``"seconds"``
     when calibrated, else ``"flops"``). What the sharding-plan rules run."""
-    import polars as pl
+    from ecorec.stats import read_table_stats
 
-    profiles = planner_inputs(pl.read_parquet(stats_path).head(num_tables), algorithm, **costing)
+    # more tables than the statistics list: a ValueError naming the file, never a silently smaller plan
+    profiles = planner_inputs(read_table_stats(stats_path, num_tables), algorithm, **costing)
     return profiles, "seconds" if costing.get("calibration") else "flops"

@@ -75,7 +75,7 @@ def train_point(record: Record) -> dict[str, Any]:
         else 0.0,
         "peak_memory_mib": memory.get("max", math.nan) / 2**20,
         "peak_memory_kind": memory.get("kind", ""),
-        "val_auroc": auroc.get("val", math.nan),
+        "val_auroc": math.nan if auroc.get("val") is None else auroc["val"],  # null: undefined
         "device": record.get("environment", {}).get("device", ""),
     }
 

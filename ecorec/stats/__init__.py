@@ -10,6 +10,7 @@ from ecorec.stats.features import (
     dataset_lookups,
     locality_source_name,
     mean_col_size,
+    read_table_stats,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "dataset_lookups",
     "locality_source_name",
     "mean_col_size",
+    "read_table_stats",
 ]

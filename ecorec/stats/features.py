@@ -324,3 +324,23 @@ def mean_col_size(stats: pl.DataFrame) -> float:
     """nnz / U over all tables (the published 'Avg col size')."""
     unique = float(stats["unique"].sum())
     return float(stats["nnz"].sum()) / unique if unique else math.nan
+
+
+def read_table_stats(path: str | os.PathLike[str], num_tables: int | None = None) -> pl.DataFrame:
+    """The per-table statistics file ``path`` (``dataset_feature_stats(...).table``, Parquet), limited to its
+    first ``num_tables`` rows (tables in dataset order).
+
+    Raises ``ValueError`` naming the file, the requested count and the count available when ``num_tables`` is
+    not in ``[1, rows of the file]`` (asking for more tables than the dataset has must not silently plan
+    fewer).
+    """
+    frame = pl.read_parquet(path)
+    if num_tables is None:
+        return frame
+    if not 1 <= num_tables <= frame.height:
+        raise ValueError(
+            f"{path}: {num_tables} tables requested but the dataset's statistics list {frame.height} tables "
+            f"(tables must be in [1, {frame.height}]); lower the table count of the run/figure or use a "
+            "dataset with more tables"
+        )
+    return frame.head(num_tables)

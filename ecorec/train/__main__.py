@@ -1,4 +1,4 @@
-"""``python -m ecorec.train --config run.yaml [--resume] [--prepare] [--stop-after-steps K]``.
+"""python -m ecorec.train --config run.yaml [--resume | --resume-from P] [--prepare] [--stop-after-steps K]
 
 Run under torchrun (``torchrun --standalone --nproc_per_node R -m ecorec.train --config run.yaml``), or
 through ``workflow_scripts/launch_torchrun.sh``, which first runs ``--prepare`` once: it validates the
@@ -63,7 +63,20 @@ def prepare(cfg: RunConfig) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ecorec.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="run configuration (YAML)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint of output_dir (refused if it was written with a different "
+        "config: the differing keys are named)",
+    )
+    resume.add_argument(
+        "--resume-from",
+        metavar="PATH",
+        default=None,
+        help="start from the weights of this checkpoint (a step folder, checkpoints folder or run folder) on "
+        "purpose, e.g. to fine-tune with another config; training starts at step 0",
+    )
     parser.add_argument(
         "--prepare", action="store_true", help="validate and write the plan (one process, no training)"
     )
@@ -85,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ecorec.train.loop import run_training
 
-    run_training(cfg, resume=args.resume, stop_after_steps=args.stop_after_steps)
+    run_training(
+        cfg, resume=args.resume, stop_after_steps=args.stop_after_steps, resume_from=args.resume_from
+    )
     return 0
 
 

@@ -7,7 +7,9 @@ defaults (see ``docs/architecture.md`` and the README's "Training" section for a
 - ``dataset``: path of a Parquet dataset folder (``ecorec.data``), the features to train (``features``, or the
   first ``num_tables``; default all), shuffle, prefetch;
 - ``model``: ``ecorec.models.ModelSettings`` (dlrm / wide_deep / dcn);
-- ``embeddings``: TT algorithm (or none) and ranks, row threshold, the embedding optimizer and its update;
+- ``embeddings``: TT algorithm (or none) and ranks, row threshold, minimum compression of a TT table
+  (``tt_min_compression``: TT cores at least that many times smaller than the table, else uncompressed), the
+  embedding optimizer and its update, ``lr`` (uncompressed tables) and ``tt_lr`` (TT tables; default ``lr``);
 - ``dense_optimizer``: sgd / adagrad / adam;
 - ``lr_schedule``: MLPerf DLRM warm-up and polynomial decay (``ecorec.train.schedule``);
 - ``parallel``: mode and world size, sharding plan (file or planner method), twp stages, bwp micro-batches;
@@ -116,6 +118,8 @@ class EmbeddingsSection:
     lr: float = 0.1
     eps: float = 1e-8
     update: str = "fused"
+    tt_min_compression: float = 1.0
+    tt_lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,9 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     elif not m.deep_layers or min(m.deep_layers) < 1:
         raise ConfigError(f"{src}: model.deep_layers: needs positive layer sizes, got {m.deep_layers}")
     _positive(e.tt_min_rows, f"{src}: embeddings.tt_min_rows", minimum=0)
+    _positive(e.tt_min_compression, f"{src}: embeddings.tt_min_compression", minimum=0)
+    if e.tt_lr is not None and not e.tt_lr > 0:
+        raise ConfigError(f"{src}: embeddings.tt_lr: must be > 0, got {e.tt_lr}")
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
     if cfg.dataset.num_tables is not None:
         _positive(cfg.dataset.num_tables, f"{src}: dataset.num_tables")

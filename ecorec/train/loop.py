@@ -31,10 +31,15 @@ from ecorec.models import EmbeddingOptimizerSettings, ModelSettings, TableSettin
 from ecorec.parallel import DenseOptimizerSettings, build_distributed_model
 from ecorec.records import RunRecord
 from ecorec.train.checkpoint import (
+    CheckpointError,
     capture_rng_state,
+    check_config_match,
+    config_fingerprint,
+    differing_keys,
     latest_checkpoint,
     load_rank_checkpoint,
     prune_checkpoints,
+    resolve_checkpoint_dir,
     restore_rng_state,
     save_rank_checkpoint,
     write_latest,
@@ -136,14 +141,18 @@ def model_settings(cfg: RunConfig) -> ModelSettings:
 def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings, DenseOptimizerSettings]:
     e, p = cfg.embeddings, cfg.parallel
     micro = p.num_micro_uidx if (p.mode == "twp" and e.algorithm == "ecorec") else 1
-    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro)
-    emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update)
+    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro, e.tt_min_compression)
+    emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update, e.tt_lr)
     d = cfg.dense_optimizer
     dense = DenseOptimizerSettings(kind=d.kind, lr=d.lr, eps=d.eps, weight_decay=d.weight_decay)
     return tables, emb_opt, dense
 
 
-def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shuffle: bool) -> Any:
+def _loader(
+    cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shuffle: bool, training: bool = True
+) -> Any:
+    """The split's loader for this rank. Training drops the last partial batch; evaluation pads it to full
+    size with masked samples (``pad_last``), so every sample of the split is scored, in every mode."""
     return make_loader(
         cfg,
         split,
@@ -152,7 +161,8 @@ def _loader(cfg: RunConfig, ctx: DistributedContext, model: Any, split: str, shu
         features=model.input_features,
         layout=model.input_layout.value,
         shuffle=shuffle,
-        drop_last=True,
+        drop_last=training,
+        pad_last=not training,
     )
 
 
@@ -177,7 +187,21 @@ def _mlperf_log(cfg: RunConfig, ctx: DistributedContext, epochs: EpochPlan, meta
     return mlog
 
 
-def _checkpoint(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
+def _fingerprint(cfg: RunConfig, metadata: Any, plan: Any) -> dict[str, Any]:
+    """What a checkpoint of this run must match to be resumed (``checkpoint.config_fingerprint``): the config
+    keys, the dataset's content (sha256 over its files' sha256) and the table placement."""
+    import hashlib
+
+    digest = hashlib.sha256("".join(f.sha256 for f in metadata.files).encode()).hexdigest()
+    extra: dict[str, Any] = {"dataset.content_sha256": digest}
+    if plan is not None:
+        extra["parallel.plan"] = {str(r): list(t) for r, t in sorted(plan.assignment.items())}
+    return config_fingerprint(cfg.to_dict(), extra)
+
+
+def _checkpoint(
+    cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState, fingerprint: dict[str, Any]
+) -> None:
     root = cfg.output_dir / "checkpoints"
     payload = {
         "step": state.step,
@@ -189,19 +213,22 @@ def _checkpoint(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _Run
     save_rank_checkpoint(root, state.step, ctx.rank, payload)
     dist.barrier()
     if ctx.rank == 0:
-        write_latest(root, state.step, ctx.world_size, cfg.parallel.mode)
+        write_latest(root, state.step, ctx.world_size, cfg.parallel.mode, fingerprint)
         prune_checkpoints(root, cfg.train.keep_checkpoints)
     dist.barrier()
     _LOG.info("checkpoint of step %d written", state.step)
 
 
-def _resume(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState) -> None:
+def _resume(
+    cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunState, fingerprint: dict[str, Any]
+) -> None:
     root = cfg.output_dir / "checkpoints"
     record = latest_checkpoint(root)
     if record is None:
         _LOG.warning("--resume: no checkpoint under %s; starting from step 0", root)
         return
     saved = load_rank_checkpoint(root, record, ctx.rank, ctx.world_size, cfg.parallel.mode)
+    check_config_match(root, record, fingerprint)
     model.load_state_dict(saved["model"])
     restore_rng_state(saved["rng"])
     state.step = int(saved["step"])
@@ -211,23 +238,81 @@ def _resume(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunStat
     _LOG.info("resumed from the checkpoint of step %d", state.step)
 
 
+def _load_weights(
+    cfg: RunConfig, ctx: DistributedContext, model: Any, path: str, fingerprint: dict[str, Any]
+) -> None:
+    """``--resume-from PATH``: this rank's model and optimizer state from another run's checkpoint, on
+    purpose (fine-tuning); training starts at step 0 with this config's schedule and a fresh loss curve.
+    Differences of config are logged, not refused; the layout (world size, mode, tables) must match."""
+    step_folder, record = resolve_checkpoint_dir(path)
+    if record is not None:
+        saved = load_rank_checkpoint(step_folder.parent, record, ctx.rank, ctx.world_size, cfg.parallel.mode)
+        diff = differing_keys(record.get("config", {}), fingerprint)
+        if diff:
+            _LOG.warning("--resume-from %s: config differs (intended): %s", step_folder, "; ".join(diff))
+    else:
+        file = step_folder / f"rank-{ctx.rank}.pt"
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing (a checkpoint of a {ctx.world_size}-rank run?)")
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(saved["model"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{step_folder}: its weights do not fit this run's model (tables, shapes or placement differ): "
+            f"{first}"
+        ) from err
+    _LOG.info("weights loaded from %s (--resume-from); training starts at step 0", step_folder)
+
+
 def run_training(
-    cfg: RunConfig, *, resume: bool = False, stop_after_steps: int | None = None
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    stop_after_steps: int | None = None,
+    resume_from: str | None = None,
 ) -> dict[str, Any] | None:
     """Train as configured; returns the run record on rank 0 (``None`` elsewhere, or when stopped early by
-    ``stop_after_steps``, which simulates a preempted job: no record is written)."""
+    ``stop_after_steps``, which simulates a preempted job: no record is written).
+
+    ``resume``: continue from the latest checkpoint of ``output_dir`` (refused if its config differs);
+    ``resume_from``: start from the weights of another checkpoint on purpose (fine-tuning). A fatal exception
+    is written to the rank's log file (``logs/rank<r>.log``) with its traceback before it propagates."""
+    if resume and resume_from is not None:
+        raise ValueError("give either resume or resume_from, not both")
     ctx = init_distributed(cfg)
     try:
-        return _run(cfg, ctx, resume, stop_after_steps)
+        setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
+        try:
+            return _run(cfg, ctx, resume, stop_after_steps, resume_from)
+        except BaseException as err:
+            _log_fatal(ctx.rank, err)
+            raise
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
 
 
+def _log_fatal(rank: int, err: BaseException) -> None:
+    """Record a fatal exception in this rank's log file (every rank; the console handler shows rank 0)."""
+    if isinstance(err, KeyboardInterrupt):
+        _LOG.error("rank %d interrupted", rank)
+        return
+    _LOG.error("rank %d failed: %s: %s", rank, type(err).__name__, err, exc_info=err)
+    for handler in logging.getLogger("ecorec").handlers:
+        handler.flush()
+
+
 def _run(
-    cfg: RunConfig, ctx: DistributedContext, resume: bool, stop_after_steps: int | None
+    cfg: RunConfig,
+    ctx: DistributedContext,
+    resume: bool,
+    stop_after_steps: int | None,
+    resume_from: str | None = None,
 ) -> dict[str, Any] | None:
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
+
     torch.manual_seed(cfg.run.seed)
     metadata = dataset_metadata(cfg)
     if not metadata.has_labels:
@@ -247,6 +332,16 @@ def _run(
         plan, costs = resolve_plan(cfg, specs, table_settings)
         if mode == "twp":
             stages = twp_stages(cfg, plan, costs)
+    table_kinds = [table_settings.table_kind(s) for s in specs]
+    for t in table_kinds:
+        _LOG.info(
+            "table %s: %s, %d parameters, compression %.3gx (%s)",
+            t["table"],
+            t["kind"],
+            t["parameters"],
+            t["compression"],
+            t["reason"],
+        )
     head = build_head(model_settings(cfg), metadata.num_dense, len(features), cfg.run.seed)
     hetgmp = partition = None
     if mode == "hetgmp":  # issue 16: partition file -> owners, mirrors, per-rank samples
@@ -298,17 +393,29 @@ def _run(
         cfg.lr_schedule.decay_end_lr,
     )
     state = _RunState()
+    fingerprint = _fingerprint(cfg, metadata, plan)
     if resume:
-        _resume(cfg, ctx, model, state)
+        _resume(cfg, ctx, model, state, fingerprint)
+    elif resume_from is not None:
+        _load_weights(cfg, ctx, model, resume_from, fingerprint)
     n = len(train_loader)
     train_loader.load_state_dict({"epoch": state.step // n, "batch": state.step % n})
     stream = _batch_stream(train_loader)
 
     def run_eval(split: str) -> dict[str, Any]:
-        loader = _loader(cfg, ctx, model, split, shuffle=False)
-        result = evaluate(model.predict, loader, cfg.train.eval_batches)
+        loader = _loader(cfg, ctx, model, split, shuffle=False, training=False)
+        result = evaluate(
+            model.predict, loader, cfg.train.eval_batches, where=f"step {state.step}: {split} split"
+        )
         entry = {"step": state.step, "split": split, **result}
-        _LOG.info("step %d %s AUROC %.5f BCE %.5f", state.step, split, result["auroc"], result["bce"])
+        _LOG.info(
+            "step %d %s AUROC %s BCE %s (%d samples)",
+            state.step,
+            split,
+            "undefined" if result["auroc"] is None else f"{result['auroc']:.5f}",
+            "undefined" if result["bce"] is None else f"{result['bce']:.5f}",
+            result["samples"],
+        )
         return entry
 
     _LOG.info(
@@ -327,8 +434,10 @@ def _run(
     times: list[float] = []
     first_timed = state.step
     progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
+    tt_scale = 1.0 if cfg.embeddings.tt_lr is None else cfg.embeddings.tt_lr / cfg.embeddings.lr
     while state.step < epochs.total_steps:
-        model.set_learning_rates(*schedule.rates(state.step))
+        dense_lr, embedding_lr = schedule.rates(state.step)
+        model.set_learning_rates(dense_lr, embedding_lr, embedding_lr * tt_scale)  # TT: same schedule
         mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=True)
         _sync(ctx.device)
         start = time.perf_counter()
@@ -346,11 +455,12 @@ def _run(
         if epochs.evaluates_after(state.step) and "val" in eval_splits:
             entry = mlog.evaluation(lambda: run_eval("val"), state.step / epochs.steps_per_epoch)
             state.evals.append(entry)
-            if cfg.train.target_auc is not None and entry["auroc"] >= cfg.train.target_auc:
+            reached = entry["auroc"] is not None and cfg.train.target_auc is not None
+            if reached and entry["auroc"] >= cfg.train.target_auc:
                 _LOG.info("val AUROC %.5f reached the target %.5f", entry["auroc"], cfg.train.target_auc)
                 state.stopped_early = True
         if cfg.train.checkpoint_every and state.step % cfg.train.checkpoint_every == 0:
-            _checkpoint(cfg, ctx, model, state)
+            _checkpoint(cfg, ctx, model, state, fingerprint)
         if stop_after_steps is not None and state.step >= stop_after_steps:
             progress.close()
             _LOG.warning("stopping after step %d as asked (--stop-after-steps)", state.step)
@@ -396,7 +506,8 @@ def _run(
         "eval": state.evals,
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),
-        "num_tt_tables": sum(table_settings.compresses(s) for s in specs),
+        "num_tt_tables": sum(t["kind"] == "tt" for t in table_kinds),
+        "tables": table_kinds,
         "config_warnings": ignored_settings,
     }
     if plan is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import statistics
@@ -13,6 +14,8 @@ import torch.distributed as dist
 from torchmetrics.functional.classification import binary_auroc
 
 from ecorec.parallel import all_gather_equal
+
+_LOG = logging.getLogger("ecorec.train")
 
 __all__ = ["auroc", "evaluate", "gather_objects", "peak_memory", "summarize_times"]
 
@@ -94,11 +97,28 @@ def summarize_times(
     return out
 
 
-def auroc(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Binary AUROC (torchmetrics) of ``logits [n]`` against 0/1 ``labels [n]``; NaN with one class only."""
+def auroc(logits: torch.Tensor, labels: torch.Tensor, where: str = "evaluation") -> float | None:
+    """Binary AUROC (torchmetrics) of ``logits [n]`` against 0/1 ``labels [n]``.
+
+    ``None`` (undefined, with a warning) when the labels hold one class only or there are none; a
+    ``FloatingPointError`` naming ``where`` and the count when a logit is NaN or infinite (a diverged model
+    has no AUROC).
+    """
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        first = int(torch.nonzero(~finite)[0, 0])
+        raise FloatingPointError(
+            f"{where}: {bad} of {logits.numel()} logits are not finite (first: sample {first}, "
+            f"{float(logits[first])}); AUROC is undefined for a diverged model"
+        )
     labels = labels.long()
     if labels.numel() == 0 or labels.min() == labels.max():
-        return math.nan
+        only = "no samples" if labels.numel() == 0 else f"only label {int(labels[0])}"
+        _LOG.warning(
+            "%s: AUROC is undefined (reported as null): %s among %d samples", where, only, labels.numel()
+        )
+        return None
     return float(binary_auroc(torch.sigmoid(logits.float()), labels))
 
 
@@ -107,18 +127,30 @@ def evaluate(
     batches: Iterable[Any],
     max_batches: int = 0,
     group: dist.ProcessGroup | None = None,
-) -> dict[str, float]:
+    where: str = "evaluation",
+) -> dict[str, Any]:
     """AUROC and mean BCE of ``predict`` over ``batches`` (at most ``max_batches``; 0 = all), predictions of
-    every rank gathered (every rank must call it with the same number of equally sized batches)."""
-    logits, labels = [], []
+    every rank gathered (every rank must call it with the same number of equally sized batches).
+
+    A batch with a ``mask`` (``[b]`` bool, False for padding: the loader's ``pad_last``) contributes only its
+    real samples, so padding the last batch of a split to full size scores every sample exactly once.
+    Returns ``{"auroc": float | None, "bce": float | None, "samples": int}`` (``None``: undefined).
+    """
+    logits, labels, masks = [], [], []
     for i, batch in enumerate(batches):
         if max_batches and i >= max_batches:
             break
-        logits.append(predict(batch).detach().float().cpu())
+        out = predict(batch).detach().float().cpu()
+        logits.append(out)
         labels.append(batch.labels.float().cpu())
+        mask = getattr(batch, "mask", None)
+        masks.append(torch.ones(out.shape[0], dtype=torch.bool) if mask is None else mask.bool().cpu())
     if not logits:
-        return {"auroc": math.nan, "bce": math.nan, "samples": 0}
-    all_logits = all_gather_equal(torch.cat(logits), group)
-    all_labels = all_gather_equal(torch.cat(labels), group)
+        _LOG.warning("%s: no batch to evaluate; AUROC and BCE are undefined (null)", where)
+        return {"auroc": None, "bce": None, "samples": 0}
+    keep = all_gather_equal(torch.cat(masks).to(torch.uint8), group).bool()
+    all_logits = all_gather_equal(torch.cat(logits), group)[keep]
+    all_labels = all_gather_equal(torch.cat(labels), group)[keep]
+    value = auroc(all_logits, all_labels, where)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(all_logits, all_labels)
-    return {"auroc": auroc(all_logits, all_labels), "bce": float(bce), "samples": int(all_labels.numel())}
+    return {"auroc": value, "bce": float(bce), "samples": int(all_labels.numel())}

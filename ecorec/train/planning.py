@@ -50,6 +50,7 @@ def planner_profiles(cfg: RunConfig, specs: Sequence[TableSpec], settings: Table
         world_size=cfg.parallel.world_size,
         tt_min_rows=settings.tt_min_rows,
         optimizer=cfg.embeddings.optimizer,
+        tt_min_compression=settings.tt_min_compression,
     )
     by_name = {p.name: p for p in profiles}
     return [by_name[n] for n in names]

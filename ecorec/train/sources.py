@@ -35,9 +35,11 @@ def make_loader(
     layout: str,
     shuffle: bool,
     drop_last: bool = True,
+    pad_last: bool = False,
 ) -> Any:
     """A loader of ``split`` for one rank (``ParquetBatchLoader`` or ``RandomBatchLoader``), with the run's
-    global batch, seed, prefetch and ``train.pin_memory``."""
+    global batch, seed, prefetch and ``train.pin_memory``; ``pad_last`` (evaluation, Parquet only) pads the
+    last partial batch with masked samples."""
     common: dict[str, Any] = {
         "split": split,
         "global_batch_size": cfg.train.global_batch_size,
@@ -54,7 +56,8 @@ def make_loader(
     if cfg.dataset.source == "random":
         from ecorec.data.random_source import RandomBatchLoader
 
-        return RandomBatchLoader(random_source_config(cfg), **common)
+        # random data has nothing worth scoring in a padded tail: its evaluation drops the partial batch
+        return RandomBatchLoader(random_source_config(cfg), **{**common, "drop_last": drop_last or pad_last})
     from ecorec.data import ParquetBatchLoader
 
-    return ParquetBatchLoader(cfg.dataset.path, **common)
+    return ParquetBatchLoader(cfg.dataset.path, **common, pad_last=pad_last)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -55,8 +56,30 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: A
         os.fsync(handle.fileno())
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN / infinite float (Python or numpy scalar) replaced by ``None`` (JSON ``null``),
+    recursively through dicts, lists and tuples, so that ``json.dumps(..., allow_nan=False)`` succeeds and
+    strict parsers accept the result. Other values are returned as they are."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return strict_json(obj.item())
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`strict_json` ``(obj)`` with ``allow_nan=False`` (``NaN`` never appears)."""
+    kwargs.setdefault("default", str)
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (sorted keys, trailing newline)."""
+    """Write ``obj`` as strict JSON to ``path`` atomically (sorted keys, trailing newline; NaN and infinities
+    become ``null``: :func:`strict_json`)."""
     with atomic_write(path) as handle:
-        json.dump(obj, handle, indent=indent, sort_keys=True, default=str)
+        handle.write(dumps_strict(obj, indent=indent, sort_keys=True))
         handle.write("\n")

@@ -8,6 +8,8 @@ config key.
 
 from __future__ import annotations
 
+import json
+
 import os
 import re
 from collections.abc import Mapping
@@ -92,6 +94,12 @@ class WorkflowConfig:
                 f"config: dataset {config['dataset']!r} is not an entry of datasets "
                 f"{sorted(config['datasets'])}"
             )
+        for index, run in enumerate(config["train"]["runs"]):
+            if run["system"] not in config["systems"]:
+                raise ValueError(
+                    f"config train.runs[{index}].system: unknown system {run['system']!r}; the known systems "
+                    f"(config `systems`) are {sorted(config['systems'])}"
+                )
         errors = [
             message
             for name, system in config["systems"].items()
@@ -157,11 +165,28 @@ class WorkflowConfig:
         Criteo's count (``ecorec.data.sources``)."""
         settings = self.dataset_settings(dataset)
         source = settings["source"]
+        if source == "parquet":  # a registered dataset: its own metadata.json says
+            return self.parquet_dataset_num_tables(dataset)
         if source == "synthetic":
             return int(settings.get("num_tables", SYNTHETIC_DEFAULT_NUM_TABLES))
         if source in META_DLRM_RELEASES:
             return META_DLRM_RELEASES[source].num_tables
         return CRITEO_NUM_SPARSE
+
+    def parquet_dataset_input(self, wildcards: Any) -> str:
+        """The ``metadata.json`` of a ``source: parquet`` dataset (a change re-registers it)."""
+        return str(Path(self.dataset_settings(wildcards.dataset)["path"]) / "metadata.json")
+
+    def parquet_dataset_num_tables(self, name: str) -> int:
+        """Tables (features) of the prepared dataset of ``datasets.<name>.path``."""
+        path = self.dataset_settings(name)["path"]
+        metadata = Path(path) / "metadata.json"
+        if not metadata.is_file():
+            raise ValueError(
+                f"config datasets.{name}.path: {path} is not an ecorec Parquet dataset (no {metadata}); write "
+                "one with ecorec.data.write_dataset"
+            )
+        return len(json.loads(metadata.read_text())["features"])
 
     def target_stats_file(self, wildcards: Any) -> str | None:
         """The locality statistics a dataset is compared with: a synthetic dataset's own target file, else

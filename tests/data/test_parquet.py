@@ -155,7 +155,7 @@ def _mutate(dataset, change):
     [
         (lambda m: m.update(num_samples="1000"), "num_samples"),
         (lambda m: m.update(format_version=2), "format_version"),
-        (lambda m: m.update(source="imagenet"), "source"),
+        (lambda m: m.update(source="no such/name"), "source"),
         (lambda m: m["splits"].update(train=[0, 5000]), "splits.train"),
         (lambda m: m["num_embeddings"].pop("b"), "num_embeddings"),
         (lambda m: m["num_embeddings"].update(a=0), "num_embeddings.a"),

@@ -426,3 +426,17 @@ def test_config_errors_name_the_field():
         SyntheticConfig(num_tables=2, rows=(5,))
     with pytest.raises(ValueError, match="planted_tables"):
         SyntheticConfig(num_tables=2, planted_tables=3)
+
+
+def test_blocks_of_different_batch_sizes_warn_and_use_the_configured_size(tmp_path, caplog):
+    from ecorec.data.locality_stats import write_locality_stats
+    from ecorec.data.synthetic import load_target_stats
+
+    packaged = read_locality_stats(default_locality_stats_path()).blocks[0]
+    other = packaged.__class__(**{**packaged.__dict__, "batch_size": 4096, "source": "x_t788_bs4096"})
+    path = tmp_path / "mixed.txt"
+    write_locality_stats(path, [packaged, other])
+    with caplog.at_level(logging.WARNING):
+        block = load_target_stats(path, 4096)
+    assert "its blocks disagree: measured at batch sizes [4096, 131072]" in caplog.text
+    assert block.batch_size == 4096 and block.source == "x_t788_bs4096"

@@ -66,3 +66,82 @@ def test_tt_tables_by_threshold_and_placement_independent():
     full = all_tables["mid"].full_weight()
     expected = torch.nn.functional.embedding_bag(values, full, offsets[:-1], mode="sum")
     torch.testing.assert_close(pool_table(all_tables["mid"], values, offsets), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["none", "ecorec"])
+def test_out_of_range_ids_name_the_table(algorithm):
+    """TT and uncompressed tables alike: the error names the feature, the id and the table size (torch's own
+    message for nn.EmbeddingBag names nothing)."""
+    from ecorec.models import TableSettings, TableSpec, build_tables
+
+    specs = [TableSpec("clicks", 30, 4), TableSpec("user_id", 50, 4)]
+    tables = build_tables(specs, TableSettings(algorithm, (2, 2), tt_min_rows=10), seed=0)
+    values, offsets = torch.tensor([3, 50, 7]), torch.tensor([0, 1, 3])
+    with pytest.raises(
+        ValueError, match=r"table/feature 'user_id': id 50 at position 1 .* outside \[0, 50\)"
+    ):
+        pool_table(tables["user_id"], values, offsets, name="user_id")
+    with pytest.raises(ValueError, match=r"table/feature 'clicks': id -1 at position 0"):
+        pool_table(tables["clicks"], torch.tensor([-1]), torch.tensor([0, 1]), name="clicks")
+    assert pool_table(tables["user_id"], torch.tensor([3, 49, 7]), offsets, name="user_id").shape == (2, 4)
+
+
+def test_tt_only_where_the_cores_are_smaller_by_the_factor():
+    """The oracle: the parameters of the TTEmbeddingBag actually built, and N*D for an uncompressed table."""
+    from ecorec.models import tt_compression_ratio, tt_num_parameters
+
+    specs = [TableSpec("two_rows", 2, 16), TableSpec("t500", 500, 16), TableSpec("t1200", 1200, 16)]
+    built = build_tables(specs, TableSettings("ecorec", (16, 16), tt_min_rows=0, tt_min_compression=0.0), 0)
+    for spec in specs:
+        assert tt_num_parameters(spec, (16, 16)) == sum(p.numel() for p in built[spec.name].parameters())
+    assert tt_compression_ratio(specs[0], (16, 16)) < 1 < tt_compression_ratio(specs[1], (16, 16)) < 2
+    # default factor 1.0: a TT table is never larger than the table it replaces (the 2-row table)
+    default = TableSettings("ecorec", (16, 16), tt_min_rows=0)
+    assert [default.compresses(s) for s in specs] == [False, True, True]
+    settings = TableSettings("ecorec", (16, 16), tt_min_rows=0, tt_min_compression=2.0)
+    tables = build_tables(specs, settings, seed=0)
+    assert [is_tt_table(tables[s.name]) for s in specs] == [False, False, True]
+    kinds = [settings.table_kind(s) for s in specs]
+    assert [k["kind"] for k in kinds] == ["uncompressed", "uncompressed", "tt"]
+    assert [k["parameters"] for k in kinds] == [
+        sum(p.numel() for p in tables[s.name].parameters()) for s in specs
+    ]
+    assert kinds[2]["compression"] == pytest.approx(1200 * 16 / kinds[2]["parameters"])
+    assert "< tt_min_compression=2.0" in kinds[1]["reason"]
+
+
+@pytest.mark.parametrize("update", ["fused", "plain"])
+def test_per_kind_learning_rates(update):
+    """One SGD step: the TT table moves by tt_lr * gradient, the uncompressed one by lr * gradient; the
+    oracle is the same step with tt_lr = lr (the TT move scales exactly with tt_lr, the other not at all)."""
+    from ecorec.models import ModelSettings, build_head
+    from ecorec.parallel import DenseOptimizerSettings, build_distributed_model
+    from tests.parallel.harness import make_global_batches, rank_batch
+
+    specs = [TableSpec("plain", 30, 8), TableSpec("tt", 2000, 8)]
+    settings = TableSettings("ecorec", (4, 4), tt_min_rows=1000)
+    head_settings = ModelSettings(kind="dlrm", embedding_dim=8, dense_arch=(8,), over_arch=(8, 1))
+    batch = rank_batch(make_global_batches(specs, 1, 16, 3, seed=1)[0], 0, 1, "local", ["plain", "tt"])
+
+    def step(tt_lr):
+        model = build_distributed_model(
+            "dp",
+            specs,
+            build_head(head_settings, 3, 2, 0),
+            table_settings=settings,
+            dense_optimizer=DenseOptimizerSettings(kind="sgd", lr=0.1),
+            embedding_optimizer=EmbeddingOptimizerSettings("sgd", lr=0.5, update=update, tt_lr=tt_lr),
+            seed=0,
+        )
+        tables = model.strategy.tables
+        before = {n: [p.detach().clone() for p in tables[n].parameters()] for n in ("plain", "tt")}
+        model.set_learning_rates(0.1, 0.5, tt_lr)
+        model.train_step(iter([batch]))
+        return {n: [p.detach() - b for p, b in zip(tables[n].parameters(), before[n])] for n in before}
+
+    same, tenth = step(0.5), step(0.05)
+    for got, want in zip(tenth["plain"], same["plain"]):
+        torch.testing.assert_close(got, want)
+    assert any(d.abs().max() > 0 for d in same["tt"])
+    for got, want in zip(tenth["tt"], same["tt"]):
+        torch.testing.assert_close(got, want / 10, rtol=1e-4, atol=1e-8)  # float32 rounding of w - w0

@@ -33,6 +33,7 @@ class Batch:
     sparse: KeyedJaggedTensor
     dense: torch.Tensor
     labels: torch.Tensor
+    mask: torch.Tensor | None = None  # [b] bool, False for padding (the loader's pad_last)
 
 
 def make_global_batches(
@@ -56,6 +57,21 @@ def make_global_batches(
         labels = (torch.rand(global_batch, generator=gen) < 0.3 + 0.4 * (lengths[specs[0].name] % 2)).float()
         out.append(GlobalBatch(lengths, values, dense, labels))
     return out
+
+
+def pad_tail(batch: GlobalBatch, num_real: int) -> GlobalBatch:
+    """``batch`` with samples ``[num_real, G)`` replaced by padding as the loader's ``pad_last`` makes it:
+    empty bags, zero dense features, label 0."""
+    lengths, values = {}, {}
+    for name, lens in batch.lengths.items():
+        keep = int(lens[:num_real].sum())
+        lengths[name] = torch.cat([lens[:num_real], torch.zeros_like(lens[num_real:])])
+        values[name] = batch.values[name][:keep]
+    dense = batch.dense.clone()
+    dense[num_real:] = 0
+    labels = batch.labels.clone()
+    labels[num_real:] = 0
+    return GlobalBatch(lengths, values, dense, labels)
 
 
 def sample_slice(batch: GlobalBatch, name: str, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,8 @@ from ecorec.parallel import (
     make_dense_optimizer,
     make_embedding_optimizer,
 )
-from tests.parallel.harness import make_global_batches, rank_batch, run_ranks
+from ecorec.train.metrics import auroc, evaluate
+from tests.parallel.harness import make_global_batches, pad_tail, rank_batch, run_ranks
 
 SEED = 7
 STEPS = 5
@@ -123,6 +124,7 @@ def _final_weights(model, rank: int) -> dict[str, list]:
 
 
 RESUME_AT = 3
+EVAL_REAL = 11  # the padded evaluation batch: 11 real samples of G = 16 (rank 1 holds 3 real, 5 padding)
 
 
 def _build(case: Case, world_size: int):
@@ -161,13 +163,26 @@ def _worker(rank: int, world_size: int, out_dir: str) -> None:
         resumed.load_state_dict(torch.load(snapshot, weights_only=True))
         stream = _stream(resumed, batches[RESUME_AT:], rank, world_size)
         resumed_losses = [resumed.train_step(stream).loss for _ in range(STEPS - RESUME_AT)]
+        # the last, short batch of a split, padded to full size and masked: every mode scores exactly the
+        # real samples (compared with the oracle's predictions on those 11 samples alone)
+        padded = rank_batch(
+            pad_tail(batches[0], EVAL_REAL), rank, world_size, model.input_layout.value, model.input_features
+        )
+        b = GLOBAL_BATCH // world_size
+        padded.mask = torch.arange(rank * b, (rank + 1) * b) < EVAL_REAL
+        scored = evaluate(model.predict, [padded])
         torch.save(
-            {"losses": losses, "resumed": resumed_losses, "weights": _final_weights(model, rank)},
+            {
+                "losses": losses,
+                "resumed": resumed_losses,
+                "weights": _final_weights(model, rank),
+                "eval": scored,
+            },
             f"{out_dir}/{key}-{rank}.pt",
         )
 
 
-def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor], dict]:
     """One process, the whole global batch, the tables as configured (fused TT updates in backward, one TT
     micro-batch), mean BCE."""
     settings = TableSettings(case.tables.algorithm, case.tables.tt_ranks, case.tables.tt_min_rows)
@@ -187,7 +202,30 @@ def _reference(case: Case) -> tuple[list[float], dict[str, torch.Tensor]]:
         dense_opt.step()
         emb_opt.step()
         losses.append(loss.item())
-    return losses, {n: _dense_weight(t) for n, t in tables.items()}
+    real = rank_batch(_batches()[0], 0, 1, "local", FEATURES)
+    with torch.no_grad():
+        logits = model(real.dense[:EVAL_REAL], _first_samples(real.sparse, EVAL_REAL))
+    labels = real.labels[:EVAL_REAL]
+    scored = {
+        "auroc": auroc(logits, labels),
+        "bce": float(F.binary_cross_entropy_with_logits(logits, labels)),
+        "samples": EVAL_REAL,
+    }
+    return losses, {n: _dense_weight(t) for n, t in tables.items()}, scored
+
+
+def _first_samples(kjt, n: int):
+    """The KJT of the first ``n`` samples of every feature."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    lengths, values = [], []
+    for name in kjt.keys():
+        jt = kjt[name]
+        lengths.append(jt.lengths()[:n])
+        values.append(jt.values()[: int(jt.lengths()[:n].sum())])
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=kjt.keys(), values=torch.cat(values), lengths=torch.cat(lengths)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +247,7 @@ def distributed_runs(tmp_path_factory):
         results[key] = {
             "losses": [p["losses"] for p in per_rank],
             "resumed": per_rank[0]["resumed"],
+            "eval": [p["eval"] for p in per_rank],
             "weights": weights,
         }
     return results
@@ -216,7 +255,7 @@ def distributed_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("key", list(CASES))
 def test_mode_matches_single_process(distributed_runs, key):
-    ref_losses, ref_weights = _reference(CASES[key])
+    ref_losses, ref_weights, ref_eval = _reference(CASES[key])
     run = distributed_runs[key]
     assert run["losses"][0] == run["losses"][1], "every rank must report the same global loss"
     # float32, 5 steps of Adam/Adagrad/SGD: agreement to 1e-5 relative.
@@ -225,6 +264,11 @@ def test_mode_matches_single_process(distributed_runs, key):
     assert sorted(run["weights"]) == FEATURES
     for name in FEATURES:
         torch.testing.assert_close(run["weights"][name], ref_weights[name], rtol=1e-5, atol=1e-6)
+    # the padded last batch: the real samples only, the same on every rank, as the oracle scores them
+    assert run["eval"][0] == run["eval"][1]
+    assert run["eval"][0]["samples"] == EVAL_REAL
+    assert run["eval"][0]["auroc"] == pytest.approx(ref_eval["auroc"], abs=1e-6)
+    assert run["eval"][0]["bce"] == pytest.approx(ref_eval["bce"], rel=1e-5)
 
 
 def test_twp_equals_mp(distributed_runs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,3 +224,59 @@ def test_run_stops_once_val_auroc_reaches_the_target(tmp_path, dataset, full_run
     # evaluating on the way changes nothing of the training: the curve is the uninterrupted run's prefix
     full = json.loads((full_run / "record.json").read_text())["metrics"]["loss_curve"]
     assert metrics["loss_curve"] == full[: metrics["steps"]]
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_config_and_resume_from_fine_tunes(tmp_path, dataset, full_run):
+    """--resume on a checkpoint of a different config fails naming the keys (in every rank's log too) and
+    writes no record; --resume-from loads the same weights on purpose and evaluates every sample of the
+    splits (G = 96 does not divide the 256 val / test samples: the last batch is padded and masked)."""
+    changed = tmp_path / "changed"
+    shutil.copytree(full_run / "checkpoints", changed / "checkpoints")
+    proc = _launch(_config(tmp_path, dataset, "changed", embeddings={"lr": 0.1}), "--resume")
+    assert proc.returncode != 0
+    assert "differing keys: embeddings.lr: 0.05 -> 0.1" in proc.stderr
+    for rank in (0, 1):
+        log = (changed / "logs" / f"rank{rank}.log").read_text()
+        assert f"rank {rank} failed: CheckpointError" in log and "embeddings.lr: 0.05 -> 0.1" in log
+    assert not (changed / "record.json").exists()
+
+    config = _config(
+        tmp_path,
+        dataset,
+        "finetune",
+        embeddings={"lr": 0.1, "tt_lr": 0.02},
+        train={"steps": 2, "global_batch_size": 96, "eval_batches": 0, "checkpoint_every": 0},
+    )
+    proc = _launch(config, "--resume-from", str(full_run / "checkpoints"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "config differs (intended)" in proc.stderr
+    metrics = json.loads((tmp_path / "finetune" / "record.json").read_text())["metrics"]
+    assert metrics["resumed_from_step"] is None and len(metrics["loss_curve"]) == 2
+    (tmp_path / "fresh.yaml").write_text(  # the same config, from the initial weights
+        config.read_text().replace(str(tmp_path / "finetune"), str(tmp_path / "fresh"))
+    )
+    fresh = _launch(tmp_path / "fresh.yaml")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    fresh_curve = json.loads((tmp_path / "fresh" / "record.json").read_text())["metrics"]["loss_curve"]
+    assert metrics["loss_curve"][0] != fresh_curve[0]  # trained weights, not the initial ones
+    final = [e for e in metrics["eval"] if e["step"] == 2]
+    assert sorted((e["split"], e["samples"]) for e in final) == [("test", 256), ("val", 256)]
+
+    # the record lists every table's kind, parameters and compression (tt_min_rows 500, ranks [4, 4], D 8)
+    from ecorec.data import read_metadata
+    from ecorec.tt import TTShapes
+
+    rows = read_metadata(dataset).num_embeddings
+    tables = metrics["tables"]
+    assert [t["table"] for t in tables] == [f"f{i}" for i in range(6)]
+    for t in tables:
+        n = rows[t["table"]]
+        tt_params = TTShapes.from_sizes(n, 8, [4, 4]).num_parameters()
+        is_tt = n >= 500 and tt_params <= n * 8
+        assert t["kind"] == ("tt" if is_tt else "uncompressed")
+        assert t["parameters"] == (tt_params if is_tt else n * 8)
+        assert t["compression"] == pytest.approx(n * 8 / t["parameters"])
+    assert metrics["num_tt_tables"] == sum(t["kind"] == "tt" for t in tables) >= 1
+    log = (tmp_path / "finetune" / "logs" / "rank0.log").read_text()
+    assert all(f"table {t['table']}: {t['kind']}, {t['parameters']} parameters" in log for t in tables)

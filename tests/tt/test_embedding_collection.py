@@ -140,3 +140,20 @@ def test_round_up_rows_reaches_the_tt_table() -> None:
     assert collection.embedding_bags["rounded"].shapes.p_shapes == (20, 22, 25)
     exact = collection.embedding_bags["exact"].shapes.p_shapes
     assert exact == (1, 73, 137) and math.prod(exact) == 10_001
+
+
+@pytest.mark.parametrize(("feature", "table", "rows"), [("f2", "f1/f2", 20_000), ("f5", "f5", 700)])
+def test_out_of_range_ids_name_the_features(feature: str, table: str, rows: int) -> None:
+    """A bad id of a TT table (shared by f1, f2) or of an uncompressed one names the table's features."""
+    collection = TTEmbeddingBagCollection(_tables())
+    features = _features(False).to_dict()
+    bad = features[feature].values().clone()
+    bad[-1] = rows
+    keys = ["f1", "f2", "f3", "f4", "f5"]
+    values = torch.cat([bad if k == feature else features[k].values() for k in keys])
+    lengths = torch.cat([features[k].lengths() for k in keys])
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys, values, lengths)
+    with pytest.raises(
+        ValueError, match=rf"table/feature '{table}': id {rows} at position .* outside \[0, {rows}\)"
+    ):
+        collection(kjt)

@@ -1,8 +1,8 @@
 """``python -m ecorec.cluster <command>``:
 
 - ``run --nodes N --ranks-per-node P [--link-gbit X | --config config.yaml --profile NAME] [--intra-gbit Y]
-  [--fallback] -- SCRIPT.py [ARGS] | -m MODULE [ARGS]``: run the script on every rank of the emulated cluster
-  (as torchrun runs a training script); exits with the job's status.
+  [--dilation-file F] [--fallback] -- SCRIPT.py [ARGS] | -m MODULE [ARGS]``: run the script on
+  every rank of the emulated cluster (as torchrun runs a training script); exits with the job's status.
 - ``check-link --link-gbit X``: measure one TCP stream through a shaped link; exit 1 when off by more than
   ``--tolerance`` (default 10%).
 - ``dilation --config config.yaml --profile NAME --ranks-per-node P``: measure this machine's TT kernel rate
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--queue-ms", type=float, default=50.0)
     r.add_argument("--prefix", help="name prefix of namespaces and links (default: fresh per run)")
     r.add_argument("--fallback", action="store_true", help="without the capability: plain loopback + warning")
+    r.add_argument("--dilation-file", help="JSON written by `dilation --output` (instead of --config)")
     _add_dilation_args(r)
     r.add_argument("script", nargs=argparse.REMAINDER, help="-- SCRIPT.py [ARGS] | -- -m MODULE [ARGS]")
     c = sub.add_parser("check-link", help="measure the rate of one shaped link")
@@ -124,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         script = args.script[1:] if args.script[:1] == ["--"] else args.script
         info: dict[str, Any] = {}
         link_gbit = args.link_gbit
-        if args.config:
+        if args.dilation_file:
+            info["dilation"] = json.loads(Path(args.dilation_file).read_text())
+            info["profile"] = info["dilation"]["profile"]
+            if link_gbit is None:
+                link_gbit = info["dilation"]["link_gbit"]
+            if args.intra_gbit is None and info["dilation"].get("intra_gbit") is not None:
+                args.intra_gbit = info["dilation"]["intra_gbit"]
+        elif args.config:
             info["dilation"] = _dilation(args)
             info["profile"] = info["dilation"]["profile"]
             link_gbit = info["dilation"]["link_gbit"]

@@ -9,11 +9,13 @@ Run record (``<output_dir>/record.json``, written atomically)::
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
         "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
         "eval": [{"step", "split", "auroc", "bce", "samples"}], "final_auroc": {"val": ..., "test": ...},
-        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec)}}
+        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec),
+        "cluster": the emulated cluster's settings (``$ECOREC_CLUSTER``, set by ``ecorec.cluster``) or None}}
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -46,6 +48,10 @@ from ecorec.utils import environment_record, setup_logging, write_json_atomic
 __all__ = ["DistributedContext", "init_distributed", "run_training"]
 
 _LOG = logging.getLogger("ecorec.train")
+
+# Set by the emulated-cluster launcher (ecorec.cluster.CLUSTER_ENV; ecorec.cluster sits above this layer):
+# JSON with the nodes, link rates, profile and dilation factor of the run, copied into the record.
+_CLUSTER_ENV = "ECOREC_CLUSTER"
 
 
 @dataclass
@@ -339,6 +345,7 @@ def _run(
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),
         "num_tt_tables": sum(table_settings.compresses(s) for s in specs),
+        "cluster": json.loads(os.environ[_CLUSTER_ENV]) if os.environ.get(_CLUSTER_ENV) else None,
     }
     if plan is not None:
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}

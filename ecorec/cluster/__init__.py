@@ -35,6 +35,7 @@ from ecorec.cluster.network import (
     list_namespaces,
     new_prefix,
 )
+from ecorec.cluster.settings import dilation_record, emulated_nodes, emulation_args
 
 __all__ = [
     "CLUSTER_ENV",
@@ -53,6 +54,9 @@ __all__ = [
     "check_link",
     "cleanup",
     "compute_dilation",
+    "dilation_record",
+    "emulated_nodes",
+    "emulation_args",
     "list_namespaces",
     "measure_reference_us",
     "new_prefix",

@@ -110,6 +110,17 @@ def agent_command(
     ]  # fmt: skip
 
 
+def _thread_env(env: dict[str, str], world_size: int) -> dict[str, str]:
+    """Without OMP_NUM_THREADS, every rank's OpenMP would use every core (torchrun sets 1 only for several
+    ranks per agent, and one rank per node is common here): the ranks' spinning threads then stall gloo for
+    whole time slices. Default: the cores shared by all ranks of all nodes (they share one machine)."""
+    if "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // world_size))
+        _LOG.info("OMP_NUM_THREADS=%s per rank (%s cores, %d ranks)", env["OMP_NUM_THREADS"], os.cpu_count(),
+                  world_size)  # fmt: skip
+    return env
+
+
 def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in procs:
@@ -163,7 +174,7 @@ def run_on_cluster(
     the launcher is stopped by SIGTERM/SIGINT, after cleaning up). ``on_started(network)`` is called once the
     agents run (tests use it)."""
     script = _script_args(script)
-    base_env = dict(os.environ if env is None else env)
+    base_env = _thread_env(dict(os.environ if env is None else env), spec.world_size)
     with _SignalGuard() as guard, EmulatedNetwork(spec.nodes, spec.link, spec.prefix) as net:
         procs: list[subprocess.Popen[bytes]] = []
         info = {
@@ -223,7 +234,8 @@ def run_on_loopback(
     script = _script_args(script)
     info = {"emulated": False, "reason": reason, "nodes": spec.nodes, "ranks_per_node": spec.ranks_per_node,
             "world_size": spec.world_size, **dict(spec.info)}  # fmt: skip
-    run_env = {**dict(os.environ if env is None else env), CLUSTER_ENV: json.dumps(info)}
+    run_env = _thread_env(dict(os.environ if env is None else env), spec.world_size)
+    run_env[CLUSTER_ENV] = json.dumps(info)
     cmd = [python, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
            f"--nproc-per-node={spec.world_size}", *script]  # fmt: skip
     _LOG.info("plain loopback: %s", " ".join(cmd))

@@ -8,6 +8,9 @@ Run record (``<output_dir>/record.json``, written atomically)::
         "loss_curve": [global mean loss of every step],
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
         "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
+        "step_memory_bytes": {"per_rank", "max", "state_per_rank", "step_per_rank", "method", "step"}: the
+            allocator's peak of the run's first step (ecorec.utils.memory.measure_step_memory: state + the
+            step's peak; that step runs under the profiler on CPU, so leave it out with timing_warmup_steps),
         "eval": [{"step", "split", "auroc", "bce", "samples"}], "final_auroc": {"val": ..., "test": ...},
         "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec),
         "cluster": the emulated cluster's settings (``$ECOREC_CLUSTER``, set by ``ecorec.cluster``) or None}}
@@ -44,6 +47,7 @@ from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summariz
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
+from ecorec.utils.memory import StepMemory, measure_step_memory
 
 __all__ = ["DistributedContext", "init_distributed", "run_training"]
 
@@ -196,6 +200,19 @@ def _resume(cfg: RunConfig, ctx: DistributedContext, model: Any, state: _RunStat
     _LOG.info("resumed from the checkpoint of step %d", state.step)
 
 
+def _step_memory_metrics(per_rank: list[StepMemory | None], step: int) -> dict[str, Any] | None:
+    if any(m is None for m in per_rank):  # no step ran (a resumed run that was already complete)
+        return None
+    return {
+        "per_rank": [m.peak_bytes for m in per_rank],
+        "max": max(m.peak_bytes for m in per_rank),
+        "state_per_rank": [m.state_bytes for m in per_rank],
+        "step_per_rank": [m.step_bytes for m in per_rank],
+        "method": per_rank[0].method,
+        "step": step,
+    }
+
+
 def run_training(
     cfg: RunConfig, *, resume: bool = False, stop_after_steps: int | None = None
 ) -> dict[str, Any] | None:
@@ -287,12 +304,20 @@ def _run(
     dist.barrier()
     times: list[float] = []
     first_timed = state.step
+    step_memory: StepMemory | None = None
     progress = tqdm(total=cfg.train.steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
     while state.step < cfg.train.steps:
         model.set_learning_rates(*schedule.rates(state.step))
         _sync(ctx.device)
         start = time.perf_counter()
-        out = model.train_step(stream)
+        if (
+            step_memory is None
+        ):  # the first step: embedding + optimizer state + activations, from the allocator
+            out, step_memory = measure_step_memory(
+                lambda: model.train_step(stream), ctx.device, model.state_dict
+            )
+        else:
+            out = model.train_step(stream)
         _sync(ctx.device)
         times.append(time.perf_counter() - start)
         if not math.isfinite(out.loss):
@@ -322,6 +347,7 @@ def _run(
     memory, kind = peak_memory(ctx.device)
     all_times = gather_objects(times)
     all_memory = gather_objects(memory)
+    all_step_memory = gather_objects(step_memory)
     step_times = [max(ts) for ts in zip(*all_times)]
     if ctx.rank != 0:
         return None
@@ -341,6 +367,7 @@ def _run(
             first_timed,
         ),
         "peak_memory_bytes": {"per_rank": all_memory, "max": max(all_memory), "kind": kind},
+        "step_memory_bytes": _step_memory_metrics(all_step_memory, first_timed),
         "eval": state.evals,
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),

@@ -2,7 +2,7 @@
 # Launch one distributed training run (python -m ecorec.train) with torchrun, locally or under SLURM.
 #
 #   launch_torchrun.sh --config run.yaml [--nodes N] [--agents A] [--nproc-per-agent P] [--cpus-per-task C]
-#                      [--python PY] [-- extra ecorec.train arguments]
+#                      [--python PY] [--emulate "CLUSTER RUN ARGS"] [-- extra ecorec.train arguments]
 #
 # 1. `python -m ecorec.train --config run.yaml --prepare` validates the configuration and writes the sharding
 #    plan, so that a bad configuration fails here, naming the field, before any worker is started.
@@ -12,6 +12,10 @@
 #    `srun --nodes N --ntasks A --ntasks-per-node A/N --cpus-per-task C torchrun --nnodes A --nproc-per-node P
 #     --rdzv-backend c10d --rdzv-endpoint $(hostname):PORT --rdzv-id $SLURM_JOB_ID`. The SLURM executor plugin
 #    strips SLURM_* variables from the job's environment (except SLURM_JOB_ID), so every srun flag is explicit.
+# 3. --emulate "ARGS" without SLURM: the run on an emulated multi-node cluster on this machine,
+#    `python -m ecorec.cluster run ARGS --fallback -- -m ecorec.train ...` (ARGS: --nodes, --ranks-per-node,
+#    --link-gbit / --dilation-file, ...; without root it falls back to plain loopback with a warning). Inside a
+#    SLURM allocation nothing is emulated (a real cluster) and ARGS are ignored.
 set -euo pipefail
 
 config=""
@@ -20,6 +24,7 @@ agents=1
 nproc=1
 cpus=1
 python="${PYTHON:-python}"
+emulate=""
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -29,6 +34,7 @@ while [[ $# -gt 0 ]]; do
         --nproc-per-agent) nproc="$2"; shift 2 ;;
         --cpus-per-task) cpus="$2"; shift 2 ;;
         --python) python="$2"; shift 2 ;;
+        --emulate) emulate="$2"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "launch_torchrun.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -63,6 +69,15 @@ run() {  # print the command (it lands in the rule's log), then replace this she
 }
 
 "$python" -m ecorec.train --config "$config" --prepare
+
+if [[ -n "$emulate" ]]; then
+    if [[ -z "${SLURM_JOB_ID:-}" ]]; then
+        read -r -a emulate_args <<< "$emulate"
+        run "$python" -m ecorec.cluster run "${emulate_args[@]}" --fallback -- \
+            -m ecorec.train --config "$config" "${extra[@]}"
+    fi
+    echo "launch_torchrun.sh: inside SLURM job ${SLURM_JOB_ID}: a real cluster, nothing emulated" >&2
+fi
 
 if (( agents == 1 )); then
     run "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node="$nproc" \

@@ -222,7 +222,9 @@ class ParquetBatchLoader:
         (g0, g1), (l0, l1) = self.sample_ranges(batch)
         sparse_range = (l0, l1) if self.layout == "local" else (g0, g1)
         columns = reader.read(*sparse_range, self.features)
-        values, lengths = zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
+        values, lengths = (
+            zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
+        )
         n = l1 - l0
         pad = self.local_batch_size - n if self.pad_last else 0
         if self.pad_last:  # empty bags after each feature's real samples

@@ -21,8 +21,7 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.data.loader import Batch
-from ecorec.data.parquet import jagged_arrays
-from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, read_metadata
+from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, jagged_arrays, read_metadata
 
 __all__ = ["PartitionedBatchLoader", "rank_step_samples"]
 

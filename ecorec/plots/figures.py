@@ -122,7 +122,7 @@ def plot_end_to_end(
     _grouped_bars(
         right, tables, systems, [[r["peak_memory_mib"] for r in g] for g in grid], None, SYSTEM_LABELS
     )
-    right.set(xlabel="tables", ylabel="peak memory per rank (MiB)")
+    right.set(xlabel="tables", ylabel="peak step memory per rank (MiB)")
     if title:
         fig.suptitle(title, fontsize=9)
     legend_below(fig, left, ncol=min(len(systems), 4))
@@ -149,7 +149,14 @@ _END_TO_END_COLUMNS = (
     "throughput_samples_per_s_std",
     "peak_memory_mib",
     "peak_memory_kind",
+    "state_memory_mib",
+    "rss_memory_mib",
     "val_auroc",
+    "cluster_emulated",
+    "cluster_nodes",
+    "cluster_link_gbit",
+    "cluster_profile",
+    "cluster_dilation",
 )
 
 

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecorec.plots.figures import plot_ablation, plot_end_to_end, plot_kernels, plot_memory_table, plot_scaling
-from ecorec.plots.records import environment_summary, kernel_totals, memory_rows, read_records, train_point
+from ecorec.plots.records import (
+    cluster_summary,
+    environment_summary,
+    kernel_totals,
+    memory_rows,
+    read_records,
+    train_point,
+)
 
 Path = str | os.PathLike[str]
 
@@ -24,7 +31,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _training_title(records: Sequence[Mapping[str, Any]], what: str) -> str:
-    return f"{what} - {environment_summary(records)}"
+    cluster = cluster_summary(records)
+    return f"{what} - {environment_summary(records)}" + (f"\n{cluster}" if cluster else "")
 
 
 #: The training figures: plot function, the grid key of the x axis, and the title's layout words.

@@ -39,7 +39,10 @@ def train_point(record: Record) -> dict[str, Any]:
     Time per iteration: each timing window's mean step time (``seconds / num_steps``); the point is their mean
     and the error bar their standard deviation over the windows (>= 3 in the default config), so each point
     has error bars from repeated measurements. The median, p10 and p90 of the single timed steps are kept too.
-    Peak memory is the largest over ranks (``max_rss`` on CPU, ``max_memory_allocated`` on CUDA).
+    Peak memory is the largest over ranks of the allocator's peak of a training step (``step_memory_bytes``:
+    embedding + optimizer state + the step's activations; ``max_memory_allocated`` on CUDA), with the
+    process's max RSS (``peak_memory_bytes``) as a secondary column; records without ``step_memory_bytes``
+    plot max RSS. ``cluster_*``: the emulated cluster's settings (``metrics.cluster``), empty when none.
     """
     config, metrics = record["config"], record["metrics"]
     timing = metrics.get("timing", {})
@@ -53,7 +56,11 @@ def train_point(record: Record) -> dict[str, Any]:
     world = int(metrics.get("world_size", config["parallel"]["world_size"]))
     global_batch = int(metrics.get("global_batch_size", config["train"]["global_batch_size"]))
     mean_ms = statistics.fmean(window_ms)
-    memory = metrics.get("peak_memory_bytes", {})
+    rss = metrics.get("peak_memory_bytes", {})
+    step_memory = metrics.get("step_memory_bytes") or {}
+    memory = step_memory or rss
+    cluster = metrics.get("cluster") or {}
+    dilation = cluster.get("dilation") or {}
     auroc = metrics.get("final_auroc") or {}
     return {
         "system": config["run"]["name"],
@@ -74,7 +81,14 @@ def train_point(record: Record) -> dict[str, Any]:
         if len(window_ms) > 1
         else 0.0,
         "peak_memory_mib": memory.get("max", math.nan) / 2**20,
-        "peak_memory_kind": memory.get("kind", ""),
+        "peak_memory_kind": memory.get("method", memory.get("kind", "")),
+        "state_memory_mib": max(step_memory.get("state_per_rank") or [math.nan]) / 2**20,
+        "rss_memory_mib": rss.get("max", math.nan) / 2**20,
+        "cluster_emulated": cluster.get("emulated", ""),
+        "cluster_nodes": cluster.get("nodes", ""),
+        "cluster_link_gbit": cluster.get("link_gbit", ""),
+        "cluster_profile": cluster.get("profile", ""),
+        "cluster_dilation": dilation.get("factor", ""),
         "val_auroc": math.nan if auroc.get("val") is None else auroc["val"],  # null: undefined
         "device": record.get("environment", {}).get("device", ""),
     }
@@ -184,6 +198,28 @@ def environment_summary(records: Iterable[Record]) -> str:
             f"{env.get('device_name', env.get('device', '?'))} ({env.get('device', '?')}, "
             f"{env.get('cpu_count', '?')} CPUs), torch {env.get('torch', '?')}"
         )
+        if line not in seen:
+            seen.append(line)
+    return "; ".join(seen)
+
+
+def cluster_summary(records: Iterable[Record]) -> str:
+    """One line on the emulated cluster of training ``records`` (``metrics.cluster``), for titles: nodes,
+    profile, dilation factor and link rates; ``NOT EMULATED`` (plain loopback) where a run fell back; empty
+    when no record was run on the emulated cluster."""
+    seen: list[str] = []
+    for record in records:
+        cluster = record.get("metrics", {}).get("cluster")
+        if not cluster:
+            continue
+        if not cluster.get("emulated"):
+            line = "NOT EMULATED (plain loopback: no CAP_NET_ADMIN)"
+        else:
+            d = cluster.get("dilation") or {}
+            rate = f"{cluster['link_gbit']:.3g} Gbit/s" if cluster.get("link_gbit") else "unshaped"
+            line = f"emulated {cluster.get('ranks_per_node', '?')} ranks/node, link {rate}"
+            if d:
+                line += f" ({d.get('profile')}, dilation {d.get('factor', float('nan')):.3g})"
         if line not in seen:
             seen.append(line)
     return "; ".join(seen)

@@ -9,12 +9,17 @@ Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.record
         "loss_curve": [global mean loss of every step],
         "timing": summarize_times(...) of the slowest rank per step, with >= 3 windows,
         "peak_memory_bytes": {"per_rank": [...], "max": ..., "kind": "max_rss" | "cuda_max_memory_allocated"},
+        "step_memory_bytes": {"per_rank", "max", "state_per_rank", "step_per_rank", "method", "step"}: the
+            allocator's peak of the run's first step (ecorec.utils.memory.measure_step_memory: state + the
+            step's peak; that step runs under the profiler on CPU, so leave it out with timing_warmup_steps),
         "eval": [{"step", "split", "auroc", "bce", "samples"}], "final_auroc": {"val": ..., "test": ...},
-        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec)}}
+        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec),
+        "cluster": the emulated cluster's settings (``$ECOREC_CLUSTER``, set by ``ecorec.cluster``) or None}}
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -52,10 +57,15 @@ from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
 from ecorec.train.sources import dataset_metadata, make_loader
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
+from ecorec.utils.memory import StepMemory, measure_step_memory
 
 __all__ = ["DistributedContext", "init_distributed", "run_training"]
 
 _LOG = logging.getLogger("ecorec.train")
+
+# Set by the emulated-cluster launcher (ecorec.cluster.CLUSTER_ENV; ecorec.cluster sits above this layer):
+# JSON with the nodes, link rates, profile and dilation factor of the run, copied into the record.
+_CLUSTER_ENV = "ECOREC_CLUSTER"
 
 
 @dataclass
@@ -266,6 +276,19 @@ def _load_weights(
     _LOG.info("weights loaded from %s (--resume-from); training starts at step 0", step_folder)
 
 
+def _step_memory_metrics(per_rank: list[StepMemory | None], step: int) -> dict[str, Any] | None:
+    if any(m is None for m in per_rank):  # no step ran (a resumed run that was already complete)
+        return None
+    return {
+        "per_rank": [m.peak_bytes for m in per_rank],
+        "max": max(m.peak_bytes for m in per_rank),
+        "state_per_rank": [m.state_bytes for m in per_rank],
+        "step_per_rank": [m.step_bytes for m in per_rank],
+        "method": per_rank[0].method,
+        "step": step,
+    }
+
+
 def run_training(
     cfg: RunConfig,
     *,
@@ -433,6 +456,7 @@ def _run(
     dist.barrier()
     times: list[float] = []
     first_timed = state.step
+    step_memory: StepMemory | None = None
     progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
     tt_scale = 1.0 if cfg.embeddings.tt_lr is None else cfg.embeddings.tt_lr / cfg.embeddings.lr
     while state.step < epochs.total_steps:
@@ -441,7 +465,14 @@ def _run(
         mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=True)
         _sync(ctx.device)
         start = time.perf_counter()
-        out = model.train_step(stream)
+        if (
+            step_memory is None
+        ):  # the first step: embedding + optimizer state + activations, from the allocator
+            out, step_memory = measure_step_memory(
+                lambda: model.train_step(stream), ctx.device, model.state_dict
+            )
+        else:
+            out = model.train_step(stream)
         _sync(ctx.device)
         times.append(time.perf_counter() - start)
         if not math.isfinite(out.loss):
@@ -480,6 +511,7 @@ def _run(
     memory, kind = peak_memory(ctx.device)
     all_times = gather_objects(times)
     all_memory = gather_objects(memory)
+    all_step_memory = gather_objects(step_memory)
     step_times = [max(ts) for ts in zip(*all_times)]
     if ctx.rank != 0:
         return None
@@ -503,12 +535,14 @@ def _run(
             first_timed,
         ),
         "peak_memory_bytes": {"per_rank": all_memory, "max": max(all_memory), "kind": kind},
+        "step_memory_bytes": _step_memory_metrics(all_step_memory, first_timed),
         "eval": state.evals,
         "final_auroc": {split: entry["auroc"] for split, entry in final.items()},
         "num_tables": len(specs),
         "num_tt_tables": sum(t["kind"] == "tt" for t in table_kinds),
         "tables": table_kinds,
         "config_warnings": ignored_settings,
+        "cluster": json.loads(os.environ[_CLUSTER_ENV]) if os.environ.get(_CLUSTER_ENV) else None,
     }
     if plan is not None:
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}

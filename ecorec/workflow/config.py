@@ -9,7 +9,6 @@ config key.
 from __future__ import annotations
 
 import json
-
 import os
 import re
 from collections.abc import Mapping

@@ -11,6 +11,14 @@ from ecorec.stats.features import (
     locality_source_name,
     mean_col_size,
 )
+from ecorec.stats.table_features import (
+    NUM_REUSE_BINS,
+    REUSE_BIN_COLUMNS,
+    TABLE_FEATURE_COLUMNS,
+    dataset_table_features,
+    reuse_bins,
+    table_reuse_features,
+)
 
 __all__ = [
     "DEFAULT_TABLES_PER_READ",
@@ -22,4 +30,10 @@ __all__ = [
     "dataset_lookups",
     "locality_source_name",
     "mean_col_size",
+    "NUM_REUSE_BINS",
+    "REUSE_BIN_COLUMNS",
+    "TABLE_FEATURE_COLUMNS",
+    "dataset_table_features",
+    "reuse_bins",
+    "table_reuse_features",
 ]

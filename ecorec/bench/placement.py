@@ -441,18 +441,63 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _spawned_rank(rank: int, port: int, placements, config, rows, result_path: str) -> None:
+def _worker(request_path: str) -> int:
+    """One loopback rank (``python -m ecorec.bench.placement --worker request.json`` with RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT set): measure the request's placements; rank 0 writes the raw times."""
+    with open(request_path) as handle:
+        request = json.load(handle)
+    config = PlacementBenchConfig(**{**request["config"], "tt_ranks": tuple(request["config"]["tt_ranks"])})
+    placements = [Placement.from_dict(p) for p in request["placements"]]
     torch.set_num_threads(config.threads)
-    backend = "nccl" if config.device == "cuda" else "gloo"
-    dist.init_process_group(
-        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=config.world_size
-    )
+    dist.init_process_group("nccl" if config.device == "cuda" else "gloo")
     try:
-        results = measure_in_group(placements, config, rows)
-        if rank == 0:
-            np.save(result_path, np.stack(results) if results else np.zeros((0,)), allow_pickle=False)
+        results = measure_in_group(placements, config, request["rows"])
+        if dist.get_rank() == 0:
+            assert results is not None
+            with open(request["result"] + ".tmp", "wb") as handle:
+                np.save(handle, np.stack(results), allow_pickle=False)
+            os.replace(request["result"] + ".tmp", request["result"])
     finally:
         dist.destroy_process_group()
+    return 0
+
+
+def _run_loopback(
+    placements: Sequence[Placement], config: PlacementBenchConfig, rows: dict[str, int]
+) -> list:
+    """Start ``world_size`` worker processes on loopback (plain subprocesses, so callers need no
+    ``__main__`` guard) and return rank 0's raw times ``[R, repeats, 4]`` per placement."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ecorec-placement-") as tmp:
+        request_path, result_path = os.path.join(tmp, "request.json"), os.path.join(tmp, "result.npy")
+        request = {
+            "config": dataclasses.asdict(config),
+            "placements": [p.to_dict() for p in placements],
+            "rows": rows,
+            "result": result_path,
+        }
+        with open(request_path, "w") as handle:
+            json.dump(request, handle)
+        port = _free_port()
+        procs = []
+        for rank in range(config.world_size):
+            env = dict(os.environ)
+            env.update(
+                RANK=str(rank),
+                WORLD_SIZE=str(config.world_size),
+                LOCAL_RANK=str(rank),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                OMP_NUM_THREADS=str(config.threads),
+            )
+            cmd = [sys.executable, "-m", "ecorec.bench.placement", "--worker", request_path]
+            procs.append(subprocess.Popen(cmd, env=env))
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"placement bench: worker exit codes {codes} (see their stderr above)")
+        return list(np.load(result_path, allow_pickle=False))
 
 
 def _table_rows(config: PlacementBenchConfig) -> dict[str, int]:
@@ -467,7 +512,8 @@ def measure_placements(
     """The measured cost of every placement, from the cache where it holds it.
 
     Args:
-        launcher: ``spawn``: start ``world_size`` gloo (nccl) ranks on loopback for the uncached placements;
+        launcher: ``spawn``: start ``world_size`` gloo (nccl) rank processes on loopback for the uncached
+            placements;
             ``group``: run inside the current process group (launched by torchrun, e.g. on an emulated
             cluster; every rank calls this; results are returned on every rank).
     """
@@ -478,7 +524,8 @@ def measure_placements(
     data = data_identity(config)
     keys = [cache_key(config, p, data) for p in placements]
     costs: list[PlacementCost | None] = [read_cached(config, k) for k in keys]
-    todo = [i for i, c in enumerate(costs) if c is None]
+    first: dict[str, int] = {}
+    todo = [i for i, c in enumerate(costs) if c is None and first.setdefault(keys[i], i) == i]
     if todo:
         todo_placements = [placements[i] for i in todo]
         if launcher == "group":
@@ -487,19 +534,7 @@ def measure_placements(
             dist.broadcast_object_list(objects, src=0)
             measured = list(objects[0])
         elif launcher == "spawn":
-            import tempfile
-
-            import torch.multiprocessing as mp
-
-            with tempfile.TemporaryDirectory(prefix="ecorec-placement-") as tmp:
-                result_path = os.path.join(tmp, "result.npy")
-                mp.start_processes(
-                    _spawned_rank,
-                    args=(_free_port(), todo_placements, config, rows, result_path),
-                    nprocs=config.world_size,
-                    start_method="spawn",
-                )
-                measured = list(np.load(result_path, allow_pickle=False))
+            measured = _run_loopback(todo_placements, config, rows)
         else:
             raise ValueError(f"launcher must be 'spawn' or 'group', got {launcher!r}")
         for i, samples in zip(todo, measured, strict=True):
@@ -508,6 +543,9 @@ def measure_placements(
             if path is not None:
                 write_json_atomic(path, cost.to_dict())
             costs[i] = cost
+    for i, key in enumerate(keys):  # repeated placements in one call are measured once
+        if costs[i] is None:
+            costs[i] = dataclasses.replace(costs[first[key]])  # type: ignore[arg-type]
     return [c for c in costs if c is not None]
 
 
@@ -550,6 +588,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"] and len(argv) == 2:
+        return _worker(argv[1])
     args = _parser().parse_args(argv)
     with open(args.placements) as handle:
         try:
@@ -605,3 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.launcher == "torchrun":
         dist.destroy_process_group()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

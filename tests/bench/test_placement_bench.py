@@ -29,7 +29,8 @@ def _config(dataset, **kwargs):
 
 
 def test_measured_cost_is_reproducible_within_its_spread(dataset):
-    first, second = measure_placements([PLACEMENT, PLACEMENT], _config(dataset))
+    (first,) = measure_placements([PLACEMENT], _config(dataset))  # two launches, no cache
+    (second,) = measure_placements([PLACEMENT], _config(dataset))
     for cost in (first, second):
         assert len(cost.device_costs) == 2 and all(len(row) == 4 for row in cost.device_costs)
         assert cost.spread[0] <= cost.iqr[0] <= cost.plan_cost <= cost.iqr[1] <= cost.spread[1]
@@ -41,9 +42,10 @@ def test_measured_cost_is_reproducible_within_its_spread(dataset):
 
 def test_costs_are_cached_by_content_hash(dataset, tmp_path):
     config = _config(dataset, kind="tt", cache_dir=str(tmp_path / "cache"), repeats=2, warmup=1)
-    (measured,) = measure_placements([ALL_ON_ONE], config)
+    measured, repeated = measure_placements([ALL_ON_ONE, ALL_ON_ONE], config)  # measured once
     (again,) = measure_placements([ALL_ON_ONE], config)
     assert not measured.cached and again.cached
+    assert repeated.device_costs == measured.device_costs
     assert again.device_costs == measured.device_costs and again.key == measured.key
     # the idle device computes nothing: its compute columns are far below the loaded device's
     assert measured.device_costs[1][0] < measured.device_costs[0][0]

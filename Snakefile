@@ -1,6 +1,7 @@
 # EcoRec reproduction pipeline.
 #   snakemake --cores 2                       the embedded default (config.yaml): synthetic data, CPU, minutes
 #   snakemake --cores 2 fig11                 one figure
+#   snakemake --cores 2 placement             DreamShard / NeuroShard placement study (not in `all`)
 #   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
 from snakemake.utils import min_version
 
@@ -19,6 +20,7 @@ include: "rules/data.smk"
 include: "rules/stats.smk"
 include: "rules/train.smk"
 include: "rules/figures.smk"
+include: "rules/placement.smk"
 
 
 rule all:

@@ -365,3 +365,33 @@ def figure_runs(name):
         for w in worlds
     )
     return [f"results/runs/{run_id}/record.json" for run_id in run_ids]
+
+
+# ---- placement study (rules/placement.smk, issue 17) ----------------------------------------------------------
+
+
+def placement_settings(*keys):
+    """The `placement` config keys a rule uses (plus the device), as one dict param."""
+    section = config["placement"]
+    return {key: section[key] for key in keys if key in section} | {
+        "device": config["device"]
+    }
+
+
+PLACEMENT_MODEL_KEYS = [
+    "kind",
+    "devices",
+    "batch_size",
+    "split",
+    "memory_cap_bytes",
+    "features",
+    "bench",
+    "training",
+    "tt_ranks",
+    "tt_min_rows",
+    "algorithm",
+]
+
+
+def placement_dataset():
+    return config["placement"].get("dataset") or config["dataset"]

@@ -6,31 +6,6 @@
 # affects (e.g. a new placer list re-evaluates without retraining).
 
 
-def placement_settings(*keys):
-    """The `placement` config keys a rule uses (plus the device), as one dict param."""
-    section = config["placement"]
-    return {key: section[key] for key in keys if key in section} | {"device": config["device"]}
-
-
-PLACEMENT_MODEL_KEYS = [
-    "kind",
-    "devices",
-    "batch_size",
-    "split",
-    "memory_cap_bytes",
-    "features",
-    "bench",
-    "training",
-    "tt_ranks",
-    "tt_min_rows",
-    "algorithm",
-]
-
-
-def placement_dataset():
-    return config["placement"].get("dataset") or config["dataset"]
-
-
 rule placement_tables:
     """DreamShard's table features and the FLOP model's statistics of every table, at the study's batch."""
     input:
@@ -80,7 +55,8 @@ rule placement_train:
         kind="uncompressed|tt",
     threads: lambda wildcards: int(config["placement"]["devices"])
     params:
-        settings=lambda wildcards: placement_settings(*PLACEMENT_MODEL_KEYS) | {"kind": wildcards.kind},
+        settings=lambda wildcards: placement_settings(*PLACEMENT_MODEL_KEYS)
+        | {"kind": wildcards.kind},
         checkpoint_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/checkpoints",
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",
         src=src_hash("planner", "bench/placement.py", "bench/placement_study.py", "tt"),
@@ -104,7 +80,9 @@ rule placement_eval:
         kind="uncompressed|tt",
     threads: lambda wildcards: int(config["placement"]["devices"])
     params:
-        settings=lambda wildcards: placement_settings(*PLACEMENT_MODEL_KEYS, "neuroshard", "seed")
+        settings=lambda wildcards: placement_settings(
+            *PLACEMENT_MODEL_KEYS, "neuroshard", "seed"
+        )
         | {"kind": wildcards.kind},
         placers=config["placement"]["placers"],
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -163,8 +164,10 @@ def train_dreamshard(
         result.samples = [_sample_from_payload(d) for d in resumed["samples"]]
         result.history = json.loads(resumed["history"])
         start = int(resumed["iteration"]) + 1
-        for _ in range(start):
-            scheduler.step()
+        with warnings.catch_warnings():  # replaying the schedule before any optimizer step of this process
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start):
+                scheduler.step()
         rng = random.Random(f"{settings.seed}-{start}")
         logger.info("resumed from iteration %d", start - 1)
     context.cost_net, context.policy = net, policy

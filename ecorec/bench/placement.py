@@ -17,12 +17,14 @@ its repeats; the plan cost is the **max over devices of the sum of the four medi
 it is the same statistic of the per-column minima and maxima: ``[max_r sum_c min_i, max_r sum_c max_i]`` (it
 contains the plan cost), and ``iqr`` the same of the quartiles.
 
-Compute is timed **one device at a time** (the other ranks wait in a barrier): on this machine the ranks share
-CPU cores, so concurrent compute would measure contention, not the device (on GPUs DreamShard's devices run
-concurrently). The all-to-alls are timed with all ranks together, so communication is real: over loopback gloo
-by default, or over whatever links the process group spans when launched under ``torchrun`` (e.g. on the
-emulated cluster of ``ecorec.cluster``: ``--launcher torchrun``, with ``--cluster-profile`` naming it so that
-it enters the cache key).
+Compute is timed **one device at a time** (the other ranks wait in a barrier): on this machine the ranks
+share CPU cores, so concurrent compute would measure contention, not the device (on GPUs DreamShard's devices
+run concurrently). On the CPU the compute columns are by default the rank's **thread CPU time**
+(``compute_clock``), so that other jobs of a shared machine are not counted. The all-to-alls are wall time,
+timed with all ranks together, so communication is real: over loopback gloo by default, or over whatever
+links the process group spans when launched under ``torchrun`` (e.g. on the emulated cluster of
+``ecorec.cluster``: ``--launcher torchrun``, with ``--cluster-profile`` naming it so that it enters the cache
+key).
 
 Table kinds: ``uncompressed`` = fbgemm's fused ``SplitTableBatchedEmbeddingBagsCodegen`` (CPU: HOST/CPU; CUDA:
 DEVICE, as DreamShard) over the rank's shards; ``tt`` = one ``TTEmbeddingBag`` per shard (``algorithm``,
@@ -76,6 +78,10 @@ class PlacementBenchConfig:
         cache_dir: folder of cached results (``None``: no cache).
         threads: torch threads per rank.
         learning_rate: of the fused SGD update.
+        compute_clock: ``thread`` (CPU only): compute columns in the rank's thread CPU time
+            (``time.thread_time``; with one torch thread the kernels run in that thread), so that other
+            jobs on a shared machine do not count; ``wall``: ``time.perf_counter`` (always for communication,
+            and on CUDA after a synchronize).
     """
 
     dataset: str
@@ -94,8 +100,15 @@ class PlacementBenchConfig:
     cache_dir: str | None = None
     threads: int = 1
     learning_rate: float = 0.01
+    compute_clock: str = "thread"
 
     def __post_init__(self) -> None:
+        if self.compute_clock not in ("thread", "wall"):
+            raise ValueError(
+                f"placement bench: compute_clock must be 'thread' or 'wall', got {self.compute_clock!r}"
+            )
+        if self.compute_clock == "thread" and self.device == "cuda":
+            object.__setattr__(self, "compute_clock", "wall")  # GPU kernels do not run on the host thread
         if self.kind not in TABLE_KINDS:
             raise ValueError(f"placement bench: kind must be one of {TABLE_KINDS}, got {self.kind!r}")
         if self.world_size < 1 or self.batch_size < 1 or self.batch_size % self.world_size:
@@ -351,16 +364,17 @@ def _time_compute(
 ) -> list[list[float]]:
     """``[repeats, 2]`` forward and backward ms of the rank's fused module."""
     grad = torch.ones(config.batch_size, fused.total_dim, device=device)
+    clock = time.thread_time if config.compute_clock == "thread" else time.perf_counter
     out = []
     for i in range(config.warmup + config.repeats):
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         fused.forward()
         _sync(device)
-        t1 = time.perf_counter()
+        t1 = clock()
         fused.backward(grad)
         _sync(device)
-        t2 = time.perf_counter()
+        t2 = clock()
         if i >= config.warmup:
             out.append([1e3 * (t1 - t0), 1e3 * (t2 - t1)])
     return out
@@ -576,6 +590,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--compute-clock",
+        choices=("thread", "wall"),
+        default="thread",
+        help="compute columns in thread CPU time (CPU; default) or wall time",
+    )
+    parser.add_argument(
         "--launcher",
         choices=("spawn", "torchrun"),
         default="spawn",
@@ -629,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster_profile=args.cluster_profile,
         cache_dir=args.cache_dir,
         threads=args.threads,
+        compute_clock=args.compute_clock,
     )
     torch.set_num_threads(args.threads)
     costs = measure_placements(placements, config, launcher=launcher)

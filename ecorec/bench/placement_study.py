@@ -84,6 +84,7 @@ def bench_config(dataset: str, settings: Mapping[str, Any], cache_dir: str | Non
         device=str(settings.get("device", "cpu")),
         cache_dir=cache_dir,
         threads=int(bench.get("threads", 1)),
+        compute_clock=str(bench.get("compute_clock", "thread")),
     )
 
 

@@ -2,6 +2,7 @@
 #   snakemake --cores 2                       the embedded default (config.yaml): synthetic data, CPU, minutes
 #   snakemake --cores 2 fig11                 one figure
 #   snakemake --cores 2 hetgmp                HET-GMP partitioners x store_rate x bound (rules/hetgmp.smk)
+#   snakemake --cores 2 placement             DreamShard / NeuroShard placement study (not in `all`)
 #   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
 from snakemake.utils import min_version
 
@@ -22,6 +23,7 @@ include: "rules/stats.smk"
 include: "rules/train.smk"
 include: "rules/figures.smk"
 include: "rules/hetgmp.smk"
+include: "rules/placement.smk"
 
 
 rule all:

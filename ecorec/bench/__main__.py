@@ -5,6 +5,7 @@ Benchmarks (each a module of this package with a ``main(argv) -> int``):
 - ``tt``: the TT-EmbeddingBag algorithms against ``nn.EmbeddingBag`` and fbgemm's CPU TBE
   (:mod:`ecorec.bench.tt`).
 - ``train``: the distributed modes side by side (:mod:`ecorec.bench.train`).
+- ``placement``: measured cost of table placements, DreamShard's protocol (:mod:`ecorec.bench.placement`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"tt": "ecorec.bench.tt", "train": "ecorec.bench.train"}
+BENCHMARKS = {"tt": "ecorec.bench.tt", "train": "ecorec.bench.train", "placement": "ecorec.bench.placement"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,14 @@ from ecorec.stats.features import (
     mean_col_size,
     read_table_stats,
 )
+from ecorec.stats.table_features import (
+    NUM_REUSE_BINS,
+    REUSE_BIN_COLUMNS,
+    TABLE_FEATURE_COLUMNS,
+    dataset_table_features,
+    reuse_bins,
+    table_reuse_features,
+)
 
 __all__ = [
     "DEFAULT_TABLES_PER_READ",
@@ -24,4 +32,10 @@ __all__ = [
     "locality_source_name",
     "mean_col_size",
     "read_table_stats",
+    "NUM_REUSE_BINS",
+    "REUSE_BIN_COLUMNS",
+    "TABLE_FEATURE_COLUMNS",
+    "dataset_table_features",
+    "reuse_bins",
+    "table_reuse_features",
 ]

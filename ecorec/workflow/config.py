@@ -182,8 +182,8 @@ class WorkflowConfig:
         metadata = Path(path) / "metadata.json"
         if not metadata.is_file():
             raise ValueError(
-                f"config datasets.{name}.path: {path} is not an ecorec Parquet dataset (no {metadata}); write "
-                "one with ecorec.data.write_dataset"
+                f"config datasets.{name}.path: {path} is not an ecorec Parquet dataset (no {metadata}); "
+                "write one with ecorec.data.write_dataset"
             )
         return len(json.loads(metadata.read_text())["features"])
 
@@ -192,6 +192,31 @@ class WorkflowConfig:
         the packaged statistics of Meta's 2022 release (``None``)."""
         settings = self.dataset_settings(wildcards.dataset)
         return settings.get("stats_file") if settings["source"] == "synthetic" else None
+
+    # ---- placement study (rules/placement.smk, issue 17) ------------------------------------------------
+    #: The ``placement`` keys that shape the measured data and the trained models (a change retrains).
+    PLACEMENT_MODEL_KEYS = (
+        "kind",
+        "devices",
+        "batch_size",
+        "split",
+        "memory_cap_bytes",
+        "features",
+        "bench",
+        "training",
+        "tt_ranks",
+        "tt_min_rows",
+        "algorithm",
+    )
+
+    def placement_settings(self, *keys: str) -> dict[str, Any]:
+        """The ``placement`` config keys a rule uses (plus the device), as one dict param."""
+        section = self.config["placement"]
+        return {key: section[key] for key in keys if key in section} | {"device": self.device}
+
+    def placement_dataset(self) -> str:
+        """The dataset of the placement study (``placement.dataset``, default the config's ``dataset``)."""
+        return self.config["placement"].get("dataset") or self.config["dataset"]
 
     # ---- systems and training runs (rules/train.smk) ------------------------------------------------------
     def system(self, name: str) -> Mapping[str, Any]:

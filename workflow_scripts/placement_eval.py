@@ -1,0 +1,35 @@
+"""Every placer on the unseen test tasks, measured (rule `placement_eval`)."""
+
+import contextlib
+import json
+
+import polars as pl
+
+from ecorec.bench.placement_study import evaluate_placers, summarize, write_frame
+from ecorec.planner.dreamshard.features import TableCatalog
+from ecorec.planner.dreamshard.tasks import TaskSet
+from ecorec.utils import environment_record, setup_logging, write_json_atomic
+
+
+def main(inputs, outputs, log_file, params):
+    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
+        logger = setup_logging(None)
+        settings = dict(params.settings)
+        evaluation = evaluate_placers(
+            inputs.dataset,
+            TableCatalog(pl.read_parquet(inputs.tables)),
+            TaskSet.load(inputs.tasks),
+            settings,
+            model_path=inputs.model,
+            cache_dir=params.cache_dir,
+            placers=list(params.placers),
+        )
+        write_frame(evaluation, outputs.evaluation)
+        summary = summarize(evaluation)
+        write_json_atomic(
+            outputs.summary, {**summary, "settings": settings, "environment": environment_record()}
+        )
+        logger.info("%s", json.dumps(summary))
+
+
+main(snakemake.input, snakemake.output, snakemake.log[0], snakemake.params)

@@ -20,7 +20,9 @@ def cluster_dilation_file():
 
 
 def train_cluster_inputs(wildcards):
-    return {"dilation": cluster_dilation_file()} if cluster_settings()["emulate"] else {}
+    return (
+        {"dilation": cluster_dilation_file()} if cluster_settings()["emulate"] else {}
+    )
 
 
 def train_emulate_arg(wildcards, input):
@@ -28,7 +30,9 @@ def train_emulate_arg(wildcards, input):
     c = cluster_settings()
     if not c["emulate"]:
         return ""
-    return "--emulate " + shlex.quote(emulation_args(c, int(wildcards.world), input.dilation))
+    return "--emulate " + shlex.quote(
+        emulation_args(c, int(wildcards.world), input.dilation)
+    )
 
 
 wildcard_constraints:
@@ -101,7 +105,9 @@ rule train:
         src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
         emulate=train_emulate_arg,
         cluster_src=lambda wildcards: (
-            WF.src_hash("ecorec.cluster.__main__") if cluster_settings()["emulate"] else ""
+            WF.src_hash("ecorec.cluster.__main__")
+            if cluster_settings()["emulate"]
+            else ""
         ),
     shell:
         "bash {params.launcher} --python {params.python} --config {input.run_config} "

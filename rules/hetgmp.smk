@@ -4,12 +4,8 @@
 #   results/hetgmp/<dataset>/R<world>-b<batch>/<partitioner>/partition.{npz,json}
 #   results/hetgmp/<dataset>/R<world>-b<batch>/<partitioner>/s<store_rate>-B<bound>/{run.yaml,record.json}
 #   results/figures/hetgmp.{png,pdf,csv}
-# Runs launch like rules/train.smk (workflow_scripts/launch_torchrun.sh, plain loopback). Emulated-cluster hook
-# (issue 15): `hetgmp_train`'s shell is the one place that launches; swap the launcher there.
-
-
-HETGMP = config.get("hetgmp", {})
-HETGMP_RUN = "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}"
+# Runs launch like rules/train.smk (workflow_scripts/launch_torchrun.sh): loopback, or with config
+# `cluster.emulate` on emulated nodes of this machine (issue 15).
 
 
 wildcard_constraints:
@@ -18,41 +14,18 @@ wildcard_constraints:
     bound=r"\d+",
 
 
-def hetgmp_grid_records():
-    """Every run record of the configured grid."""
-    return expand(
-        HETGMP_RUN + "/s{store_rate}-B{bound}/record.json",
-        dataset=HETGMP["dataset"],
-        world=HETGMP["world"],
-        batch=HETGMP["batch"],
-        partitioner=HETGMP["partitioners"],
-        store_rate=[f"{float(s):g}" for s in HETGMP["store_rates"]],
-        bound=HETGMP["bounds"],
-    )
-
-
-def hetgmp_grid_headers():
-    return expand(
-        HETGMP_RUN + "/partition.json",
-        dataset=HETGMP["dataset"],
-        world=HETGMP["world"],
-        batch=HETGMP["batch"],
-        partitioner=HETGMP["partitioners"],
-    )
-
-
 rule hetgmp_partition:
     input:
         dataset="results/datasets/{dataset}",
     output:
-        npz=HETGMP_RUN + "/partition.npz",
-        header=HETGMP_RUN + "/partition.json",
+        npz="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.npz",
+        header="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.json",
     log:
-        "logs/" + HETGMP_RUN + "/partition.log",
+        "logs/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.log",
     benchmark:
-        "benchmarks/" + HETGMP_RUN + "/partition.tsv"
+        "benchmarks/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.tsv"
     params:
-        settings=HETGMP,
+        settings=WF.hetgmp,
         src=WF.src_hash("hetgmp_partition.py"),
     script:
         "../workflow_scripts/hetgmp_partition.py"
@@ -61,14 +34,14 @@ rule hetgmp_partition:
 rule hetgmp_config:
     input:
         dataset="results/datasets/{dataset}",
-        partition=HETGMP_RUN + "/partition.npz",
+        partition="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.npz",
     output:
-        HETGMP_RUN + "/s{store_rate}-B{bound}/run.yaml",
+        "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}/run.yaml",
     log:
-        "logs/" + HETGMP_RUN + "/s{store_rate}-B{bound}.config.log",
+        "logs/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}.config.log",
     localrule: True
     params:
-        settings=HETGMP,
+        settings=WF.hetgmp,
         device=config["device"],
         src=WF.src_hash("hetgmp_run_config.py"),
     script:
@@ -77,15 +50,16 @@ rule hetgmp_config:
 
 rule hetgmp_train:
     input:
-        run_config=HETGMP_RUN + "/s{store_rate}-B{bound}/run.yaml",
+        unpack(WF.train_cluster_inputs),
+        run_config="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}/run.yaml",
         dataset="results/datasets/{dataset}",
-        partition=HETGMP_RUN + "/partition.npz",
+        partition="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.npz",
     output:
-        HETGMP_RUN + "/s{store_rate}-B{bound}/record.json",
+        "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}/record.json",
     log:
-        "logs/" + HETGMP_RUN + "/s{store_rate}-B{bound}.log",
+        "logs/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}.log",
     benchmark:
-        "benchmarks/" + HETGMP_RUN + "/s{store_rate}-B{bound}.tsv"
+        "benchmarks/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}.tsv"
     threads: lambda wildcards: int(wildcards.world)
     resources:
         timed_jobs=1,
@@ -93,15 +67,17 @@ rule hetgmp_train:
         launcher=WF.script("launch_torchrun.sh"),
         python=PYTHON,
         src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
+        emulate=WF.train_emulate_arg,
+        cluster_src=WF.cluster_src,
     shell:
-        "bash {params.launcher} --python {params.python} --config {input.run_config} "
+        "bash {params.launcher} --python {params.python} --config {input.run_config}{params.emulate} "
         "--nproc-per-agent {wildcards.world} > {log} 2>&1"
 
 
 rule hetgmp_figure:
     input:
-        records=hetgmp_grid_records(),
-        headers=hetgmp_grid_headers(),
+        records=WF.hetgmp_records(),
+        headers=WF.hetgmp_partition_headers(),
     output:
         png=report(
             "results/figures/hetgmp.png",
@@ -114,7 +90,7 @@ rule hetgmp_figure:
         "logs/figures/hetgmp.log",
     localrule: True
     params:
-        title=f"HET-GMP on {HETGMP.get('dataset')}, {HETGMP.get('world')} ranks, local batch {HETGMP.get('batch')}",
+        title=WF.hetgmp_title(),
         src=WF.src_hash("hetgmp_figure.py"),
     script:
         "../workflow_scripts/hetgmp_figure.py"

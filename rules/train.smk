@@ -4,36 +4,6 @@
 # rendezvous) over several SLURM nodes, or, with config `cluster.emulate`, on emulated nodes of this machine
 # (python -m ecorec.cluster run; link rates from `cluster_dilation`, measured once per profile).
 
-import shlex
-
-from ecorec.cluster.settings import emulation_args
-
-
-def cluster_settings():
-    """The config's `cluster:` section (absent: not emulated)."""
-    return config.get("cluster", {"emulate": False})
-
-
-def cluster_dilation_file():
-    c = cluster_settings()
-    return f"results/cluster/dilation-{c['profile']}-p{c['ranks_per_node']}.json"
-
-
-def train_cluster_inputs(wildcards):
-    return (
-        {"dilation": cluster_dilation_file()} if cluster_settings()["emulate"] else {}
-    )
-
-
-def train_emulate_arg(wildcards, input):
-    """`--emulate "..."` of launch_torchrun.sh, or nothing."""
-    c = cluster_settings()
-    if not c["emulate"]:
-        return ""
-    return "--emulate " + shlex.quote(
-        emulation_args(c, int(wildcards.world), input.dilation)
-    )
-
 
 wildcard_constraints:
     system=r"[A-Za-z0-9_]+",
@@ -67,11 +37,7 @@ rule cluster_dilation:
     resources:
         timed_jobs=1,
     params:
-        cluster=lambda wildcards: {
-            **cluster_settings(),
-            "profile": wildcards.profile,
-            "ranks_per_node": int(wildcards.ranks),
-        },
+        cluster=WF.cluster_dilation_settings,
         src=WF.src_hash("cluster_dilation.py"),
     script:
         "../workflow_scripts/cluster_dilation.py"
@@ -79,7 +45,7 @@ rule cluster_dilation:
 
 rule train:
     input:
-        unpack(train_cluster_inputs),
+        unpack(WF.train_cluster_inputs),
         run_config="results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/run.yaml",
         dataset="results/datasets/{dataset}",
     output:
@@ -103,15 +69,11 @@ rule train:
         launcher=WF.script("launch_torchrun.sh"),
         python=PYTHON,
         src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
-        emulate=train_emulate_arg,
-        cluster_src=lambda wildcards: (
-            WF.src_hash("ecorec.cluster.__main__")
-            if cluster_settings()["emulate"]
-            else ""
-        ),
+        emulate=WF.train_emulate_arg,
+        cluster_src=WF.cluster_src,
     shell:
         "bash {params.launcher} --python {params.python} --config {input.run_config} "
-        "--nodes {resources.nodes} {params.emulate} "
+        "--nodes {resources.nodes}{params.emulate} "
         "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
         "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
 

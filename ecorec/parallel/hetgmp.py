@@ -484,8 +484,9 @@ class HetGMPModel(HybridParallelModel):
         out.extra["remote_bytes"] = float(self.strategy.stats.fetched_bytes - before[1])
         return out
 
-    def set_learning_rates(self, dense_lr: float, embedding_lr: float) -> None:
-        super().set_learning_rates(dense_lr, embedding_lr)
+    def set_learning_rates(self, dense_lr: float, embedding_lr: float, tt_lr: float | None = None) -> None:
+        """``tt_lr`` is accepted for the common interface; this mode has no TT tables."""
+        super().set_learning_rates(dense_lr, embedding_lr, tt_lr)
         self.strategy.set_learning_rate(embedding_lr)
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from ecorec.workflow.sources import SourceGraph
 
 #: Path fragment of a training run below results/runs/ (``batch``: local batch per rank).
 TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
+#: One HET-GMP partition and its runs: ``<this>/partition.{npz,json}``,
+#: ``<this>/s<rate>-B<bound>/record.json``.
+HETGMP_RUN_PATTERN = "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}"
 #: Keys of config ``train`` that go to the run's ``train`` section as they are.
 TRAIN_LOOP_KEYS = (
     "steps",
@@ -376,3 +380,67 @@ class WorkflowConfig:
     def bench_gres(self, wildcards: Any = None) -> str | None:
         """One GPU for a kernel benchmark on cuda (unset on cpu)."""
         return bench_gres(self.device)
+
+    # ---- emulated cluster (config `cluster`, issue 15) -----------------------------------------------------
+    @property
+    def cluster(self) -> Mapping[str, Any]:
+        """The config's ``cluster:`` section (absent: not emulated)."""
+        return self.config.get("cluster", {"emulate": False})
+
+    def cluster_dilation_file(self) -> str:
+        """The dilation record of the configured profile at its ranks per node (rule ``cluster_dilation``)."""
+        c = self.cluster
+        return f"results/cluster/dilation-{c['profile']}-p{c['ranks_per_node']}.json"
+
+    def train_cluster_inputs(self, wildcards: Any = None) -> dict[str, str]:
+        """``{"dilation": file}`` of a training run when emulated, else nothing."""
+        return {"dilation": self.cluster_dilation_file()} if self.cluster["emulate"] else {}
+
+    def train_emulate_arg(self, wildcards: Any, input: Any) -> str:
+        """`` --emulate "..."`` of ``launch_torchrun.sh`` (with its leading space), or ``""`` when not
+        emulated."""
+        if not self.cluster["emulate"]:
+            return ""
+        from ecorec.cluster.settings import emulation_args  # torch-free
+
+        return " --emulate " + shlex.quote(emulation_args(self.cluster, int(wildcards.world), input.dilation))
+
+    def cluster_dilation_settings(self, wildcards: Any) -> dict[str, Any]:
+        """The ``cluster`` section with the profile and ranks per node of a ``cluster_dilation`` job."""
+        return {**self.cluster, "profile": wildcards.profile, "ranks_per_node": int(wildcards.ranks)}
+
+    def cluster_src(self, wildcards: Any = None) -> str:
+        """Source hash of the emulation launcher when runs are emulated (a change reruns them), else
+        ``""``."""
+        return self.src_hash("ecorec.cluster.__main__") if self.cluster["emulate"] else ""
+
+    # ---- HET-GMP grid (config `hetgmp`, issue 16) --------------------------------------------------------
+    @property
+    def hetgmp(self) -> Mapping[str, Any]:
+        """The config's ``hetgmp:`` section."""
+        return self.config.get("hetgmp", {})
+
+    def _hetgmp_runs(self) -> list[str]:
+        h = self.hetgmp
+        return [
+            HETGMP_RUN_PATTERN.format(dataset=h["dataset"], world=h["world"], batch=h["batch"], partitioner=p)
+            for p in h["partitioners"]
+        ]
+
+    def hetgmp_records(self) -> list[str]:
+        """Every run record of the grid: partitioners x store rates x staleness bounds."""
+        rates = [f"{float(s):g}" for s in self.hetgmp["store_rates"]]
+        return [
+            f"{run}/s{rate}-B{bound}/record.json"
+            for run in self._hetgmp_runs()
+            for rate in rates
+            for bound in self.hetgmp["bounds"]
+        ]
+
+    def hetgmp_partition_headers(self) -> list[str]:
+        """The partition header (JSON) of every partitioner of the grid."""
+        return [f"{run}/partition.json" for run in self._hetgmp_runs()]
+
+    def hetgmp_title(self) -> str:
+        h = self.hetgmp
+        return f"HET-GMP on {h.get('dataset')}, {h.get('world')} ranks, local batch {h.get('batch')}"

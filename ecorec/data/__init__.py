@@ -12,8 +12,10 @@ read :mod:`ecorec.data.sources` without importing torchrec):
 - :mod:`~ecorec.data.synthetic`: the calibrated synthetic default.
 - :mod:`~ecorec.data.meta_dlrm`, :mod:`~ecorec.data.criteo`: converters of the real sources.
 - :mod:`~ecorec.data.loader`: ``ParquetBatchLoader`` yielding :class:`Batch`.
+- :mod:`~ecorec.data.split_batches`: what the loaders share (checks, batch order, resumable position).
 - :mod:`~ecorec.data.random_source`: ``RandomBatchLoader``, batches generated on the fly (no files).
 - :mod:`~ecorec.data.criteo_npy`, :mod:`~ecorec.data.mlperf_bin`: TorchRec npy days / MLPerf ``.bin`` files.
+- :mod:`~ecorec.data.criteo_parquet`: the columns, caps, writer and command line the Criteo converters share.
 """
 
 from __future__ import annotations

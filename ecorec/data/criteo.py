@@ -30,16 +30,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm import tqdm
 
+from ecorec.data.criteo_parquet import (
+    check_criteo_caps,
+    criteo_dataset_writer,
+    criteo_sparse_columns,
+    finish_criteo_dataset,
+)
 from ecorec.data.errors import DataFormatError
-from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, ParquetDatasetWriter, dense_column
+from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, dense_column
 from ecorec.data.sources import (
     CRITEO_1TB_NUM_EMBEDDINGS,
     CRITEO_DENSE_NAMES,
     CRITEO_KAGGLE_NUM_EMBEDDINGS,
-    CRITEO_NUM_DENSE,
     CRITEO_SPARSE_NAMES,
 )
-from ecorec.utils import environment_record
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +148,8 @@ def _convert_block(
         LABEL: pa.array(label.cast(pl.Float32).to_numpy()),
         DENSE: dense_column(dense),
     }
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
-    for column, cap in zip(CRITEO_SPARSE_NAMES, caps):
-        values = parsed[column].fill_null(0).to_numpy().astype(np.int64)
-        out[column] = pa.ListArray.from_arrays(offsets, pa.array(np.mod(values, cap), type=pa.int64()))
+    ids = (parsed[column].fill_null(0).to_numpy().astype(np.int64) for column in CRITEO_SPARSE_NAMES)
+    out.update(criteo_sparse_columns(n, ids, caps))
     return out
 
 
@@ -219,21 +221,12 @@ def convert_criteo(
     """
     if source not in DEFAULT_NUM_EMBEDDINGS:
         raise ValueError(f"source must be one of {sorted(DEFAULT_NUM_EMBEDDINGS)}, got {source!r}")
-    caps = tuple(int(c) for c in (num_embeddings_per_feature or DEFAULT_NUM_EMBEDDINGS[source]))
-    if len(caps) != len(CRITEO_SPARSE_NAMES) or min(caps) < 1:
-        raise ValueError(
-            f"num_embeddings_per_feature must be {len(CRITEO_SPARSE_NAMES)} integers >= 1, got {caps}"
-        )
+    caps = check_criteo_caps(num_embeddings_per_feature or None, DEFAULT_NUM_EMBEDDINGS[source])
     if not inputs:
         raise ValueError("no input files given")
     rows_per_file = []
-    with ParquetDatasetWriter(
-        output,
-        features=CRITEO_SPARSE_NAMES,
-        num_dense=CRITEO_NUM_DENSE,
-        has_labels=True,
-        row_group_size=row_group_size,
-        samples_per_file=samples_per_file,
+    with criteo_dataset_writer(
+        output, row_group_size=row_group_size, samples_per_file=samples_per_file
     ) as writer:
         bar = tqdm(unit=" rows", unit_scale=True, desc="criteo", disable=not progress)
         for path in inputs:
@@ -247,17 +240,13 @@ def convert_criteo(
             rows_per_file.append({"file": Path(path).name, "rows": rows})
             logger.info("read %s: %d rows", path, rows)
         bar.close()
-        return writer.finish(
+        return finish_criteo_dataset(
+            writer,
             source=source,
-            num_embeddings=dict(zip(CRITEO_SPARSE_NAMES, caps)),
+            caps=caps,
             splits=splits,
-            provenance={
-                "inputs": rows_per_file,
-                "num_embeddings_per_feature": list(caps),
-                "transform": (
-                    "label: missing 0; dense: log(1 + max(x, 0)), missing 0; "
-                    "sparse: int(hex) mod cap, missing 0"
-                ),
-                "environment": environment_record(),
-            },
+            inputs={"inputs": rows_per_file},
+            transform=(
+                "label: missing 0; dense: log(1 + max(x, 0)), missing 0; sparse: int(hex) mod cap, missing 0"
+            ),
         )

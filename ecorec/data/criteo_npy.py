@@ -31,15 +31,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ecorec.data.criteo_parquet import (
+    add_criteo_arguments,
+    check_criteo_caps,
+    criteo_block,
+    criteo_dataset_writer,
+    finish_criteo_dataset,
+    run_conversion,
+)
 from ecorec.data.errors import DataFormatError
-from ecorec.data.parquet import DENSE, LABEL, DatasetMetadata, ParquetDatasetWriter, dense_column
+from ecorec.data.parquet import DatasetMetadata
 from ecorec.data.sources import (
     CRITEO_1TB_NUM_EMBEDDINGS,
     CRITEO_NUM_DENSE,
     CRITEO_NUM_SPARSE,
-    CRITEO_SPARSE_NAMES,
 )
-from ecorec.utils import environment_record
 
 __all__ = [
     "convert_criteo_npy",
@@ -112,52 +118,6 @@ def criteo_npy_days(folder: str | os.PathLike[str]) -> list[int]:
     return sorted(found)
 
 
-def criteo_block(
-    labels: np.ndarray,
-    dense: np.ndarray,
-    sparse: np.ndarray,
-    caps: Sequence[int],
-    where: str,
-    first_row: int,
-) -> dict[str, pa.Array]:
-    """One block of samples -> ``{label, dense, cat_0 .. cat_25}`` Parquet columns (ids hashed ``% cap``).
-
-    Args:
-        labels: ``[n]`` 0/1; dense: ``[n, 13]`` already transformed; sparse: ``[n, 26]`` ids >= 0.
-        where / first_row: file and row of the block's first sample, for errors.
-    """
-    labels = np.asarray(labels).reshape(-1)
-    bad = np.flatnonzero((labels != 0) & (labels != 1))
-    if bad.size:
-        row = int(bad[0])
-        raise DataFormatError(f"{where}: row {first_row + row}: label must be 0 or 1, got {labels[row]}")
-    dense = np.asarray(dense, dtype=np.float32)
-    if not np.isfinite(dense).all():
-        row = int(np.flatnonzero(~np.isfinite(dense).all(axis=1))[0])
-        raise DataFormatError(f"{where}: row {first_row + row}: non-finite dense value {dense[row].tolist()}")
-    sparse = np.asarray(sparse, dtype=np.int64)
-    if sparse.size and sparse.min() < 0:
-        row = int(np.flatnonzero((sparse < 0).any(axis=1))[0])
-        raise DataFormatError(
-            f"{where}: row {first_row + row}: negative categorical id {sparse[row].tolist()}"
-        )
-    n = len(labels)
-    out: dict[str, pa.Array] = {LABEL: pa.array(labels.astype(np.float32)), DENSE: dense_column(dense)}
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
-    for f, (name, cap) in enumerate(zip(CRITEO_SPARSE_NAMES, caps)):
-        out[name] = pa.ListArray.from_arrays(offsets, pa.array(sparse[:, f] % cap, type=pa.int64()))
-    return out
-
-
-def _check_caps(caps: Sequence[int] | None, default: Sequence[int]) -> tuple[int, ...]:
-    out = tuple(int(c) for c in (caps if caps is not None else default))
-    if len(out) != CRITEO_NUM_SPARSE or min(out) < 1:
-        raise ValueError(
-            f"num_embeddings_per_feature must be {CRITEO_NUM_SPARSE} integers >= 1, got {list(out)}"
-        )
-    return out
-
-
 def _day_blocks(
     folder: Path, day: int, caps: Sequence[int], chunk_rows: int
 ) -> Iterator[dict[str, pa.Array]]:
@@ -191,7 +151,7 @@ def convert_criteo_npy(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder (expected day_N_{{dense,sparse,labels}}.npy)")
-    caps = _check_caps(num_embeddings_per_feature, CRITEO_1TB_NUM_EMBEDDINGS)
+    caps = check_criteo_caps(num_embeddings_per_feature, CRITEO_1TB_NUM_EMBEDDINGS)
     days = list(criteo_npy_days(folder) if days is None else days)
     if not days:
         raise DataFormatError(f"{folder}: no day_N_dense.npy files")
@@ -200,29 +160,20 @@ def convert_criteo_npy(
         train = sum(counts[:-1])
         half = math.ceil(counts[-1] / 2)
         splits = {"train": [0, train], "val": [train, train + half], "test": [train + half, sum(counts)]}
-    with ParquetDatasetWriter(
-        output,
-        features=CRITEO_SPARSE_NAMES,
-        num_dense=CRITEO_NUM_DENSE,
-        has_labels=True,
-        row_group_size=row_group_size,
-        samples_per_file=samples_per_file,
+    with criteo_dataset_writer(
+        output, row_group_size=row_group_size, samples_per_file=samples_per_file
     ) as writer:
         for day in days:
             for block in _day_blocks(folder, day, caps, chunk_rows):
                 writer.write(block)
             logger.info("read day %d of %s", day, folder)
-        return writer.finish(
+        return finish_criteo_dataset(
+            writer,
             source="criteo_npy",
-            num_embeddings=dict(zip(CRITEO_SPARSE_NAMES, caps)),
+            caps=caps,
             splits=splits,
-            provenance={
-                "folder": str(folder),
-                "inputs": [{"day": d, "rows": n} for d, n in zip(days, counts)],
-                "num_embeddings_per_feature": list(caps),
-                "transform": "label as is; dense as is (torchrec's log transform); sparse: id mod cap",
-                "environment": environment_record(),
-            },
+            inputs={"folder": str(folder), "inputs": [{"day": d, "rows": n} for d, n in zip(days, counts)]},
+            transform="label as is; dense as is (torchrec's log transform); sparse: id mod cap",
         )
 
 
@@ -238,22 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--days", type=int, nargs="+", default=None, help="days in order (default: all found)"
     )
-    parser.add_argument("--caps", type=int, nargs=CRITEO_NUM_SPARSE, default=None, help="26 hashing caps")
-    parser.add_argument("--row-group-size", type=int, default=65536)
+    add_criteo_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        meta = convert_criteo_npy(
+    return run_conversion(
+        lambda: convert_criteo_npy(
             args.folder,
             args.output,
             days=args.days,
             num_embeddings_per_feature=args.caps,
             row_group_size=args.row_group_size,
-        )
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.output}: {meta.num_samples} samples, splits {meta.splits}")
-    return 0
+        ),
+        args.output,
+        (DataFormatError, FileNotFoundError, ValueError),
+    )
 
 
 if __name__ == "__main__":

@@ -145,14 +145,19 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
-def _label_array(column: pa.ChunkedArray, name: str) -> pa.Array:
+def _float64_values(column: pa.ChunkedArray, where: str, expected: str) -> np.ndarray:
+    """``[n]`` float64 values of a numeric (integer, floating or boolean) column; nulls read as NaN."""
     if not (
         pa.types.is_integer(column.type)
         or pa.types.is_floating(column.type)
         or pa.types.is_boolean(column.type)
     ):
-        raise ValueError(f"label column {name!r}: expected numbers 0/1, got type {column.type}")
-    values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        raise ValueError(f"{where}: expected {expected}, got type {column.type}")
+    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _label_array(column: pa.ChunkedArray, name: str) -> pa.Array:
+    values = _float64_values(column, f"label column {name!r}", "numbers 0/1")
     bad = ~((values == 0.0) | (values == 1.0))  # NaN and nulls (NaN here) included
     if bad.any():
         i = _first_bad(bad)
@@ -167,13 +172,7 @@ def _dense_array(table: pa.Table, names: Sequence[str]) -> pa.Array:
     columns = []
     for name in names:
         column = table.column(name)
-        if not (
-            pa.types.is_integer(column.type)
-            or pa.types.is_floating(column.type)
-            or pa.types.is_boolean(column.type)
-        ):
-            raise ValueError(f"dense column {name!r}: expected numbers, got type {column.type}")
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values = _float64_values(column, f"dense column {name!r}", "numbers")
         bad = ~np.isfinite(values)
         if bad.any():
             i = _first_bad(bad)

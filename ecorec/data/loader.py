@@ -20,23 +20,16 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import numpy as np
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
-from ecorec.data.parquet import (
-    DENSE,
-    LABEL,
-    DatasetMetadata,
-    ParquetRangeReader,
-    jagged_arrays,
-    read_metadata,
-)
+from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, jagged_arrays, read_metadata
+from ecorec.data.split_batches import Layout, SplitBatches, jagged_kjt
 
-Layout = Literal["local", "global"]
+__all__ = ["Batch", "Layout", "ParquetBatchLoader"]
 
 
 @dataclass
@@ -87,7 +80,7 @@ class _Failure:
         self.error = error
 
 
-class ParquetBatchLoader:
+class ParquetBatchLoader(SplitBatches):
     """Iterates over one split of a Parquet dataset in global batches, yielding this rank's :class:`Batch`.
 
     Args:
@@ -136,44 +129,27 @@ class ParquetBatchLoader:
         pin_memory: bool = False,
         pad_last: bool = False,
     ) -> None:
-        self.metadata: DatasetMetadata = read_metadata(path)
-        meta = self.metadata
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        if global_batch_size < 1 or global_batch_size % world_size:
-            raise ValueError(
-                f"global_batch_size must be a positive multiple of world_size, got {global_batch_size} "
-                f"and {world_size}"
-            )
-        if layout not in ("local", "global"):
-            raise ValueError(f"layout must be 'local' or 'global', got {layout!r}")
-        if split not in meta.splits:
-            raise ValueError(f"{meta.root}: no split {split!r}; the dataset has {sorted(meta.splits)}")
+        meta = read_metadata(path)
+        self._init_split(
+            meta,
+            where=f"{meta.root}",
+            split=split,
+            global_batch_size=global_batch_size,
+            rank=rank,
+            world_size=world_size,
+            features=features,
+            layout=layout,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
         if prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
-        self.features = tuple(meta.features if features is None else features)
-        unknown = [f for f in self.features if f not in meta.features]
-        if unknown or len(set(self.features)) != len(self.features):
-            raise ValueError(f"{meta.root}: unknown or repeated features {unknown or list(self.features)}")
-        self.split = split
-        self.global_batch_size = global_batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.local_batch_size = global_batch_size // world_size
-        self.layout: Layout = layout
-        self.shuffle = shuffle
-        self.seed = seed
         self.prefetch = prefetch
-        self.drop_last = drop_last
         self.pin_memory = pin_memory
         if pad_last and drop_last:
             raise ValueError("pad_last=True needs drop_last=False (there is no partial batch to pad)")
         self.pad_last = pad_last
-        self.split_start, self.split_stop = meta.splits[split]
-        size = self.split_stop - self.split_start
-        self._num_batches = size // global_batch_size if drop_last else math.ceil(size / global_batch_size)
-        self._epoch = 0
-        self._next = 0
         self._columns = (
             *((LABEL,) if meta.has_labels else ()),
             *((DENSE,) if meta.num_dense else ()),
@@ -182,10 +158,6 @@ class ParquetBatchLoader:
 
     # -- facts -----------------------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return self._num_batches
-
     @property
     def has_labels(self) -> bool:
         return self.metadata.has_labels
@@ -193,16 +165,6 @@ class ParquetBatchLoader:
     @property
     def num_dense(self) -> int:
         return self.metadata.num_dense
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
-    def batch_order(self, epoch: int) -> np.ndarray:
-        """``[num_batches]`` indices of the global batches in the order epoch ``epoch`` visits them."""
-        if not self.shuffle:
-            return np.arange(self._num_batches)
-        return np.random.default_rng([self.seed, epoch]).permutation(self._num_batches)
 
     def sample_ranges(self, batch: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Dataset sample ranges of global batch ``batch``: ``((global start, stop), (my start, stop))``."""
@@ -231,11 +193,7 @@ class ParquetBatchLoader:
             wanted = self.local_batch_size if self.layout == "local" else self.global_batch_size
             extra = np.zeros(wanted - (sparse_range[1] - sparse_range[0]), dtype=np.int64)
             lengths = tuple(np.concatenate([x, extra]) for x in lengths)
-        kjt = KeyedJaggedTensor(
-            keys=list(self.features),
-            values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
-            lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
-        )
+        kjt = jagged_kjt(self.features, values, lengths)
         mine = reader.read(l0, l1, [c for c in (LABEL, DENSE) if c in self._columns])
         if DENSE in mine:
             dense = mine[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, self.num_dense)
@@ -261,9 +219,7 @@ class ParquetBatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         """One epoch from the current position; afterwards the position is the start of the next epoch."""
-        if self._next >= self._num_batches:  # a finished epoch: start the next one
-            self._epoch, self._next = self._epoch + 1, 0
-        order = self.batch_order(self._epoch)[self._next :]
+        order = self._remaining_batches()
         if self.prefetch == 0:
             with ParquetRangeReader(self.metadata, self._columns) as reader:
                 for index in order:
@@ -272,8 +228,7 @@ class ParquetBatchLoader:
                     yield batch
         else:
             yield from self._prefetched(order)
-        if self._next >= self._num_batches:
-            self._epoch, self._next = self._epoch + 1, 0
+        self._roll_over()
 
     def _prefetched(self, order: np.ndarray) -> Iterator[Batch]:
         ready: queue.Queue[Batch | _Stop | _Failure] = queue.Queue(maxsize=self.prefetch)
@@ -315,29 +270,3 @@ class ParquetBatchLoader:
                 with contextlib.suppress(queue.Empty):
                     ready.get_nowait()
                 worker.join(timeout=0.05)
-
-    # -- resume ----------------------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position (``epoch``, next ``batch``) and the settings it is valid for."""
-        return {
-            "epoch": self._epoch,
-            "batch": self._next,
-            "split": self.split,
-            "global_batch_size": self.global_batch_size,
-            "world_size": self.world_size,
-            "num_batches": self._num_batches,
-            "shuffle": self.shuffle,
-            "seed": self.seed,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at ``state``'s position; the loader's settings must match those it was saved with."""
-        for key in ("split", "global_batch_size", "world_size", "num_batches", "shuffle", "seed"):
-            mine = self.state_dict()[key]
-            if key in state and state[key] != mine:
-                raise ValueError(f"loader state: '{key}' is {state[key]!r} but this loader has {mine!r}")
-        epoch, batch = int(state["epoch"]), int(state["batch"])
-        if epoch < 0 or not 0 <= batch <= self._num_batches:
-            raise ValueError(f"loader state: position (epoch {epoch}, batch {batch}) out of range")
-        self._epoch, self._next = epoch, batch

@@ -24,11 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ecorec.data.criteo_npy import _check_caps, criteo_block
+from ecorec.data.criteo_parquet import (
+    add_criteo_arguments,
+    check_criteo_caps,
+    criteo_block,
+    criteo_dataset_writer,
+    finish_criteo_dataset,
+    run_conversion,
+)
 from ecorec.data.errors import DataFormatError
-from ecorec.data.parquet import DatasetMetadata, ParquetDatasetWriter
-from ecorec.data.sources import CRITEO_NUM_DENSE, CRITEO_NUM_SPARSE, CRITEO_SPARSE_NAMES
-from ecorec.utils import environment_record
+from ecorec.data.parquet import DatasetMetadata
+from ecorec.data.sources import CRITEO_NUM_DENSE, CRITEO_NUM_SPARSE
 
 __all__ = [
     "MLPERF_DLRM_NUM_EMBEDDINGS",
@@ -86,20 +92,15 @@ def convert_mlperf_bin(
     unknown = sorted(set(files) - {"train", "val", "test"})
     if unknown or "train" not in files:
         raise ValueError(f"files: a train file and optionally val / test, got splits {sorted(files)}")
-    caps = _check_caps(num_embeddings_per_feature, MLPERF_DLRM_NUM_EMBEDDINGS)
+    caps = check_criteo_caps(num_embeddings_per_feature, MLPERF_DLRM_NUM_EMBEDDINGS)
     order = [s for s in ("train", "val", "test") if s in files]
     records = {s: read_mlperf_bin(files[s]) for s in order}  # checks every file before writing
     splits, start = {}, 0
     for s in order:
         splits[s] = [start, start + len(records[s])]
         start += len(records[s])
-    with ParquetDatasetWriter(
-        output,
-        features=CRITEO_SPARSE_NAMES,
-        num_dense=CRITEO_NUM_DENSE,
-        has_labels=True,
-        row_group_size=row_group_size,
-        samples_per_file=samples_per_file,
+    with criteo_dataset_writer(
+        output, row_group_size=row_group_size, samples_per_file=samples_per_file
     ) as writer:
         for s in order:
             data, where = records[s], str(files[s])
@@ -112,16 +113,13 @@ def convert_mlperf_bin(
                     )
                 )
             logger.info("read %s: %d records", where, len(data))
-        return writer.finish(
+        return finish_criteo_dataset(
+            writer,
             source="mlperf_bin",
-            num_embeddings=dict(zip(CRITEO_SPARSE_NAMES, caps)),
+            caps=caps,
             splits=splits,
-            provenance={
-                "inputs": {s: {"file": str(files[s]), "rows": len(records[s])} for s in order},
-                "num_embeddings_per_feature": list(caps),
-                "transform": "label as is; dense: log(1 + max(x, 0)); sparse: id mod cap",
-                "environment": environment_record(),
-            },
+            inputs={"inputs": {s: {"file": str(files[s]), "rows": len(records[s])} for s in order}},
+            transform="label as is; dense: log(1 + max(x, 0)); sparse: id mod cap",
         )
 
 
@@ -136,19 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", required=True, help="terabyte_processed_train.bin")
     parser.add_argument("--val", help="terabyte_processed_val.bin")
     parser.add_argument("--test", help="terabyte_processed_test.bin")
-    parser.add_argument("--caps", type=int, nargs=CRITEO_NUM_SPARSE, default=None, help="26 hashing caps")
-    parser.add_argument("--row-group-size", type=int, default=65536)
+    add_criteo_arguments(parser)
     args = parser.parse_args(argv)
     files = {s: getattr(args, s) for s in ("train", "val", "test") if getattr(args, s)}
-    try:
-        meta = convert_mlperf_bin(
+    return run_conversion(
+        lambda: convert_mlperf_bin(
             files, args.output, num_embeddings_per_feature=args.caps, row_group_size=args.row_group_size
-        )
-    except (DataFormatError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.output}: {meta.num_samples} samples, splits {meta.splits}")
-    return 0
+        ),
+        args.output,
+        (DataFormatError, ValueError),
+    )
 
 
 if __name__ == "__main__":

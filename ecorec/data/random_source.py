@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from ecorec.data.loader import Batch, Layout
+from ecorec.data.loader import Batch
 from ecorec.data.parquet import DatasetMetadata
+from ecorec.data.split_batches import Layout, SplitBatches, jagged_kjt
 
 __all__ = ["RANDOM_SPLITS", "RandomBatchLoader", "RandomSourceConfig", "random_metadata"]
 
@@ -132,7 +132,7 @@ def random_metadata(config: RandomSourceConfig) -> DatasetMetadata:
     )
 
 
-class RandomBatchLoader:
+class RandomBatchLoader(SplitBatches):
     """Batches of one split of the ``random`` source for one rank; the interface of ``ParquetBatchLoader``.
 
     Args:
@@ -167,46 +167,25 @@ class RandomBatchLoader:
     ) -> None:
         del prefetch  # generation is cheap and in the caller's thread
         self.config = config
-        self.metadata = random_metadata(config)
-        meta = self.metadata
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-        if global_batch_size < 1 or global_batch_size % world_size:
-            raise ValueError(
-                f"global_batch_size must be a positive multiple of world_size, got {global_batch_size} "
-                f"and {world_size}"
-            )
-        if layout not in ("local", "global"):
-            raise ValueError(f"layout must be 'local' or 'global', got {layout!r}")
-        if split not in meta.splits:
-            raise ValueError(f"random source: no split {split!r}; it has {sorted(meta.splits)}")
-        self.features = tuple(meta.features if features is None else features)
-        unknown = [f for f in self.features if f not in meta.features]
-        if unknown or len(set(self.features)) != len(self.features):
-            raise ValueError(f"random source: unknown or repeated features {unknown or list(self.features)}")
+        meta = random_metadata(config)
+        self._init_split(
+            meta,
+            where="random source",
+            split=split,
+            global_batch_size=global_batch_size,
+            rank=rank,
+            world_size=world_size,
+            features=features,
+            layout=layout,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+        self.pin_memory = pin_memory
         index = {f: i for i, f in enumerate(meta.features)}
         self._rows = [int(config.num_embeddings_per_feature[index[f]]) for f in self.features]
         self._hi = [config.max_lengths[index[f]] for f in self.features]
         self._lo = [config.min_lengths[index[f]] for f in self.features]
-        self.split = split
-        self.global_batch_size = global_batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.local_batch_size = global_batch_size // world_size
-        self.layout: Layout = layout
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_last = drop_last
-        self.pin_memory = pin_memory
-        self.split_start, self.split_stop = meta.splits[split]
-        size = self.split_stop - self.split_start
-        self._num_batches = size // global_batch_size if drop_last else math.ceil(size / global_batch_size)
-        self._epoch = 0
-        self._next = 0
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return self._num_batches
 
     @property
     def has_labels(self) -> bool:
@@ -215,16 +194,6 @@ class RandomBatchLoader:
     @property
     def num_dense(self) -> int:
         return self.config.num_dense
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
-    def batch_order(self, epoch: int) -> np.ndarray:
-        """``[num_batches]`` indices of the global batches in the order epoch ``epoch`` visits them."""
-        if not self.shuffle:
-            return np.arange(self._num_batches)
-        return np.random.default_rng([self.seed, epoch]).permutation(self._num_batches)
 
     def _slices(self, batch: int) -> list[int]:
         """Samples of each rank's slice of global batch ``batch`` (``ceil(n / R)`` each for a partial one)."""
@@ -256,45 +225,14 @@ class RandomBatchLoader:
             for r in ranks:
                 values.append(parts[r][0][f])
                 lengths.append(parts[r][1][f])
-        kjt = KeyedJaggedTensor(
-            keys=list(self.features),
-            values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
-            lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
-        )
+        kjt = jagged_kjt(self.features, values, lengths)
         out = Batch(sparse=kjt, dense=torch.from_numpy(dense), labels=torch.from_numpy(labels))
         return out.pin_memory() if self.pin_memory else out
 
     def __iter__(self) -> Iterator[Batch]:
         """One epoch from the current position; afterwards the position is the start of the next epoch."""
-        if self._next >= self._num_batches:
-            self._epoch, self._next = self._epoch + 1, 0
-        for index in self.batch_order(self._epoch)[self._next :]:
+        for index in self._remaining_batches():
             batch = self.batch(int(index))
             self._next += 1
             yield batch
-        if self._next >= self._num_batches:
-            self._epoch, self._next = self._epoch + 1, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position (``epoch``, next ``batch``) and the settings it is valid for."""
-        return {
-            "epoch": self._epoch,
-            "batch": self._next,
-            "split": self.split,
-            "global_batch_size": self.global_batch_size,
-            "world_size": self.world_size,
-            "num_batches": self._num_batches,
-            "shuffle": self.shuffle,
-            "seed": self.seed,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at ``state``'s position; the settings must match those it was saved with."""
-        for key in ("split", "global_batch_size", "world_size", "num_batches", "shuffle", "seed"):
-            mine = self.state_dict()[key]
-            if key in state and state[key] != mine:
-                raise ValueError(f"loader state: '{key}' is {state[key]!r} but this loader has {mine!r}")
-        epoch, batch = int(state["epoch"]), int(state["batch"])
-        if epoch < 0 or not 0 <= batch <= self._num_batches:
-            raise ValueError(f"loader state: position (epoch {epoch}, batch {batch}) out of range")
-        self._epoch, self._next = epoch, batch
+        self._roll_over()

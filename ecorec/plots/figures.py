@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -18,6 +18,10 @@ import polars as pl
 from ecorec.plots.style import COLORS, legend_below, new_figure, save_figure
 from ecorec.types import BenchVariant
 from ecorec.utils import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: Legend names of the systems of the end-to-end and scaling figures (config `systems:` keys).
 SYSTEM_LABELS = {
@@ -93,6 +97,52 @@ def _grouped_bars(ax, groups, systems, values, errors, labels) -> None:
     ax.set_xticks(x, [str(g) for g in groups])
 
 
+def _time_per_iter_bars(
+    ax: Axes,
+    tables: Sequence[int],
+    systems: Sequence[str],
+    grid: Sequence[Sequence[Mapping[str, Any]]],
+    labels: Mapping[str, str],
+) -> None:
+    """Grouped bars of time per iteration (+- std) per table count; ``grid[g]``: the rows of ``tables[g]``,
+    one per system in order."""
+    _grouped_bars(
+        ax,
+        tables,
+        systems,
+        [[r["time_per_iter_ms"] for r in g] for g in grid],
+        [[r["time_per_iter_ms_std"] for r in g] for g in grid],
+        labels,
+    )
+    ax.set(xlabel="tables", ylabel="time per iteration (ms)")
+
+
+def _finish(
+    fig: Figure,
+    rows: list[dict[str, Any]],
+    png: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    *,
+    title: str,
+    title_ax: Axes | None = None,
+    legend_ax: Axes | None = None,
+    ncol: int = 4,
+) -> list[dict[str, Any]]:
+    """The end of every ``plot_*``: ``title`` over the figure (or over ``title_ax``), the legend of
+    ``legend_ax``'s entries below (none without it), the figure at ``png`` (+ PDF) and ``rows`` at ``csv``;
+    returns ``rows``."""
+    if title:
+        if title_ax is None:
+            fig.suptitle(title, fontsize=9)
+        else:
+            title_ax.set_title(title, fontsize=9)
+    if legend_ax is not None:
+        legend_below(fig, legend_ax, ncol=ncol)
+    save_figure(fig, png)
+    write_csv(rows, csv)
+    return rows
+
+
 def plot_end_to_end(
     points: Sequence[Mapping[str, Any]],
     systems: Sequence[str],
@@ -110,25 +160,12 @@ def plot_end_to_end(
             rows.append({k: p[k] for k in _END_TO_END_COLUMNS})
     fig, (left, right) = new_figure(ncols=2, width=5.2, height=3.6)
     grid = [[r for r in rows if r["tables"] == t] for t in tables]
-    _grouped_bars(
-        left,
-        tables,
-        systems,
-        [[r["time_per_iter_ms"] for r in g] for g in grid],
-        [[r["time_per_iter_ms_std"] for r in g] for g in grid],
-        SYSTEM_LABELS,
-    )
-    left.set(xlabel="tables", ylabel="time per iteration (ms)")
+    _time_per_iter_bars(left, tables, systems, grid, SYSTEM_LABELS)
     _grouped_bars(
         right, tables, systems, [[r["peak_memory_mib"] for r in g] for g in grid], None, SYSTEM_LABELS
     )
     right.set(xlabel="tables", ylabel="peak step memory per rank (MiB)")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    legend_below(fig, left, ncol=min(len(systems), 4))
-    save_figure(fig, png)
-    write_csv(rows, csv)
-    return rows
+    return _finish(fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4))
 
 
 _END_TO_END_COLUMNS = (
@@ -202,12 +239,7 @@ def plot_scaling(
         ax.set_xlabel("ranks (world size)")
     left.set_ylabel("throughput (samples/s, global)")
     right.set_ylabel("time per iteration (ms)")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    legend_below(fig, left, ncol=min(len(systems), 4))
-    save_figure(fig, png)
-    write_csv(rows, csv)
-    return rows
+    return _finish(fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4))
 
 
 def plot_ablation(
@@ -231,21 +263,8 @@ def plot_ablation(
             rows.append(row)
     fig, (ax,) = new_figure(ncols=1, width=6.0, height=3.6)
     grid = [[r for r in rows if r["tables"] == t] for t in tables]
-    _grouped_bars(
-        ax,
-        tables,
-        systems,
-        [[r["time_per_iter_ms"] for r in g] for g in grid],
-        [[r["time_per_iter_ms_std"] for r in g] for g in grid],
-        ABLATION_LABELS,
-    )
-    ax.set(xlabel="tables", ylabel="time per iteration (ms)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    legend_below(fig, ax, ncol=2)
-    save_figure(fig, png)
-    write_csv(rows, csv)
-    return rows
+    _time_per_iter_bars(ax, tables, systems, grid, ABLATION_LABELS)
+    return _finish(fig, rows, png, csv, title=title, title_ax=ax, legend_ax=ax, ncol=2)
 
 
 def plot_kernels(
@@ -289,12 +308,7 @@ def plot_kernels(
         ax.set(xlabel="batch size", ylabel=f"{name} time, all tables (ms)")
         batch_sizes = sorted({r["batch_size"] for r in rows})
         ax.set_xticks(batch_sizes, [f"{b // 1024}K" if b >= 1024 else str(b) for b in batch_sizes])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    legend_below(fig, axes[0], ncol=min(len(variants), 4))
-    save_figure(fig, png)
-    write_csv(rows, csv)
-    return rows
+    return _finish(fig, rows, png, csv, title=title, legend_ax=axes[0], ncol=min(len(variants), 4))
 
 
 def plot_memory_table(
@@ -339,11 +353,7 @@ def plot_memory_table(
     table.set_fontsize(8)
     table.auto_set_column_width(list(range(7)))
     table.scale(1.0, 1.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    save_figure(fig, png)
-    write_csv(ordered, csv)
-    return ordered
+    return _finish(fig, ordered, png, csv, title=title, title_ax=ax)
 
 
 def _gib(value: float) -> str:

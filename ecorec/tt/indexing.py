@@ -73,6 +73,17 @@ class TTLookupPlan(NamedTuple):
         return [t.numel() for t in self.level_digits]
 
 
+def row_digits(rows: torch.Tensor, p_shapes: Sequence[int]) -> list[torch.Tensor]:
+    """TT digits of ``rows (n,)`` int64 >= 0 in the mixed radix ``p_shapes``: ``len(p_shapes)`` tensors
+    ``(n,)``, most significant (core 0's row) first."""
+    digits = []
+    rest = rows
+    for p in reversed(p_shapes):
+        digits.append(rest % p)
+        rest = torch.div(rest, p, rounding_mode="floor")
+    return digits[::-1]
+
+
 def bag_ids_from_offsets(offsets: torch.Tensor, nnz: int) -> torch.Tensor:
     """``(nnz,)`` bag id of every occurrence, from ``offsets (B+1,)`` (no device sync)."""
     num_bags = offsets.numel() - 1

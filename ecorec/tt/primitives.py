@@ -8,15 +8,22 @@ implementations:
   identity, one sequential sum per run);
 - :func:`accumulate_rows_`: add per-item slices into a dense core gradient by row id (``index_add_``, or a
   sorted segment sum when ``deterministic``);
-- :func:`bag_weights`: the per-occurrence weight that turns a bag reduction into ``sum``/``mean`` pooling.
+- :func:`bag_weights`: the per-occurrence weight that turns a bag reduction into ``sum``/``mean`` pooling;
+- :func:`chain_products` / :func:`chain_backward_`: the plain per-item chain ``G_0[I_0] @ ... @ G_k[I_k]`` and
+  its backward (FBTT per occurrence, EL-Rec per prefix and per unique row; EcoRec's tree of prefixes has its
+  own);
+- :func:`padded_grad`: ``dY`` widened to the cores' padded dimension.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from ecorec.tt.shapes import TTShapes
 
 PRODUCT_STRATEGIES = ("auto", "gather", "grouped", "slices")
 
@@ -215,3 +222,71 @@ def bag_weights(
         return per_sample_weights
     lengths = (offsets[1:] - offsets[:-1]).clamp_min(1).to(dtype)
     return lengths.reciprocal().index_select(0, bag_ids)
+
+
+def chain_products(
+    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: Sequence[torch.Tensor], strategy: str
+) -> list[torch.Tensor]:
+    """Per-item prefix products of the plain chain, ``[T_0, ..., T_k]`` for ``k = len(digits) - 1``.
+
+    Args:
+        cores: the TT cores ``(p_t, r_t q_t r_{t+1})``.
+        digits: ``k + 1`` tensors ``(n,)``, digit ``I_t`` of each item (at least one).
+        strategy: see :func:`resolve_product_strategy`.
+
+    Returns:
+        ``T_t`` of shape ``(n, Q_t, r_{t+1})``, ``T_t = T_{t-1} @ G_t[I_t]``.
+    """
+    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
+    n = digits[0].numel()
+    products = [cores[0].index_select(0, digits[0]).view(n, q[0], r[1])]
+    for k in range(1, len(digits)):
+        out = core_product(products[-1], cores[k], digits[k], r[k], strategy)
+        products.append(out.view(n, dims[k], r[k + 1]))
+    return products
+
+
+def chain_backward_(
+    cores: Sequence[torch.Tensor],
+    shapes: TTShapes,
+    products: Sequence[torch.Tensor],
+    digits: Sequence[torch.Tensor],
+    grad: torch.Tensor,
+    grads: Sequence[torch.Tensor],
+    deterministic: bool,
+    strategy: str,
+) -> None:
+    """Backward of the full per-item chain: accumulate every core's gradient in place.
+
+    Args:
+        products: ``[T_0, ..., T_{d-2}]`` of :func:`chain_products` over ``digits[:-1]``.
+        digits: ``d`` tensors ``(n,)``, the items' digits.
+        grad: ``(n, Q)`` gradient of the items' rows (``Q`` the padded dimension).
+        grads: ``d`` dense core gradients shaped like the cores, updated in place (two products per item
+            and core, last core first, then ``dG_0[I_0] += dT_0``).
+        deterministic / strategy: as in :func:`core_product_backward`.
+    """
+    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
+    n = digits[0].numel()
+    for k in range(d - 1, 0, -1):
+        left = products[k - 1]
+        grad = core_product_backward(
+            left,
+            cores[k],
+            digits[k],
+            r[k],
+            grad.view(n, left.shape[1], q[k] * r[k + 1]),
+            grads[k],
+            deterministic,
+            strategy,
+        )
+    accumulate_rows_(grads[0], digits[0], grad.reshape(n, q[0] * r[1]), deterministic)
+
+
+def padded_grad(grad_output: torch.Tensor, shapes: TTShapes) -> torch.Tensor:
+    """``(B, Q)`` contiguous ``grad_output (B, D)`` with zero columns up to the padded dimension ``Q``
+    (the dropped columns get zero gradient)."""
+    grad_rows = grad_output.contiguous()
+    if shapes.padded_dim > shapes.embedding_dim:
+        grad_rows = F.pad(grad_rows, (0, shapes.padded_dim - shapes.embedding_dim))
+    return grad_rows

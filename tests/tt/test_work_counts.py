@@ -84,10 +84,15 @@ def work(monkeypatch: pytest.MonkeyPatch) -> WorkLog:
 
     # Patch the names where the algorithms look them up (``from ecorec.tt.primitives import ...``;
     # raising=True: if an algorithm stops importing them by name the test fails instead of silently counting
-    # nothing), and the primitives module itself for any call through it.
-    for module in (primitives, ecorec_algorithm, fbtt_algorithm, elrec_algorithm):
+    # nothing), and the primitives module itself for any call through it (the per-item chain of fbtt and
+    # elrec, ``primitives.chain_products`` / ``chain_backward_``).
+    for module in (primitives, ecorec_algorithm, elrec_algorithm):
         monkeypatch.setattr(module, "core_product", recording_product)
+    for module in (primitives, ecorec_algorithm):
         monkeypatch.setattr(module, "core_product_backward", recording_backward)
+    for module in (fbtt_algorithm, elrec_algorithm):  # the chain is the primitives' one, counted above
+        assert module.chain_products is primitives.chain_products
+        assert module.chain_backward_ is primitives.chain_backward_
     return log
 
 

@@ -38,6 +38,7 @@ from ecorec.tt.primitives import (
     accumulate_rows_,
     core_product,
     core_product_backward,
+    padded_grad,
     segment_sum,
 )
 from ecorec.tt.shapes import TTShapes
@@ -180,9 +181,7 @@ def ecorec_backward(
     if len(bounds) == 0:
         return grads
     bag_scale = _mean_scale(plan, mode, grad_output.dtype)
-    grad_rows = grad_output.contiguous()
-    if shapes.padded_dim > shapes.embedding_dim:  # dropped columns get zero gradient
-        grad_rows = F.pad(grad_rows, (0, shapes.padded_dim - shapes.embedding_dim))
+    grad_rows = padded_grad(grad_output, shapes)
     for bound in bounds:
         o_start, o_end, u_start, u_end = bound[0], bound[1], bound[2 * d], bound[2 * d + 1]
         # 1. bag -> unique contraction: dE (U_m, Q).

@@ -18,8 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ecorec.tt.indexing import bag_ids_from_offsets
-from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_backward
+from ecorec.tt.indexing import bag_ids_from_offsets, row_digits
+from ecorec.tt.primitives import accumulate_rows_, bag_weights, chain_backward_, chain_products, core_product
 from ecorec.tt.shapes import TTShapes
 
 
@@ -43,15 +43,6 @@ class ELRecPlan(NamedTuple):
     inverse: torch.Tensor
 
 
-def _digits(rows: torch.Tensor, p_shapes: Sequence[int]) -> list[torch.Tensor]:
-    out = []
-    rest = rows
-    for p in reversed(p_shapes):
-        out.append(rest % p)
-        rest = torch.div(rest, p, rounding_mode="floor")
-    return out[::-1]
-
-
 def build_elrec_plan(indices: torch.Tensor, offsets: torch.Tensor, p_shapes: Sequence[int]) -> ELRecPlan:
     """Distinct prefixes and unique rows of the batch."""
     p_last = p_shapes[-1]
@@ -62,26 +53,12 @@ def build_elrec_plan(indices: torch.Tensor, offsets: torch.Tensor, p_shapes: Seq
         num_bags=offsets.numel() - 1,
         offsets=offsets,
         bag_ids=bag_ids_from_offsets(offsets, indices.numel()),
-        group_digits=_digits(groups, p_shapes[:-1]),
+        group_digits=row_digits(groups, p_shapes[:-1]),
         group_inverse=group_inverse,
         last_digits=indices % p_last,
-        unique_digits=_digits(uniques, p_shapes),
+        unique_digits=row_digits(uniques, p_shapes),
         inverse=inverse,
     )
-
-
-def _chain(
-    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: Sequence[torch.Tensor], strategy: str
-) -> list[torch.Tensor]:
-    """Prefix products ``[T_0, ..., T_{len(digits)-1}]`` per item, ``T_k`` of shape ``(n, Q_k, r_{k+1})``."""
-    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
-    n = digits[0].numel()
-    products = [cores[0].index_select(0, digits[0]).view(n, q[0], r[1])]
-    for k in range(1, len(digits)):
-        products.append(
-            core_product(products[-1], cores[k], digits[k], r[k], strategy).view(n, dims[k], r[k + 1])
-        )
-    return products
 
 
 def elrec_forward(
@@ -96,7 +73,7 @@ def elrec_forward(
     :func:`ecorec.tt.primitives.resolve_product_strategy`."""
     d, r, dim = shapes.num_cores, shapes.ranks, shapes.embedding_dim
     nnz = plan.last_digits.numel()
-    prefix = _chain(cores, shapes, plan.group_digits, strategy)[-1]  # (G, Q_{d-2}, r_{d-1})
+    prefix = chain_products(cores, shapes, plan.group_digits, strategy)[-1]  # (G, Q_{d-2}, r_{d-1})
     left = prefix.index_select(0, plan.group_inverse)  # per occurrence
     rows = core_product(left, cores[d - 1], plan.last_digits, r[d - 1], strategy).view(nnz, shapes.padded_dim)
     rows = rows[:, :dim].contiguous()
@@ -117,7 +94,6 @@ def elrec_backward(
     strategy: str = "auto",
 ) -> list[torch.Tensor]:
     """Dense core gradients (``d`` tensors shaped like the cores)."""
-    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
     grads = [torch.zeros_like(core) for core in cores]
     num_uniques = plan.unique_digits[0].numel()
     if num_uniques == 0:
@@ -128,18 +104,6 @@ def elrec_backward(
         expanded = expanded * weights[:, None]
     grad = torch.zeros(num_uniques, shapes.padded_dim, device=expanded.device, dtype=expanded.dtype)
     accumulate_rows_(grad[:, : shapes.embedding_dim], plan.inverse, expanded, deterministic)
-    products = _chain(cores, shapes, plan.unique_digits[:-1], strategy)
-    for k in range(d - 1, 0, -1):
-        left = products[k - 1]
-        grad = core_product_backward(
-            left,
-            cores[k],
-            plan.unique_digits[k],
-            r[k],
-            grad.view(num_uniques, left.shape[1], q[k] * r[k + 1]),
-            grads[k],
-            deterministic,
-            strategy,
-        )
-    accumulate_rows_(grads[0], plan.unique_digits[0], grad.reshape(num_uniques, q[0] * r[1]), deterministic)
+    products = chain_products(cores, shapes, plan.unique_digits[:-1], strategy)
+    chain_backward_(cores, shapes, products, plan.unique_digits, grad, grads, deterministic, strategy)
     return grads

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ecorec.tt.indexing import bag_ids_from_offsets
-from ecorec.tt.primitives import accumulate_rows_, bag_weights, core_product, core_product_backward
+from ecorec.tt.indexing import bag_ids_from_offsets, row_digits
+from ecorec.tt.primitives import bag_weights, chain_backward_, chain_products, padded_grad
 from ecorec.tt.shapes import TTShapes
 
 
@@ -53,12 +53,7 @@ def build_fbtt_plan(
     nnz = indices.numel()
     device = indices.device
     bag_ids = bag_ids_from_offsets(offsets, nnz)
-    digits: list[torch.Tensor] = []
-    rest = indices
-    for p in reversed(p_shapes):
-        digits.append(rest % p)
-        rest = torch.div(rest, p, rounding_mode="floor")
-    digits.reverse()
+    digits = row_digits(indices, p_shapes)
     step = nnz if chunk_size <= 0 else chunk_size
     starts = torch.arange(0, nnz, max(step, 1), device=device, dtype=torch.int64)
     ends = (starts + step).clamp_max(nnz)
@@ -69,19 +64,6 @@ def build_fbtt_plan(
     else:
         chunk_bounds = torch.zeros(0, 4, device=device, dtype=torch.int64)
     return FBTTPlan(offsets.numel() - 1, offsets, bag_ids, digits, chunk_bounds)
-
-
-def _chain(
-    cores: Sequence[torch.Tensor], shapes: TTShapes, digits: list[torch.Tensor], upto: int, strategy: str
-) -> list[torch.Tensor]:
-    """Per-occurrence prefix products ``[T_0, ..., T_upto]``, ``T_k`` of shape ``(C, Q_k, r_{k+1})``."""
-    r, q, dims = shapes.ranks, shapes.q_shapes, shapes.level_dims()
-    n = digits[0].numel()
-    products = [cores[0].index_select(0, digits[0]).view(n, q[0], r[1])]
-    for k in range(1, upto + 1):
-        out = core_product(products[-1], cores[k], digits[k], r[k], strategy)
-        products.append(out.view(n, dims[k], r[k + 1]))
-    return products
 
 
 def fbtt_forward(
@@ -95,14 +77,14 @@ def fbtt_forward(
 ) -> torch.Tensor:
     """Pooled embeddings ``Tensor[B, D]``; ``bounds = plan.chunk_bounds.tolist()``; ``strategy``: see
     :func:`ecorec.tt.primitives.resolve_product_strategy`."""
-    d, dim = shapes.num_cores, shapes.embedding_dim
+    dim = shapes.embedding_dim
     ref = cores[0]
     weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, ref.dtype)
     output = torch.zeros(plan.num_bags, dim, device=ref.device, dtype=ref.dtype)
     for o_start, o_end, bag_first, bag_end in bounds:
         digits = [t[o_start:o_end] for t in plan.digits]
         rows = (
-            _chain(cores, shapes, digits, d - 1, strategy)[-1]
+            chain_products(cores, shapes, digits, strategy)[-1]
             .view(o_end - o_start, shapes.padded_dim)[:, :dim]
             .contiguous()
         )
@@ -127,30 +109,14 @@ def fbtt_backward(
     strategy: str = "auto",
 ) -> list[torch.Tensor]:
     """Dense core gradients (``d`` tensors shaped like the cores)."""
-    d, r, q = shapes.num_cores, shapes.ranks, shapes.q_shapes
     grads = [torch.zeros_like(core) for core in cores]
     weights = bag_weights(plan.offsets, plan.bag_ids, per_sample_weights, mode, grad_output.dtype)
-    grad_rows = grad_output.contiguous()
-    if shapes.padded_dim > shapes.embedding_dim:
-        grad_rows = F.pad(grad_rows, (0, shapes.padded_dim - shapes.embedding_dim))
+    grad_rows = padded_grad(grad_output, shapes)
     for o_start, o_end, _, _ in bounds:
-        n = o_end - o_start
         digits = [t[o_start:o_end] for t in plan.digits]
-        products = _chain(cores, shapes, digits, d - 2, strategy)
+        products = chain_products(cores, shapes, digits[:-1], strategy)
         grad = grad_rows.index_select(0, plan.bag_ids[o_start:o_end])  # dY[bag] per occurrence, (C, Q)
         if weights is not None:
             grad = grad * weights[o_start:o_end, None]
-        for k in range(d - 1, 0, -1):
-            left = products[k - 1]
-            grad = core_product_backward(
-                left,
-                cores[k],
-                digits[k],
-                r[k],
-                grad.view(n, left.shape[1], q[k] * r[k + 1]),
-                grads[k],
-                deterministic,
-                strategy,
-            )
-        accumulate_rows_(grads[0], digits[0], grad.reshape(n, q[0] * r[1]), deterministic)
+        chain_backward_(cores, shapes, products, digits, grad, grads, deterministic, strategy)
     return grads

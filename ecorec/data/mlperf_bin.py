@@ -34,7 +34,7 @@ from ecorec.data.criteo_parquet import (
 )
 from ecorec.data.errors import DataFormatError
 from ecorec.data.parquet import DatasetMetadata
-from ecorec.data.sources import CRITEO_NUM_DENSE, CRITEO_NUM_SPARSE
+from ecorec.data.sources import CRITEO_NUM_DENSE, CRITEO_NUM_SPARSE, MLPERF_DLRM_NUM_EMBEDDINGS
 
 __all__ = [
     "MLPERF_DLRM_NUM_EMBEDDINGS",
@@ -48,12 +48,6 @@ logger = logging.getLogger(__name__)
 
 MLPERF_RECORD_INTS = 1 + CRITEO_NUM_DENSE + CRITEO_NUM_SPARSE  # 40
 MLPERF_RECORD_BYTES = 4 * MLPERF_RECORD_INTS  # 160
-#: ``categorical_feature_sizes`` of MLPerf DLRM's ``official_config.json`` (NVIDIA MLPerf Training v0.7 as in
-#: DeepSparkHub; 4,057,300 rows in all): the hashing caps of the 3-day Terabyte subset.
-MLPERF_DLRM_NUM_EMBEDDINGS = (
-    932209, 18814, 13624, 6862, 18488, 3, 6242, 1229, 49, 654428, 96850, 69004, 10, 2134, 7345, 60, 4, 918,
-    14, 984280, 320932, 838408, 76380, 8906, 74, 33,
-)  # fmt: skip
 
 
 def read_mlperf_bin(path: str | os.PathLike[str]) -> np.ndarray:

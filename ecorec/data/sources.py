@@ -52,6 +52,12 @@ CRITEO_KAGGLE_NUM_EMBEDDINGS = (
     1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992, 5461306, 10,
     5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
 )  # fmt: skip
+#: ``categorical_feature_sizes`` of MLPerf DLRM's ``official_config.json`` (NVIDIA MLPerf Training v0.7 as in
+#: DeepSparkHub; 4,057,300 rows in all): the hashing caps of the 3-day Terabyte subset.
+MLPERF_DLRM_NUM_EMBEDDINGS = (
+    932209, 18814, 13624, 6862, 18488, 3, 6242, 1229, 49, 654428, 96850, 69004, 10, 2134, 7345, 60, 4, 918,
+    14, 984280, 320932, 838408, 76380, 8906, 74, 33,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

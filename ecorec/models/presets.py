@@ -20,13 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecorec.data.sources import MLPERF_DLRM_NUM_EMBEDDINGS
+
 __all__ = ["MODEL_PRESETS", "ModelPreset", "model_preset"]
 
-#: ``categorical_feature_sizes`` of MLPerf DLRM's ``official_config.json`` (v0.7).
-_MLPERF_V07_TABLES = (
-    932209, 18814, 13624, 6862, 18488, 3, 6242, 1229, 49, 654428, 96850, 69004, 10, 2134, 7345, 60, 4, 918,
-    14, 984280, 320932, 838408, 76380, 8906, 74, 33,
-)  # fmt: skip
+
+def _dlrm_64_dot() -> dict[str, Any]:
+    """The model both presets define (a fresh dict each): DLRM, dim 64, dot interaction, bottom MLP
+    512-256-64, top MLP 512-512-256-1."""
+    return {
+        "kind": "dlrm",
+        "embedding_dim": 64,
+        "interaction": "dot",
+        "dense_arch": [512, 256, 64],
+        "over_arch": [512, 512, 256, 1],
+    }
 
 
 @dataclass(frozen=True)
@@ -52,27 +60,15 @@ class ModelPreset:
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "mlperf_dlrm": ModelPreset(
         name="mlperf_dlrm",
-        model={
-            "kind": "dlrm",
-            "embedding_dim": 64,
-            "interaction": "dot",
-            "dense_arch": [512, 256, 64],
-            "over_arch": [512, 512, 256, 1],
-        },
-        num_embeddings_per_feature=_MLPERF_V07_TABLES,
+        model=_dlrm_64_dot(),
+        num_embeddings_per_feature=MLPERF_DLRM_NUM_EMBEDDINGS,
         num_dense=13,
         source="MLPerf Training v0.7 DLRM official_config.json (DeepSparkHub recommendation/ctr/dlrm)",
         notes={"hash_indices": True, "mlperf_round": "v0.7", "embedding_dim_later_rounds": 128},
     ),
     "torchrec_dlrm": ModelPreset(
         name="torchrec_dlrm",
-        model={
-            "kind": "dlrm",
-            "embedding_dim": 64,
-            "interaction": "dot",
-            "dense_arch": [512, 256, 64],
-            "over_arch": [512, 512, 256, 1],
-        },
+        model=_dlrm_64_dot(),
         num_embeddings_per_feature=(100000,) * 26,
         num_dense=13,
         source="TorchRec DLRM example dlrm_main.py defaults (facebookresearch/dlrm torchrec_dlrm)",

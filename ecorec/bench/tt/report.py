@@ -9,6 +9,12 @@ from typing import Any
 from ecorec.records import sum_over_tables
 
 
+def _peak_mib(metrics: dict[str, Any]) -> float:
+    """The forward+backward peak memory in MiB (NaN where it was not measured)."""
+    peak = metrics.get("peak_forward_backward_bytes")
+    return peak / 2**20 if peak is not None else float("nan")
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A readable table of the records."""
     header = (
@@ -19,12 +25,11 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = [header, "-" * len(header)]
     for record in records:
         m = record["metrics"]
-        peak = m.get("peak_forward_backward_bytes")
         lines.append(
             f"{m['batch_size']:>6} {m.get('table') or '-':<8} {m['variant']:<18} "
             f"{m['forward_ms_median']:>8.2f} "
             f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p90']:>8.2f} "
-            f"{(peak / 2**20 if peak is not None else float('nan')):>9.2f} {m['param_bytes'] / 2**20:>10.2f} "
+            f"{_peak_mib(m):>9.2f} {m['param_bytes'] / 2**20:>10.2f} "
             f"{m['compression_ratio']:>8.1f} {m['num_uniques']:>8.0f} {m['num_groups']:>8.0f} "
             f"{m.get('achieved_gflops', float('nan')):>8.2f} "
             f"{m.get('efficiency_vs_bmm', float('nan')):>6.2f} "
@@ -42,12 +47,11 @@ def format_all_tables(summaries: Sequence[dict[str, Any]]) -> str:
     lines = ["all tables (per-repeat times summed over tables, then median over repeats)", header]
     lines.append("-" * len(header))
     for m in summaries:
-        peak = m.get("peak_forward_backward_bytes")
         lines.append(
             f"{m['batch_size']:>6} {m['num_tables']:>6} {m['variant']:<18} {m['forward_ms_median']:>9.2f} "
             f"{m['forward_backward_ms_median']:>10.2f} {m['forward_backward_ms_p10']:>9.2f} "
             f"{m['forward_backward_ms_p90']:>9.2f} {m['forward_backward_ms_mean']:>9.2f} "
-            f"{(peak / 2**20 if peak is not None else float('nan')):>12.2f} {m['param_bytes'] / 2**20:>10.2f}"
+            f"{_peak_mib(m):>12.2f} {m['param_bytes'] / 2**20:>10.2f}"
         )
     return "\n".join(lines)
 

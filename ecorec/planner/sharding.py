@@ -18,7 +18,6 @@ compared on the same scale), its memory, the makespan (max rank cost) and the LP
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecorec.types import ShardingMethod  # defined once, torch-free (re-exported here)
-from ecorec.utils import write_json_atomic
+from ecorec.utils import read_json, write_json_atomic
 
 
 class PlanError(ValueError):
@@ -133,12 +132,7 @@ class ShardingPlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ShardingPlan:
-        with open(path) as handle:
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as err:
-                raise PlanError(f"{path}: invalid JSON ({err})") from err
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, PlanError), source=str(path))
 
 
 def lpt_lower_bound(tables: Sequence[TableProfile], world_size: int) -> float:

@@ -1,6 +1,13 @@
 """Small helpers shared by every layer: atomic writes, environment records, source hashes, logging."""
 
-from ecorec.utils.atomic import atomic_path, atomic_write, dumps_strict, strict_json, write_json_atomic
+from ecorec.utils.atomic import (
+    atomic_path,
+    atomic_write,
+    dumps_strict,
+    read_json,
+    strict_json,
+    write_json_atomic,
+)
 from ecorec.utils.environment import environment_record
 from ecorec.utils.hashing import file_sha256, source_hash
 from ecorec.utils.logs import setup_logging
@@ -11,6 +18,7 @@ __all__ = [
     "dumps_strict",
     "environment_record",
     "file_sha256",
+    "read_json",
     "setup_logging",
     "source_hash",
     "strict_json",

@@ -1,6 +1,7 @@
 """Atomic file output: write to a temporary name beside the target, then rename.
 
 A reader (or Snakemake) never sees a half-written file: either the old file (or none) or the complete new one.
+Also the strict JSON those writes use, and :func:`read_json`, its reader with the caller's error type.
 """
 
 from __future__ import annotations
@@ -83,3 +84,13 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int = 2) -
     with atomic_write(path) as handle:
         handle.write(dumps_strict(obj, indent=indent, sort_keys=True))
         handle.write("\n")
+
+
+def read_json(path: str | os.PathLike[str], error: type[Exception]) -> Any:
+    """The JSON value in ``path`` (the counterpart of :func:`write_json_atomic`); invalid JSON raises
+    ``error("<path>: invalid JSON (<detail>)")``."""
+    with open(path) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise error(f"{path}: invalid JSON ({err})") from err

@@ -15,14 +15,13 @@ The task file (JSON, :meth:`TaskSet.save`)::
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecorec.utils import write_json_atomic
+from ecorec.utils import read_json, write_json_atomic
 
 TASKS_FORMAT = "ecorec.placement.tasks"
 
@@ -117,12 +116,7 @@ class TaskSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TaskSet:
-        with open(path) as handle:
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as err:
-                raise TaskError(f"{path}: invalid JSON ({err})") from err
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, TaskError), source=str(path))
 
 
 def _tables_range(tables_per_task: int | Sequence[int]) -> tuple[int, int]:

@@ -109,6 +109,15 @@ class DatasetMetadata:
         """All columns: ``label`` (if labelled), ``dense`` (if ``num_dense > 0``), then the features."""
         return (*((LABEL,) if self.has_labels else ()), *((DENSE,) if self.num_dense else ()), *self.features)
 
+    def select_features(self, features: Sequence[str] | None, where: str) -> tuple[str, ...]:
+        """``features`` in the given order (``None``: all, in dataset order); ``ValueError`` naming ``where``
+        for a feature the dataset does not have."""
+        names = tuple(self.features if features is None else features)
+        unknown = [f for f in names if f not in self.num_embeddings]
+        if unknown:
+            raise ValueError(f"{where}: unknown features {unknown}; the dataset has {list(self.features)}")
+        return names
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,

@@ -296,10 +296,7 @@ def dataset_feature_stats(
     from ecorec.data import read_metadata
 
     meta = read_metadata(dataset)
-    names = list(meta.features if features is None else features)
-    unknown = [f for f in names if f not in meta.num_embeddings]
-    if unknown:
-        raise ValueError(f"{dataset}: unknown features {unknown}; the dataset has {list(meta.features)}")
+    names = list(meta.select_features(features, f"{dataset}"))
     if not names:
         raise ValueError(f"{dataset}: no features to describe")
     if tables_per_read is None:

@@ -101,10 +101,7 @@ def dataset_table_features(
     from ecorec.data import read_metadata
 
     meta = read_metadata(dataset)
-    names = list(meta.features if features is None else features)
-    unknown = [f for f in names if f not in meta.num_embeddings]
-    if unknown:
-        raise ValueError(f"{dataset}: unknown features {unknown}; the dataset has {list(meta.features)}")
+    names = list(meta.select_features(features, f"{dataset}"))
     if tables_per_read < 1:
         raise ValueError(f"tables_per_read must be >= 1, got {tables_per_read}")
     frames = []

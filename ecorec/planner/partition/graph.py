@@ -124,10 +124,7 @@ def build_sample_row_graph(
     meta = read_metadata(dataset_dir)
     if split not in meta.splits:
         raise ValueError(f"{dataset_dir}: no split {split!r}; the dataset has {sorted(meta.splits)}")
-    names = tuple(meta.features if features is None else features)
-    unknown = [f for f in names if f not in meta.features]
-    if unknown:
-        raise ValueError(f"{dataset_dir}: unknown features {unknown}")
+    names = meta.select_features(features, f"{dataset_dir}")
     if chunk_samples < 1:
         raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
     offsets = np.zeros(len(names) + 1, dtype=np.int64)

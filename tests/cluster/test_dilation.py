@@ -76,6 +76,8 @@ def test_train_rule_runs_on_the_emulated_cluster_when_asked(tmp_path: Path) -> N
     text = proc.stdout + proc.stderr
     assert "rule cluster_dilation" in text and "results/cluster/dilation-a100_ib100-p1.json" in text
     assert "--emulate '--nodes 2 --ranks-per-node 1 --dilation-file" in text and "--link-gbit 0.25'" in text
-    plain = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"), "--",
-                          target, workdir=tmp_path)  # fmt: skip
+    loopback = tmp_path / "loopback.yaml"
+    loopback.write_text(yaml.safe_dump({"cluster": {"emulate": False}}))
+    plain = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"),
+                          str(loopback), "--", target, workdir=tmp_path)  # fmt: skip
     assert "--emulate" not in plain.stdout + plain.stderr and "cluster_dilation" not in plain.stdout

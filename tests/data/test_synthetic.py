@@ -10,7 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from ecorec.data.locality_stats import read_locality_stats, total_variation
+from ecorec.data.locality_stats import (
+    LocalityAccumulator,
+    locality_source_name,
+    read_locality_stats,
+    total_variation,
+    write_locality_stats,
+)
 from ecorec.data.parquet import read_metadata
 from ecorec.data.sources import default_locality_stats_path
 from ecorec.data.synthetic import (
@@ -23,9 +29,12 @@ from ecorec.data.synthetic import (
 
 #: Stated tolerance: total variation distance between the generated and the target "histogram of col sizes".
 TV_TOLERANCE = 0.02
-#: The index ratio is matched only approximately (ecorec.data.synthetic docstring): measured TV 0.120-0.125
-#: over three seeds for the configuration of the test below; this bound catches a regression.
+#: The index ratio is matched only approximately (ecorec.data.synthetic docstring). At a small reference batch
+#: (2048, 8 tables of >= 10k rows: few hot rows per table) measured TV 0.08-0.17; this bound catches a regression.
 INDEX_RATIO_TV_BOUND = 0.2
+#: Issue 14's goal for the hot tail, at the default config's reference batch (4096): TV <= 0.05 of the index ratio,
+#: on the packaged file and on a stats file of another shape (measured 0.026-0.045, below).
+HOT_TAIL_TV_GOAL = 0.05
 
 
 def _bucket(counts: np.ndarray, num_buckets: int) -> np.ndarray:
@@ -178,6 +187,63 @@ Ratio of index distribution at different column sizes:
 [0, 1, 2, 4]
 ['0.000', '0.280', '0.616', '1.000', '1.000']
 """
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_ratio_hot_tail_within_the_goal_on_the_packaged_file(tmp_path, seed):
+    """Packaged file, the default's reference batch 4096: measured TV 0.040 / 0.045 / 0.039 (seeds 0/1/2)."""
+    config = SyntheticConfig(
+        num_tables=16,
+        num_samples=16384,
+        rows_min=1000,
+        rows_max=1_000_000,
+        reference_batch_size=4096,
+        seed=seed,
+    )
+    generate_synthetic_dataset(tmp_path / "ds", config, row_group_size=4096)
+    target = read_locality_stats(default_locality_stats_path()).mean()
+    _, ratio = _reuse_histograms(tmp_path / "ds", 4096, len(target.edges))
+    assert total_variation(ratio, target.index_ratio) <= HOT_TAIL_TV_GOAL
+
+
+def _zipf_stats_file(
+    path, *, batch_size: int, num_tables: int, rows: int, pooling: int, alpha: float
+) -> None:
+    """A stats file of the published format measured on an independent Zipf(alpha) stream (another shape than
+    the packaged file: no locality structure, a different pooling and skew)."""
+    rng = np.random.default_rng(123)
+    weights = 1.0 / np.arange(1, rows + 1) ** alpha
+    weights /= weights.sum()
+    acc = LocalityAccumulator()
+    for _ in range(4):
+        for _ in range(num_tables):
+            ids = rng.choice(rows, size=batch_size * pooling, p=weights)
+            acc.add(np.unique(ids, return_counts=True)[1])
+        acc.end_batch()
+    name = locality_source_name("zipf", num_tables, batch_size)
+    write_locality_stats(path, [acc.block(name, batch_size=batch_size)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_ratio_hot_tail_within_the_goal_on_another_stats_file(tmp_path, seed):
+    """A Zipf(1.05) file, pooling 8, 1M rows: measured TV 0.036 / 0.017 / 0.016 (seeds 0/1/2). Not every shape
+    meets the goal for every seed: at pooling 3 (200k rows) seed 1 gives 0.062 (alpha 1.05) and 0.066 (1.2)."""
+    stats = tmp_path / "zipf_stats.txt"
+    _zipf_stats_file(stats, batch_size=4096, num_tables=8, rows=1_000_000, pooling=8, alpha=1.05)
+    target = read_locality_stats(stats).blocks[0]
+    config = SyntheticConfig(
+        num_tables=8,
+        num_samples=16384,
+        rows_min=1_000_000,
+        rows_max=1_000_000,
+        stats_file=str(stats),
+        reference_batch_size=4096,
+        seed=seed,
+    )
+    generate_synthetic_dataset(tmp_path / "ds", config, row_group_size=4096)
+    col_sizes, ratio = _reuse_histograms(tmp_path / "ds", 4096, len(target.edges))
+    assert total_variation(ratio, target.index_ratio) <= HOT_TAIL_TV_GOAL
+    assert total_variation(col_sizes, target.col_size_hist) <= TV_TOLERANCE
 
 
 def test_matches_a_hand_made_stats_file(tmp_path):

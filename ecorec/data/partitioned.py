@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -101,32 +102,30 @@ class PartitionedBatchLoader:
         self._step = int(state["epoch"]) * self.steps_per_epoch + int(state["batch"])
 
     def read_step(self, reader: ParquetRangeReader, step: int) -> Batch:
-        """The batch of ``step`` (reads the row groups holding its samples)."""
+        """The batch of ``step``: each row group holding some of its samples is read once, the samples are
+        taken from it, and the batch is put back in schedule order."""
         ids = rank_step_samples(
             self.samples, self.local_batch_size, step, rank=self.rank, seed=self.seed, shuffle=self.shuffle
         )
-        rows = [reader.read(int(s) + self.split_start, int(s) + self.split_start + 1) for s in ids]
+        meta = self.metadata
+        columns = self._gather(reader, ids + self.split_start)
         values, lengths = [], []
         for f in self.features:
-            for row in rows:
-                v, ln = jagged_arrays(row[f])
-                values.append(v)
-                lengths.append(ln)
+            v, ln = jagged_arrays(columns[f])
+            values.append(v)
+            lengths.append(ln)
         kjt = KeyedJaggedTensor(
             keys=list(self.features),
             values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
             lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
         )
         n = ids.size
-        meta = self.metadata
         if meta.num_dense:
-            dense = np.stack([r[DENSE].flatten().to_numpy(zero_copy_only=False) for r in rows]).reshape(
-                n, meta.num_dense
-            )
+            dense = columns[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, meta.num_dense)
         else:
             dense = np.zeros((n, 0), dtype=np.float32)
         labels = (
-            np.concatenate([r[LABEL].to_numpy(zero_copy_only=False) for r in rows])
+            columns[LABEL].to_numpy(zero_copy_only=False)
             if meta.has_labels
             else np.zeros(n, dtype=np.float32)
         )
@@ -135,6 +134,23 @@ class PartitionedBatchLoader:
             dense=torch.from_numpy(np.array(dense, dtype=np.float32)),
             labels=torch.from_numpy(np.array(labels, dtype=np.float32)),
         )
+
+    def _gather(self, reader: ParquetRangeReader, positions: np.ndarray) -> dict[str, pa.Array]:
+        """``{column: [n] array}`` of the samples at dataset ``positions`` ``[n]``, in that order."""
+        order = np.argsort(positions, kind="stable")
+        ordered = positions[order]
+        size = self.metadata.row_group_size
+        groups = ordered // size
+        pieces: dict[str, list[pa.Array]] = {c: [] for c in self._columns}
+        for g in np.unique(groups):
+            start = int(g) * size
+            block = reader.read(start, min(start + size, self.metadata.num_samples))
+            rows = pa.array(ordered[groups == g] - start)
+            for c in self._columns:
+                taken = block[c].take(rows)
+                pieces[c].append(taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken)
+        back = pa.array(np.argsort(order))  # sorted position -> schedule position
+        return {c: pa.concat_arrays(chunks).take(back) for c, chunks in pieces.items()}
 
     def __iter__(self) -> Iterator[Batch]:
         """``steps_per_epoch`` batches from the current step."""

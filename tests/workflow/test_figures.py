@@ -27,6 +27,9 @@ WORKFLOW_PARTS = [
 WORKFLOW_PARTS += ["config.yaml", "config.paper.yaml"]
 
 TINY = {
+    # plain loopback: the emulated cluster (the default) has its own end-to-end tests (tests/cluster); here it
+    # would only add its dilation measurement and namespace setup to every run
+    "cluster": {"emulate": False},
     "datasets": {"synthetic": {"num_tables": 4, "num_samples": 16384, "rows_min": 1000, "rows_max": 20000}},
     "stats": {"batch_size": 512, "num_batches": 2},
     "train": {

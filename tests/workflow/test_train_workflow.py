@@ -51,6 +51,9 @@ def test_paper_runs_on_slurm_get_nodes_agents_and_gpus_per_world_size(tmp_path):
 
 def _tiny_overlay(path: Path) -> Path:
     overlay = {
+        # plain loopback locally: this compares the SLURM launch with torchrun's (the emulated cluster has
+        # its own test against loopback, tests/cluster/test_train_emulated.py)
+        "cluster": {"emulate": False},
         "train": {
             "steps": 6,
             "agents_per_node": 2,  # two torchrun agents: srun + c10d rendezvous under SLURM

@@ -61,7 +61,7 @@ def _tiny_overlay(path: Path) -> Path:
             "eval_batches": 2,
             "embeddings": {"tt_ranks": [4, 4], "tt_min_rows": 500, "optimizer": "adagrad", "lr": 0.05},
             "runs": [{"system": "ecorec", "algorithm": "ecorec", "tables": 6, "world": 2, "batch": 64}],
-        }
+        },
     }
     path.write_text(yaml.safe_dump(overlay))
     return path

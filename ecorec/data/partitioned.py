@@ -102,13 +102,31 @@ class PartitionedBatchLoader:
         self._step = int(state["epoch"]) * self.steps_per_epoch + int(state["batch"])
 
     def read_step(self, reader: ParquetRangeReader, step: int) -> Batch:
-        """The batch of ``step``: each row group holding some of its samples is read once, the samples are
-        taken from it, and the batch is put back in schedule order."""
-        ids = rank_step_samples(
-            self.samples, self.local_batch_size, step, rank=self.rank, seed=self.seed, shuffle=self.shuffle
+        """The batch of ``step`` (``read_steps`` of one step)."""
+        return self.read_steps(reader, step, 1)[0]
+
+    def read_steps(self, reader: ParquetRangeReader, first: int, count: int) -> list[Batch]:
+        """The batches of steps ``first .. first+count-1``: each row group holding some of their samples is
+        read once for all of them, the samples are taken from it, and each batch is put back in schedule
+        order.
+
+        Reading a chunk of steps at once is what makes a scattered partition cheap to read: one step's
+        ``b`` samples may touch every row group of the split, and a chunk of ``row_group_size / b`` steps
+        touches each at most once too.
+        """
+        b = self.local_batch_size
+        ids = np.concatenate(
+            [
+                rank_step_samples(self.samples, b, s, rank=self.rank, seed=self.seed, shuffle=self.shuffle)
+                for s in range(first, first + count)
+            ]
         )
-        meta = self.metadata
         columns = self._gather(reader, ids + self.split_start)
+        return [self._batch({c: a.slice(i * b, b) for c, a in columns.items()}, b) for i in range(count)]
+
+    def _batch(self, columns: dict[str, pa.Array], n: int) -> Batch:
+        """The ``Batch`` of ``n`` samples given as ``{column: [n] array}``."""
+        meta = self.metadata
         values, lengths = [], []
         for f in self.features:
             v, ln = jagged_arrays(columns[f])
@@ -119,7 +137,6 @@ class PartitionedBatchLoader:
             values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
             lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
         )
-        n = ids.size
         if meta.num_dense:
             dense = columns[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, meta.num_dense)
         else:
@@ -155,8 +172,9 @@ class PartitionedBatchLoader:
     def __iter__(self) -> Iterator[Batch]:
         """``steps_per_epoch`` batches from the current step."""
         end = (self._step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        chunk = max(1, self.metadata.row_group_size // self.local_batch_size)
         with ParquetRangeReader(self.metadata, self._columns) as reader:
             while self._step < end:
-                batch = self.read_step(reader, self._step)
-                self._step += 1
-                yield batch
+                for batch in self.read_steps(reader, self._step, min(chunk, end - self._step)):
+                    self._step += 1
+                    yield batch

@@ -43,6 +43,7 @@ rule placement_tasks:
 rule placement_train:
     """DreamShard's outer loop on measured placements of the training tasks: cost network + policy."""
     input:
+        unpack(WF.train_cluster_inputs),
         dataset="results/datasets/{dataset}",
         tables=lambda wildcards: f"results/placement/{wildcards.dataset}/tables-b{config['placement']['batch_size']}.parquet",
         tasks="results/placement/{dataset}/tasks.json",
@@ -57,9 +58,11 @@ rule placement_train:
     params:
         settings=lambda wildcards: WF.placement_settings(*WF.PLACEMENT_MODEL_KEYS)
         | {"kind": wildcards.kind},
+        cluster=WF.placement_cluster(),
         checkpoint_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/checkpoints",
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",
         src=WF.src_hash("placement_train.py", "ecorec.bench.placement"),
+        cluster_src=WF.cluster_src,
     script:
         "../workflow_scripts/placement_train.py"
 
@@ -67,6 +70,7 @@ rule placement_train:
 rule placement_eval:
     """Every placer on every unseen test task, measured (failures reported), with the cost network's prediction."""
     input:
+        unpack(WF.train_cluster_inputs),
         dataset="results/datasets/{dataset}",
         tables=lambda wildcards: f"results/placement/{wildcards.dataset}/tables-b{config['placement']['batch_size']}.parquet",
         tasks="results/placement/{dataset}/tasks.json",
@@ -85,8 +89,10 @@ rule placement_eval:
         )
         | {"kind": wildcards.kind},
         placers=config["placement"]["placers"],
+        cluster=WF.placement_cluster(),
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",
         src=WF.src_hash("placement_eval.py", "ecorec.bench.placement"),
+        cluster_src=WF.cluster_src,
     script:
         "../workflow_scripts/placement_eval.py"
 

@@ -6,6 +6,7 @@ import json
 import polars as pl
 
 from ecorec.bench.placement_study import evaluate_placers, summarize, write_frame
+from ecorec.cluster.settings import emulated_network
 from ecorec.planner.dreamshard.features import TableCatalog
 from ecorec.planner.dreamshard.tasks import TaskSet
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
@@ -15,6 +16,9 @@ def main(inputs, outputs, log_file, params):
     with open(log_file, "w") as log, contextlib.redirect_stderr(log):
         logger = setup_logging(None)
         settings = dict(params.settings)
+        if params.cluster:  # the devices are ranks of the emulated cluster (config `cluster.emulate`)
+            args, network = emulated_network(params.cluster, int(settings["devices"]), inputs.dilation)
+            settings["cluster"] = {"args": args, "network": network}
         evaluation = evaluate_placers(
             inputs.dataset,
             TableCatalog(pl.read_parquet(inputs.tables)),

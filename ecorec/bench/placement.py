@@ -476,11 +476,20 @@ def _worker(request_path: str) -> int:
     return 0
 
 
-def _run_loopback(
-    placements: Sequence[Placement], config: PlacementBenchConfig, rows: dict[str, int]
+def _run_workers(
+    placements: Sequence[Placement],
+    config: PlacementBenchConfig,
+    rows: dict[str, int],
+    cluster_args: Sequence[str] | None = None,
 ) -> list:
-    """Start ``world_size`` worker processes on loopback (plain subprocesses, so callers need no
-    ``__main__`` guard) and return rank 0's raw times ``[R, repeats, 4]`` per placement."""
+    """Start ``world_size`` worker ranks for the placements and return rank 0's raw times
+    ``[R, repeats, 4]`` per placement.
+
+    ``cluster_args`` ``None``: plain subprocesses on loopback (so callers need no ``__main__`` guard);
+    otherwise the arguments of ``python -m ecorec.cluster run`` (``--nodes N --ranks-per-node P`` with
+    ``N * P == world_size``, the link settings): the ranks run on the emulated cluster, one torchrun agent per
+    node, and the all-to-alls cross its shaped links.
+    """
     import subprocess
     import tempfile
 
@@ -494,23 +503,29 @@ def _run_loopback(
         }
         with open(request_path, "w") as handle:
             json.dump(request, handle)
-        port = _free_port()
-        procs = []
-        for rank in range(config.world_size):
-            env = dict(os.environ)
-            env.update(
-                RANK=str(rank),
-                WORLD_SIZE=str(config.world_size),
-                LOCAL_RANK=str(rank),
-                MASTER_ADDR="127.0.0.1",
-                MASTER_PORT=str(port),
-                OMP_NUM_THREADS=str(config.threads),
-            )
-            cmd = [sys.executable, "-m", "ecorec.bench.placement", "--worker", request_path]
-            procs.append(subprocess.Popen(cmd, env=env))
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            raise RuntimeError(f"placement bench: worker exit codes {codes} (see their stderr above)")
+        worker = ["-m", "ecorec.bench.placement", "--worker", request_path]
+        env = {**os.environ, "OMP_NUM_THREADS": str(config.threads)}
+        if cluster_args is not None:
+            cmd = [sys.executable, "-m", "ecorec.cluster", "run", *cluster_args, "--", *worker]
+            code = subprocess.run(cmd, env=env).returncode
+            if code:
+                raise RuntimeError(f"placement bench on the emulated cluster: exit status {code} ({cmd})")
+        else:
+            port = _free_port()
+            procs = []
+            for rank in range(config.world_size):
+                rank_env = {
+                    **env,
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(config.world_size),
+                    "LOCAL_RANK": str(rank),
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port),
+                }
+                procs.append(subprocess.Popen([sys.executable, *worker], env=rank_env))
+            codes = [p.wait() for p in procs]
+            if any(codes):
+                raise RuntimeError(f"placement bench: worker exit codes {codes} (see their stderr above)")
         return list(np.load(result_path, allow_pickle=False))
 
 
@@ -521,7 +536,11 @@ def _table_rows(config: PlacementBenchConfig) -> dict[str, int]:
 
 
 def measure_placements(
-    placements: Sequence[Placement], config: PlacementBenchConfig, *, launcher: str = "spawn"
+    placements: Sequence[Placement],
+    config: PlacementBenchConfig,
+    *,
+    launcher: str = "spawn",
+    cluster_args: Sequence[str] = (),
 ) -> list[PlacementCost]:
     """The measured cost of every placement, from the cache where it holds it.
 
@@ -529,8 +548,12 @@ def measure_placements(
         launcher: ``spawn``: start ``world_size`` gloo (nccl) rank processes on loopback for the uncached
             placements;
             ``group``: run inside the current process group (launched by torchrun, e.g. on an emulated
-            cluster; every rank calls this; results are returned on every rank).
+            cluster; every rank calls this; results are returned on every rank);
+            ``cluster``: start the ranks on an emulated cluster (``python -m ecorec.cluster run
+            cluster_args``; name its network in ``config.cluster_profile``, which enters the cache key).
     """
+    if launcher not in ("spawn", "group", "cluster"):
+        raise ValueError(f"launcher must be 'spawn', 'group' or 'cluster', got {launcher!r}")
     rows = _table_rows(config)
     missing = sorted({s.table for p in placements for s in p.shards} - set(rows))
     if missing:
@@ -547,10 +570,9 @@ def measure_placements(
             objects: list[Any] = [raw]
             dist.broadcast_object_list(objects, src=0)
             measured = list(objects[0])
-        elif launcher == "spawn":
-            measured = _run_loopback(todo_placements, config, rows)
         else:
-            raise ValueError(f"launcher must be 'spawn' or 'group', got {launcher!r}")
+            args = list(cluster_args) if launcher == "cluster" else None
+            measured = _run_workers(todo_placements, config, rows, args)
         for i, samples in zip(todo, measured, strict=True):
             cost = PlacementCost.from_samples(np.asarray(samples), key=keys[i])
             path = _cache_path(config, keys[i])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ecorec.bench.placement import PlacementBenchConfig, measure_placements
+from ecorec.bench.placement import PlacementBenchConfig, PlacementCost, measure_placements
 from ecorec.planner.dreamshard.cost_net import CostNet, CostSample, rank_correlation
 from ecorec.planner.dreamshard.features import FeatureScaler, TableCatalog
 from ecorec.planner.dreamshard.placement import MemoryModel, Placement, PlacementFailure
@@ -68,8 +68,10 @@ def build_table_stats(
 
 
 def bench_config(dataset: str, settings: Mapping[str, Any], cache_dir: str | None) -> PlacementBenchConfig:
-    """The measurement settings of the study (``settings``: the ``placement`` config section)."""
+    """The measurement settings of the study (``settings``: the ``placement`` config section, with
+    ``cluster: {"args", "network"}`` when the devices are ranks of the emulated cluster)."""
     bench = settings.get("bench", {})
+    cluster = settings.get("cluster") or {}
     return PlacementBenchConfig(
         dataset=dataset,
         batch_size=int(settings["batch_size"]),
@@ -85,7 +87,19 @@ def bench_config(dataset: str, settings: Mapping[str, Any], cache_dir: str | Non
         cache_dir=cache_dir,
         threads=int(bench.get("threads", 1)),
         compute_clock=str(bench.get("compute_clock", "thread")),
+        cluster_profile=str(cluster.get("network", "loopback")),
     )
+
+
+def measure(
+    placements: Sequence[Placement], bench: PlacementBenchConfig, settings: Mapping[str, Any]
+) -> list[PlacementCost]:
+    """:func:`measure_placements` on the study's devices: ranks of the emulated cluster when ``settings``
+    has ``cluster.args`` (``python -m ecorec.cluster run`` arguments), else loopback ranks."""
+    args = (settings.get("cluster") or {}).get("args")
+    if args:
+        return measure_placements(placements, bench, launcher="cluster", cluster_args=args)
+    return measure_placements(placements, bench)
 
 
 def placer_context(
@@ -138,7 +152,7 @@ def train_models(
     result = train_dreamshard(
         list(tasks.train),
         context,
-        lambda placements: measure_placements(placements, bench),
+        lambda placements: measure(placements, bench, settings),
         train_settings,
         checkpoint_dir=checkpoint_dir,
     )
@@ -192,7 +206,7 @@ def evaluate_placers(
                 continue
             rows.append({**row, "status": "ok", "error": None, "placement": json.dumps(placement.to_dict())})
             placements.append(placement)
-    costs = iter(measure_placements(placements, bench_config(dataset, settings, cache_dir)))
+    costs = iter(measure(placements, bench_config(dataset, settings, cache_dir), settings))
     for row in rows:
         if row["status"] != "ok":
             row.update(

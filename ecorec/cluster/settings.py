@@ -4,13 +4,18 @@ of one training run. No Snakemake here: rules/train.smk calls these."""
 
 from __future__ import annotations
 
+import json
+import logging
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from ecorec.cluster.dilation import compute_dilation, measure_reference_us, profile_from_config
+from ecorec.cluster.network import ClusterCapabilityError, check_capabilities
 
-__all__ = ["dilation_record", "emulated_nodes", "emulation_args"]
+_LOG = logging.getLogger(__name__)
+
+__all__ = ["dilation_record", "emulated_network", "emulated_nodes", "emulation_args"]
 
 
 def emulated_nodes(world: int, ranks_per_node: int) -> tuple[int, int]:
@@ -52,3 +57,25 @@ def emulation_args(cluster: Mapping[str, Any], world: int, dilation_file: str) -
     if cluster.get("link_gbit") is not None:
         args += ["--link-gbit", str(cluster["link_gbit"])]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def emulated_network(
+    cluster: Mapping[str, Any], world: int, dilation_file: str
+) -> tuple[list[str] | None, str]:
+    """``(python -m ecorec.cluster run arguments, network label)`` for ``world`` ranks of a job that starts
+    its own ranks (the placement benchmark): the label names the profile, the nodes and the link rates, so
+    that it can key cached measurements. Without the capability to emulate: ``(None, "loopback")`` after a
+    warning (the caller then uses plain loopback ranks, and its records say so)."""
+    try:
+        check_capabilities()
+    except ClusterCapabilityError as exc:
+        _LOG.warning("NOT EMULATED, plain loopback: %s", exc)
+        return None, "loopback"
+    nodes, per_node = emulated_nodes(world, int(cluster["ranks_per_node"]))
+    with open(dilation_file) as handle:
+        dilation = json.load(handle)
+    link = cluster.get("link_gbit") or dilation["link_gbit"]
+    label = f"emulated:{dilation['profile']}:{nodes}x{per_node}:link={float(link):.4g}gbit"
+    if dilation.get("intra_gbit") is not None:
+        label += f":intra={float(dilation['intra_gbit']):.4g}gbit"
+    return shlex.split(emulation_args(cluster, world, dilation_file)), label

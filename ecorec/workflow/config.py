@@ -218,6 +218,11 @@ class WorkflowConfig:
         section = self.config["placement"]
         return {key: section[key] for key in keys if key in section} | {"device": self.device}
 
+    def placement_cluster(self) -> dict[str, Any] | None:
+        """The ``cluster`` section when the placement devices are ranks of the emulated cluster (the
+        ``placement_train``/``placement_eval`` scripts turn it into launcher arguments), else ``None``."""
+        return dict(self.cluster) if self.cluster["emulate"] else None
+
     def placement_dataset(self) -> str:
         """The dataset of the placement study (``placement.dataset``, default the config's ``dataset``)."""
         return self.config["placement"].get("dataset") or self.config["dataset"]

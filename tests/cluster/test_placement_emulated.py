@@ -1,0 +1,50 @@
+"""The placement benchmark on the emulated cluster: its all-to-alls cross the shaped link, so they take at
+least the time the link's rate allows for their bytes (the physical lower bound is the oracle); the network
+enters the cache key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecorec.bench.placement import PlacementBenchConfig, cache_key, measure_placements
+from ecorec.cluster.network import tbf_parameters
+from ecorec.data.synthetic import SyntheticConfig, generate_synthetic_dataset
+from ecorec.planner.dreamshard.placement import Placement, Shard
+from tests.cluster.conftest import needs_net_admin
+
+# device 0: dims 16 + 8 = 24, device 1: 16 + 8 = 24 (table f2 split by columns)
+PLACEMENT = Placement(
+    2, (Shard("f0", 16, 0), Shard("f1", 16, 1), Shard("f2", 8, 1), Shard("f2", 8, 0, column=8))
+)
+LINK_GBIT, MTU, BATCH = 0.01, 9000, 1024
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("placement_emulated") / "synthetic"
+    config = SyntheticConfig(num_tables=3, num_samples=1024, rows_min=500, rows_max=5000, num_dense=1, seed=3)
+    generate_synthetic_dataset(path, config, row_group_size=512, splits={"train": 1.0})
+    return path
+
+
+@needs_net_admin
+def test_placement_all_to_alls_cross_the_shaped_link(dataset: Path) -> None:
+    network = f"emulated:test:2x1:link={LINK_GBIT}gbit"
+    config = PlacementBenchConfig(
+        dataset=str(dataset), batch_size=BATCH, world_size=2, warmup=1, repeats=3, cluster_profile=network
+    )
+    args = ["--nodes", "2", "--ranks-per-node", "1", "--link-gbit", str(LINK_GBIT), "--mtu", str(MTU)]
+    (cost,) = measure_placements([PLACEMENT], config, launcher="cluster", cluster_args=args)
+    # each rank sends its pooled outputs for the other rank's half of the batch: [B/2, 24] float32
+    sent = BATCH // 2 * 24 * 4
+    burst = tbf_parameters(LINK_GBIT * 1e9, MTU, 50.0)["burst"]  # may pass at once after an idle gap
+    floor_ms = (sent - burst) * 8 / (LINK_GBIT * 1e9) * 1e3
+    assert floor_ms > 10
+    for device in cost.device_costs:
+        forward_comm, backward_comm = device[1], device[2]
+        assert forward_comm >= 0.9 * floor_ms, (cost.device_costs, floor_ms)
+        assert backward_comm >= 0.9 * floor_ms, (cost.device_costs, floor_ms)
+    loopback = PlacementBenchConfig(dataset=str(dataset), batch_size=BATCH, world_size=2)
+    assert cache_key(config, PLACEMENT) != cache_key(loopback, PLACEMENT)

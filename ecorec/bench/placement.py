@@ -476,6 +476,16 @@ def _worker(request_path: str) -> int:
     return 0
 
 
+def _child_output() -> Any:
+    """Where the worker processes write: this process's ``sys.stderr`` when it is a real file (a workflow
+    script redirects it into the rule's log), else the inherited stderr."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return sys.stderr
+
+
 def _run_workers(
     placements: Sequence[Placement],
     config: PlacementBenchConfig,
@@ -507,7 +517,8 @@ def _run_workers(
         env = {**os.environ, "OMP_NUM_THREADS": str(config.threads)}
         if cluster_args is not None:
             cmd = [sys.executable, "-m", "ecorec.cluster", "run", *cluster_args, "--", *worker]
-            code = subprocess.run(cmd, env=env).returncode
+            out = _child_output()
+            code = subprocess.run(cmd, env=env, stdout=out, stderr=out).returncode
             if code:
                 raise RuntimeError(f"placement bench on the emulated cluster: exit status {code} ({cmd})")
         else:
@@ -522,7 +533,10 @@ def _run_workers(
                     "MASTER_ADDR": "127.0.0.1",
                     "MASTER_PORT": str(port),
                 }
-                procs.append(subprocess.Popen([sys.executable, *worker], env=rank_env))
+                out = _child_output()
+                procs.append(
+                    subprocess.Popen([sys.executable, *worker], env=rank_env, stdout=out, stderr=out)
+                )
             codes = [p.wait() for p in procs]
             if any(codes):
                 raise RuntimeError(f"placement bench: worker exit codes {codes} (see their stderr above)")

@@ -6,31 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from ecorec.bench.placement import PlacementBenchConfig, cache_key, measure_placements
 from ecorec.cluster.network import tbf_parameters
-from ecorec.data.synthetic import SyntheticConfig, generate_synthetic_dataset
-from ecorec.planner.dreamshard.placement import Placement, Shard
+from tests.bench.test_placement_bench import PLACEMENT, dataset  # noqa: F401  (dataset: the shared fixture)
 from tests.cluster.conftest import needs_net_admin
 
-# device 0: dims 16 + 8 = 24, device 1: 16 + 8 = 24 (table f2 split by columns)
-PLACEMENT = Placement(
-    2, (Shard("f0", 16, 0), Shard("f1", 16, 1), Shard("f2", 8, 1), Shard("f2", 8, 0, column=8))
-)
+# PLACEMENT: device 0 holds dims 16 + 8 = 24, device 1 16 + 8 = 24 (table f2 split by columns)
 LINK_GBIT, MTU, BATCH = 0.01, 9000, 1024
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("placement_emulated") / "synthetic"
-    config = SyntheticConfig(num_tables=3, num_samples=1024, rows_min=500, rows_max=5000, num_dense=1, seed=3)
-    generate_synthetic_dataset(path, config, row_group_size=512, splits={"train": 1.0})
-    return path
-
-
 @needs_net_admin
-def test_placement_all_to_alls_cross_the_shaped_link(dataset: Path) -> None:
+def test_placement_all_to_alls_cross_the_shaped_link(dataset: Path) -> None:  # noqa: F811
     network = f"emulated:test:2x1:link={LINK_GBIT}gbit"
     config = PlacementBenchConfig(
         dataset=str(dataset), batch_size=BATCH, world_size=2, warmup=1, repeats=3, cluster_profile=network

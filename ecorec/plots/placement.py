@@ -17,6 +17,13 @@ import polars as pl
 from ecorec.plots.style import new_figure, save_figure
 
 
+def devices_network(summary: Mapping[str, Any]) -> str:
+    """The network the devices were measured on: the emulated cluster's label (profile, nodes, link rates)
+    from the summary's settings, else ``loopback``."""
+    cluster = (summary.get("settings") or {}).get("cluster") or {}
+    return str(cluster.get("network", "loopback"))
+
+
 def placement_bars(summary: Mapping[str, Any]) -> pl.DataFrame:
     """The figure's left panel as a table: one row per placer."""
     rows = []
@@ -31,6 +38,7 @@ def placement_bars(summary: Mapping[str, Any]) -> pl.DataFrame:
                 "relative_tasks": s["relative_tasks"],
                 "mean_plan_cost_ms": s["mean_plan_cost_ms"],
                 "best_greedy": summary["best_greedy"],
+                "network": devices_network(summary),
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None)
@@ -76,8 +84,8 @@ def plot_placement(
         )
     right.set_xlabel("measured plan cost (ms)")
     right.set_ylabel("predicted plan cost (ms)")
-    if title:
-        fig.suptitle(title, fontsize=10)
+    title = f"{title}, devices on {devices_network(summary)}" if title else devices_network(summary)
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, png)
     with atomic_path(csv) as tmp:
         bars.write_csv(tmp)

@@ -215,3 +215,31 @@ def test_bad_records_name_the_file(tmp_path):
         read_records([tmp_path / "bad.jsonl"])
     with pytest.raises(ValueError, match="unknown figure"):
         make_figure("fig99", [], tmp_path / "x.png", tmp_path / "x.csv", {})
+
+
+def test_placement_figure_names_the_devices_network(tmp_path):
+    from ecorec.plots.placement import devices_network, plot_placement
+
+    placer = {"tasks": 2, "failed": 0, "relative_tasks": 2, "relative_to_best_greedy_std": 0.1}
+    summary = {
+        "best_greedy": "dim_greedy",
+        "placers": {
+            "dim_greedy": {**placer, "relative_to_best_greedy_mean": 1.0, "mean_plan_cost_ms": 10.0},
+            "dreamshard": {**placer, "relative_to_best_greedy_mean": 0.9, "mean_plan_cost_ms": 9.0},
+        },
+        "cost_model_error_on_test": {"plan_mape": 0.1, "plan_spearman": 0.9},
+        "settings": {"cluster": {"args": [], "network": "emulated:a100_ib100:2x1:link=1.379gbit"}},
+    }
+    evaluation = pl.DataFrame(
+        {"status": ["ok", "ok"], "plan_cost": [10.0, 9.0], "predicted_cost": [9.5, 9.4]}
+    )
+    bars = plot_placement(evaluation, summary, tmp_path / "p.png", tmp_path / "p.csv", title="synthetic")
+    written = pl.read_csv(tmp_path / "p.csv")
+    assert written["network"].to_list() == ["emulated:a100_ib100:2x1:link=1.379gbit"] * 2
+    assert (
+        written["relative_to_best_greedy_mean"].to_list()
+        == [1.0, 0.9]
+        == bars["relative_to_best_greedy_mean"].to_list()
+    )
+    assert (tmp_path / "p.png").stat().st_size > 0 and (tmp_path / "p.pdf").exists()
+    assert devices_network({k: v for k, v in summary.items() if k != "settings"}) == "loopback"

@@ -471,6 +471,7 @@ def _worker(request_path: str) -> int:
             with open(request["result"] + ".tmp", "wb") as handle:
                 np.save(handle, np.stack(results), allow_pickle=False)
             os.replace(request["result"] + ".tmp", request["result"])
+        dist.barrier()  # no rank tears gloo down while a peer's last exchange is in flight (seen: SIGABRT)
     finally:
         dist.destroy_process_group()
     return 0
@@ -515,9 +516,9 @@ def _run_workers(
             json.dump(request, handle)
         worker = ["-m", "ecorec.bench.placement", "--worker", request_path]
         env = {**os.environ, "OMP_NUM_THREADS": str(config.threads)}
+        out = _child_output()
         if cluster_args is not None:
             cmd = [sys.executable, "-m", "ecorec.cluster", "run", *cluster_args, "--", *worker]
-            out = _child_output()
             code = subprocess.run(cmd, env=env, stdout=out, stderr=out).returncode
             if code:
                 raise RuntimeError(f"placement bench on the emulated cluster: exit status {code} ({cmd})")
@@ -533,7 +534,6 @@ def _run_workers(
                     "MASTER_ADDR": "127.0.0.1",
                     "MASTER_PORT": str(port),
                 }
-                out = _child_output()
                 procs.append(
                     subprocess.Popen([sys.executable, *worker], env=rank_env, stdout=out, stderr=out)
                 )

@@ -19,10 +19,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.data.loader import Batch
 from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, jagged_arrays, read_metadata
+from ecorec.data.split_batches import jagged_kjt
 
 __all__ = ["PartitionedBatchLoader", "rank_step_samples"]
 
@@ -101,10 +101,6 @@ class PartitionedBatchLoader:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._step = int(state["epoch"]) * self.steps_per_epoch + int(state["batch"])
 
-    def read_step(self, reader: ParquetRangeReader, step: int) -> Batch:
-        """The batch of ``step`` (``read_steps`` of one step)."""
-        return self.read_steps(reader, step, 1)[0]
-
     def read_steps(self, reader: ParquetRangeReader, first: int, count: int) -> list[Batch]:
         """The batches of steps ``first .. first+count-1``: each row group holding some of their samples is
         read once for all of them, the samples are taken from it, and each batch is put back in schedule
@@ -127,16 +123,10 @@ class PartitionedBatchLoader:
     def _batch(self, columns: dict[str, pa.Array], n: int) -> Batch:
         """The ``Batch`` of ``n`` samples given as ``{column: [n] array}``."""
         meta = self.metadata
-        values, lengths = [], []
-        for f in self.features:
-            v, ln = jagged_arrays(columns[f])
-            values.append(v)
-            lengths.append(ln)
-        kjt = KeyedJaggedTensor(
-            keys=list(self.features),
-            values=torch.from_numpy(np.concatenate(values) if values else np.zeros(0, dtype=np.int64)),
-            lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)),
+        values, lengths = (
+            zip(*(jagged_arrays(columns[f]) for f in self.features)) if self.features else ((), ())
         )
+        kjt = jagged_kjt(self.features, values, lengths)
         if meta.num_dense:
             dense = columns[DENSE].flatten().to_numpy(zero_copy_only=False).reshape(n, meta.num_dense)
         else:

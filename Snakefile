@@ -2,7 +2,8 @@
 #   snakemake --cores 2                       the embedded default (config.yaml): synthetic data, CPU, minutes
 #   snakemake --cores 2 fig11                 one figure
 #   snakemake --cores 2 hetgmp                HET-GMP partitioners x store_rate x bound (rules/hetgmp.smk)
-#   snakemake --cores 2 placement             DreamShard / NeuroShard placement study (not in `all`)
+#   snakemake --cores 2 placement             DreamShard / NeuroShard placement study (rules/placement.smk)
+#   snakemake --cores 2 regime                communication share per experiment, measured and modelled
 #   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
 from snakemake.utils import min_version
 
@@ -24,6 +25,7 @@ include: "rules/train.smk"
 include: "rules/figures.smk"
 include: "rules/hetgmp.smk"
 include: "rules/placement.smk"
+include: "rules/regime.smk"
 
 
 rule all:
@@ -34,3 +36,6 @@ rule all:
         WF.stats_outputs(config["dataset"]),
         WF.sharding_methods_report(config["dataset"]),
         rules.figures.input,
+        rules.hetgmp.input,
+        rules.placement.input,
+        rules.regime.input,

@@ -22,7 +22,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 from ecorec.data.sources import join_url, lfs_object  # noqa: E402
 from ecorec.types import Algorithm, ShardingMethod  # noqa: E402
 from ecorec.workflow import WorkflowConfig  # noqa: E402
-from ecorec.workflow.config import FIGURE_TABLE, FIGURES  # noqa: E402
+from ecorec.workflow.config import FIGURE_TABLE, FIGURES, TRAINING_FIGURES  # noqa: E402
 
 WF = WorkflowConfig(config, workflow.basedir)
 # The interpreter running Snakemake (the project's environment): rules launch Python through it, so a job never

@@ -66,7 +66,7 @@ for figure in FIGURE_TABLE:
         name:
             figure.name
         input:
-            WF.figure_inputs(figure.name),
+            **WF.figure_named_inputs(figure.name),
         output:
             png=report(
                 f"results/figures/{figure.name}.png",
@@ -86,6 +86,8 @@ for figure in FIGURE_TABLE:
         localrule: True
         params:
             settings=config[figure.name],
+            profiles=WF.cluster.get("profiles", {}),
+            train_model=config["train"]["model"],
             src=WF.src_hash("plot_figure.py"),
         script:
             "../workflow_scripts/plot_figure.py"

@@ -1,5 +1,5 @@
 # HET-GMP (issue 16): graph-partitioned embedding rows and samples, hot-row mirrors, bounded staleness.
-# Target `hetgmp` (not part of `all`: 36 training runs). Grid = config `hetgmp`: partitioners x store_rates x
+# Target `hetgmp` (in `all`). Grid = config `hetgmp`: partitioners x store_rates x
 # bounds, on dataset `hetgmp.dataset` with `world` ranks and local batch `batch`:
 #   results/hetgmp/<dataset>/R<world>-b<batch>/<partitioner>/partition.{npz,json}
 #   results/hetgmp/<dataset>/R<world>-b<batch>/<partitioner>/s<store_rate>-B<bound>/{run.yaml,record.json}
@@ -48,29 +48,31 @@ rule hetgmp_config:
         "../workflow_scripts/hetgmp_run_config.py"
 
 
+# One launch per partitioner: its grid points (store rate x bound) train one after another in one torchrun job.
 rule hetgmp_train:
     input:
-        unpack(WF.train_cluster_inputs),
-        run_config="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}/run.yaml",
+        unpack(WF.study_cluster_inputs("hetgmp")),
+        run_configs=WF.hetgmp_point_runs("run.yaml"),
         dataset="results/datasets/{dataset}",
         partition="results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/partition.npz",
     output:
-        "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}/record.json",
+        WF.hetgmp_point_runs("record.json"),
     log:
-        "logs/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}.log",
+        "logs/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/train.log",
     benchmark:
-        "benchmarks/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/s{store_rate}-B{bound}.tsv"
+        "benchmarks/results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}/train.tsv"
     threads: lambda wildcards: int(wildcards.world)
     resources:
         timed_jobs=1,
     params:
         launcher=WF.script("launch_torchrun.sh"),
         python=PYTHON,
+        configs=lambda wildcards, input: " ".join(f"--config {c}" for c in input.run_configs),
         src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
         emulate=WF.train_emulate_arg,
         cluster_src=WF.cluster_src,
     shell:
-        "bash {params.launcher} --python {params.python} --config {input.run_config}{params.emulate} "
+        "bash {params.launcher} --python {params.python} {params.configs}{params.emulate} "
         "--nproc-per-agent {wildcards.world} > {log} 2>&1"
 
 

@@ -43,7 +43,7 @@ rule placement_tasks:
 rule placement_train:
     """DreamShard's outer loop on measured placements of the training tasks: cost network + policy."""
     input:
-        unpack(WF.train_cluster_inputs),
+        unpack(WF.study_cluster_inputs("placement")),
         dataset="results/datasets/{dataset}",
         tables=lambda wildcards: f"results/placement/{wildcards.dataset}/tables-b{config['placement']['batch_size']}.parquet",
         tasks="results/placement/{dataset}/tasks.json",
@@ -70,7 +70,7 @@ rule placement_train:
 rule placement_eval:
     """Every placer on every unseen test task, measured (failures reported), with the cost network's prediction."""
     input:
-        unpack(WF.train_cluster_inputs),
+        unpack(WF.study_cluster_inputs("placement")),
         dataset="results/datasets/{dataset}",
         tables=lambda wildcards: f"results/placement/{wildcards.dataset}/tables-b{config['placement']['batch_size']}.parquet",
         tasks="results/placement/{dataset}/tasks.json",
@@ -121,7 +121,7 @@ rule placement_figure:
 
 
 rule placement:
-    """The placement study of issue 17 (not in `all`): the figure of each table kind in placement.kinds."""
+    """The placement study of issue 17: the figure of each table kind in placement.kinds."""
     input:
         expand(
             "results/figures/placement_{dataset}_{kind}.png",

@@ -1,8 +1,10 @@
-# Distributed training runs: results/runs/<dataset>/<system>/<algorithm>/T<tables>-R<world>-b<batch>/record.json
-# (`batch` is the local batch per rank). `train_config` writes the run's YAML (runnable by hand), `train` launches
-# it with workflow_scripts/launch_torchrun.sh: torchrun --standalone on one node, srun + torchrun (c10d
-# rendezvous) over several SLURM nodes, or, with config `cluster.emulate`, on emulated nodes of this machine
-# (python -m ecorec.cluster run; link rates from `cluster_dilation`, measured once per profile).
+# Distributed training runs:
+#   results/runs/<dataset>/<system>/<algorithm>/T<tables>-R<world>-b<batch>-W<target>/record.json
+# (`batch` is the local batch per rank, `target` the target world whose communication an emulated run stands
+# for: WorkflowConfig.target_world). `train_config` writes the run's YAML (runnable by hand), `train` launches it
+# with workflow_scripts/launch_torchrun.sh: torchrun --standalone on one node, srun + torchrun (c10d rendezvous)
+# over several SLURM nodes, or, with config `cluster.emulate`, on emulated nodes of this machine (python -m
+# ecorec.cluster run; link rates from `cluster_dilation`, measured once per profile, kernel, world and target).
 
 
 wildcard_constraints:
@@ -11,6 +13,8 @@ wildcard_constraints:
     tables=r"\d+",
     world=r"\d+",
     batch=r"\d+",
+    target=r"\d+",
+    kernel=r"tt|gemm|mix",
 
 
 rule train_config:
@@ -18,9 +22,9 @@ rule train_config:
         dataset="results/datasets/{dataset}",
         plan=WF.run_plan,
     output:
-        "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/run.yaml",
+        "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}/run.yaml",
     log:
-        "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.config.log",
+        "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}.config.log",
     localrule: True
     params:
         settings=WF.train_run_settings,
@@ -29,13 +33,50 @@ rule train_config:
         "../workflow_scripts/train_config.py"
 
 
-rule cluster_dilation:
+rule compute_split:
+    """This machine's split of one rank's compute into embedding kernels and dense MLPs (the mix dilation)."""
+    input:
+        dataset="results/datasets/{dataset}",
     output:
-        "results/cluster/dilation-{profile}-p{ranks}.json",
+        "results/cluster/split-{dataset}-T{tables}-b{batch}.json",
     log:
-        "logs/cluster/dilation-{profile}-p{ranks}.log",
+        "logs/cluster/split-{dataset}-T{tables}-b{batch}.log",
     resources:
         timed_jobs=1,
+    params:
+        settings=WF.compute_split_settings,
+        src=WF.src_hash("compute_split.py", "ecorec.bench.compute_split"),
+    script:
+        "../workflow_scripts/compute_split.py"
+
+
+rule cluster_rates:
+    """This machine's TT kernel and GEMM rates with {concurrency} processes running at once (a run's ranks)."""
+    output:
+        "results/cluster/rates-c{concurrency}.json",
+    log:
+        "logs/cluster/rates-c{concurrency}.log",
+    wildcard_constraints:
+        concurrency=r"\d+",
+    threads: lambda wildcards: min(int(wildcards.concurrency), workflow.cores)
+    resources:
+        timed_jobs=1,
+    params:
+        threads=WF.cluster.get("dilation_threads", 1),
+        src=WF.src_hash("cluster_rates.py"),
+    script:
+        "../workflow_scripts/cluster_rates.py"
+
+
+rule cluster_dilation:
+    """The dilation and link rates of one (profile, kernel, ranks per node, world, target world)."""
+    input:
+        unpack(WF.dilation_inputs),
+    output:
+        "results/cluster/dilation-{profile}-{kernel}-p{ranks}-R{world}-W{target}.json",
+    log:
+        "logs/cluster/dilation-{profile}-{kernel}-p{ranks}-R{world}-W{target}.log",
+    localrule: True
     params:
         cluster=WF.cluster_dilation_settings,
         src=WF.src_hash("cluster_dilation.py"),
@@ -46,14 +87,14 @@ rule cluster_dilation:
 rule train:
     input:
         unpack(WF.train_cluster_inputs),
-        run_config="results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/run.yaml",
+        run_config="results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}/run.yaml",
         dataset="results/datasets/{dataset}",
     output:
-        "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}/record.json",
+        "results/runs/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}/record.json",
     log:
-        "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.log",
+        "logs/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}.tsv"
+        "benchmarks/train/{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}.tsv"
     threads: WF.run_resource("threads")
     resources:
         timed_jobs=1,
@@ -76,6 +117,55 @@ rule train:
         "--nodes {resources.nodes}{params.emulate} "
         "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
         "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
+
+
+# One launch per figure point: every system of a training figure at one (tables, world, batch, target) trains
+# in the same torchrun job (python -m ecorec.train --config a.yaml --config b.yaml ...), each writing its own
+# record: the launch (processes, imports, rendezvous; ~20 s on 2 CPU cores) is paid once per point. A point's
+# records are the outputs of one job: adding a system to a figure reruns its points.
+for figure in TRAINING_FIGURES:
+
+    rule:
+        name:
+            f"train_{figure}"
+        input:
+            unpack(WF.train_cluster_inputs),
+            run_configs=WF.figure_point_runs(figure, "run.yaml"),
+            dataset="results/datasets/{dataset}",
+        output:
+            WF.figure_point_runs(figure, "record.json"),
+        log:
+            f"logs/train/{{dataset}}/{figure}/T{{tables}}-R{{world}}-b{{batch}}-W{{target}}.log",
+        benchmark:
+            f"benchmarks/train/{{dataset}}/{figure}/T{{tables}}-R{{world}}-b{{batch}}-W{{target}}.tsv"
+        wildcard_constraints:
+            **WF.figure_point_constraints(figure),
+        threads: WF.run_resource("threads")
+        resources:
+            timed_jobs=1,
+            nodes=WF.run_resource("nodes"),
+            agents=WF.run_resource("agents"),
+            nproc_per_agent=WF.run_resource("procs_per_agent"),
+            mpi=WF.run_resource("mpi"),
+            tasks=WF.run_resource("tasks"),
+            tasks_per_gpu=0,
+            gres=WF.run_resource("gres"),
+            cpus_per_task=WF.run_resource("threads"),
+        params:
+            launcher=WF.script("launch_torchrun.sh"),
+            python=PYTHON,
+            configs=lambda wildcards, input: " ".join(f"--config {c}" for c in input.run_configs),
+            src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
+            emulate=WF.train_emulate_arg,
+            cluster_src=WF.cluster_src,
+        shell:
+            "bash {params.launcher} --python {params.python} {params.configs} "
+            "--nodes {resources.nodes}{params.emulate} "
+            "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
+            "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
+
+
+ruleorder: train_fig10 > train_fig16 > train_fig12 > train
 
 
 rule train_runs:

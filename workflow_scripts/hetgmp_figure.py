@@ -1,31 +1,25 @@
-"""The HET-GMP figure and CSV from the grid's run records and partition headers (rule `hetgmp_figure`)."""
+"""The HET-GMP figure and CSV from the grid's run records and partition headers (rule `hetgmp_figure`); under
+the title, HET-GMP's claim and whether it holds here (ecorec.plots.claims)."""
 
-import contextlib
 import json
+import textwrap
 
+from ecorec.plots.claims import claim_of
 from ecorec.plots.hetgmp import hetgmp_rows, plot_hetgmp
-from ecorec.plots.records import environment_summary, read_records
-from ecorec.utils import setup_logging
+from ecorec.plots.records import cluster_summary, environment_summary, read_records
+from ecorec.workflow import script_context
 
-
-def main(records, headers, png, csv, log_file, title):
-    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
-        logger = setup_logging(None)
-        runs = read_records(records)
-        parts = {}
-        for path in headers:
-            with open(path) as handle:
-                header = json.load(handle)
-            parts[header["method"]] = header
-        rows = plot_hetgmp(hetgmp_rows(runs, parts), png, csv, title=f"{title} - {environment_summary(runs)}")
-        logger.info("hetgmp: %d rows from %d runs -> %s, %s", len(rows), len(runs), png, csv)
-
-
-main(
-    list(snakemake.input.records),
-    list(snakemake.input.headers),
-    snakemake.output.png,
-    snakemake.output.csv,
-    snakemake.log[0],
-    snakemake.params.title,
-)
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+runs = read_records(list(ctx.input.records))
+parts = {}
+for path in ctx.input.headers:
+    with open(path) as handle:
+        header = json.load(handle)
+    parts[header["method"]] = header
+rows = hetgmp_rows(runs, parts)
+title = f"{ctx.params.title} - {environment_summary(runs)}"
+cluster = cluster_summary(runs)
+title += f"\n{cluster}" if cluster else ""
+title += "\n" + "\n".join(textwrap.wrap(claim_of("hetgmp", rows, {}).line(), 120))
+rows = plot_hetgmp(rows, ctx.output.png, ctx.output.csv, title=title)
+ctx.logger.info("hetgmp: %d rows from %d runs -> %s, %s", len(rows), len(runs), *ctx.output[:2])

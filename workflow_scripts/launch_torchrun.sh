@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Launch one distributed training run (python -m ecorec.train) with torchrun, locally or under SLURM.
 #
-#   launch_torchrun.sh --config run.yaml [--nodes N] [--agents A] [--nproc-per-agent P] [--cpus-per-task C]
-#                      [--python PY] [--emulate "CLUSTER RUN ARGS"] [-- extra ecorec.train arguments]
+#   launch_torchrun.sh --config run.yaml [--config run2.yaml ...] [--nodes N] [--agents A] [--nproc-per-agent P]
+#                      [--cpus-per-task C] [--python PY] [--emulate "CLUSTER RUN ARGS"] [-- extra ecorec.train args]
+#
+# Several --config files train one after another in one launch (same world size; python -m ecorec.train).
 #
 # 1. `python -m ecorec.train --config run.yaml --prepare` validates the configuration and writes the sharding
 #    plan, so that a bad configuration fails here, naming the field, before any worker is started.
@@ -18,7 +20,7 @@
 #    SLURM allocation nothing is emulated (a real cluster) and ARGS are ignored.
 set -euo pipefail
 
-config=""
+configs=()
 nodes=1
 agents=1
 nproc=1
@@ -28,7 +30,7 @@ emulate=""
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --config) config="$2"; shift 2 ;;
+        --config) configs+=(--config "$2"); shift 2 ;;
         --nodes) nodes="$2"; shift 2 ;;
         --agents) agents="$2"; shift 2 ;;
         --nproc-per-agent) nproc="$2"; shift 2 ;;
@@ -39,7 +41,7 @@ while [[ $# -gt 0 ]]; do
         *) echo "launch_torchrun.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-if [[ -z "$config" ]]; then
+if (( ${#configs[@]} == 0 )); then
     echo "launch_torchrun.sh: --config is required" >&2
     exit 2
 fi
@@ -68,26 +70,26 @@ run() {  # print the command (it lands in the rule's log), then replace this she
     exec "$@"
 }
 
-"$python" -m ecorec.train --config "$config" --prepare
+"$python" -m ecorec.train "${configs[@]}" --prepare
 
 if [[ -n "$emulate" ]]; then
     if [[ -z "${SLURM_JOB_ID:-}" ]]; then
         read -r -a emulate_args <<< "$emulate"
         run "$python" -m ecorec.cluster run "${emulate_args[@]}" --fallback -- \
-            -m ecorec.train --config "$config" "${extra[@]}"
+            -m ecorec.train "${configs[@]}" "${extra[@]}"
     fi
     echo "launch_torchrun.sh: inside SLURM job ${SLURM_JOB_ID}: a real cluster, nothing emulated" >&2
 fi
 
 if (( agents == 1 )); then
     run "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node="$nproc" \
-        -m ecorec.train --config "$config" "${extra[@]}"
+        -m ecorec.train "${configs[@]}" "${extra[@]}"
 fi
 
 if [[ -z "${SLURM_JOB_ID:-}" ]]; then
     if (( nodes == 1 )); then  # one machine without SLURM: one agent runs every rank (same ranks, same result)
         run "$python" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=$((agents * nproc)) \
-            -m ecorec.train --config "$config" "${extra[@]}"
+            -m ecorec.train "${configs[@]}" "${extra[@]}"
     fi
     echo "launch_torchrun.sh: ${nodes} nodes need a SLURM allocation (SLURM_JOB_ID is not set)" >&2
     exit 2
@@ -98,4 +100,4 @@ run srun --nodes="$nodes" --ntasks="$agents" --ntasks-per-node=$((agents / nodes
     --cpus-per-task="$cpus" --kill-on-bad-exit=1 \
     "$python" -m torch.distributed.run --nnodes="$agents" --nproc-per-node="$nproc" \
     --rdzv-backend=c10d --rdzv-endpoint="${head_node}:${port}" --rdzv-id="$SLURM_JOB_ID" \
-    -m ecorec.train --config "$config" "${extra[@]}"
+    -m ecorec.train "${configs[@]}" "${extra[@]}"

@@ -6,6 +6,7 @@ Benchmarks (each a module of this package with a ``main(argv) -> int``):
   (:mod:`ecorec.bench.tt`).
 - ``train``: the distributed modes side by side (:mod:`ecorec.bench.train`).
 - ``placement``: measured cost of table placements, DreamShard's protocol (:mod:`ecorec.bench.placement`).
+- ``split``: one rank's compute in embedding kernels and in dense MLPs (:mod:`ecorec.bench.compute_split`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"tt": "ecorec.bench.tt", "train": "ecorec.bench.train", "placement": "ecorec.bench.placement"}
+BENCHMARKS = {
+    "tt": "ecorec.bench.tt",
+    "train": "ecorec.bench.train",
+    "placement": "ecorec.bench.placement",
+    "split": "ecorec.bench.compute_split",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,17 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from ecorec.cluster.dilation import compute_dilation, measure_reference_us, profile_from_config
+from ecorec.cluster.dilation import (
+    compute_dilation,
+    measure_concurrently,
+    median_rates,
+    profile_from_config,
+)
 from ecorec.cluster.network import ClusterCapabilityError, check_capabilities
 
 _LOG = logging.getLogger(__name__)
 
-__all__ = ["dilation_record", "emulated_network", "emulated_nodes", "emulation_args"]
+__all__ = ["dilation_record", "emulated_network", "emulated_nodes", "emulation_args", "measure_rates"]
 
 
 def emulated_nodes(world: int, ranks_per_node: int) -> tuple[int, int]:
@@ -33,20 +38,49 @@ def emulated_nodes(world: int, ranks_per_node: int) -> tuple[int, int]:
     return world // ranks_per_node, ranks_per_node
 
 
-def dilation_record(cluster: Mapping[str, Any], *, repeats: int = 5) -> dict[str, Any]:
-    """Measure this machine's reference kernel time (``cluster.dilation_threads`` threads, one rank's
-    share) and return the dilation of ``cluster.profile`` at ``cluster.ranks_per_node`` ranks per node, with
-    the measurement, as a JSON-able dict (the ``--dilation-file`` of ``python -m ecorec.cluster run``)."""
+def measure_rates(concurrency: int, *, threads: int = 1, repeats: int = 5) -> dict[str, Any]:
+    """This machine's TT reference kernel and FP32 GEMM rates with ``concurrency`` processes of ``threads``
+    threads running at once (the ranks of a run sharing the cores): the median process, and every
+    process's measurement."""
+    results = measure_concurrently(("tt", "gemm"), concurrency, repeats=repeats, threads=threads)
+    return {"concurrency": concurrency, "threads": threads, **median_rates(results), "processes": results}
+
+
+def dilation_record(
+    cluster: Mapping[str, Any], rates: Mapping[str, Any], *, split: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The dilation of ``cluster.profile`` at ``cluster.ranks_per_node`` ranks per node as a JSON-able dict
+    (the ``--dilation-file`` of ``python -m ecorec.cluster run``), from this machine's ``rates``
+    (:func:`measure_rates` with as many concurrent processes as the run has ranks).
+
+    ``cluster.kernel``: ``tt`` (the TT reference kernel alone), ``gemm`` (the FP32 GEMM alone) or ``mix``
+    (both, weighted by ``split["tt_weight"]``, the embedding share of a rank's compute from ``python -m
+    ecorec.bench split``); ``cluster.world`` and ``cluster.target_world``: the run's ranks and the target
+    world it stands for (the link's fan-out)."""
     profile = profile_from_config(cluster["profile"], cluster["profiles"])
-    here = measure_reference_us(repeats=repeats, threads=int(cluster.get("dilation_threads", 1)))
+    kernel = cluster.get("kernel", "tt")
+    if kernel == "mix" and split is None:
+        raise ValueError("cluster.kernel 'mix' needs the compute split (python -m ecorec.bench split)")
+    weight = {"tt": 1.0, "gemm": 0.0}.get(kernel)
+    measurement: dict[str, Any] = {**rates, "measured": True}
+    if weight is None:
+        weight = float(split["tt_weight"])  # type: ignore[index]
+        measurement["split"] = dict(split)  # type: ignore[arg-type]
+    target = cluster.get("target_world")
+    world = int(cluster.get("world", cluster["ranks_per_node"]))
     d = compute_dilation(
         profile,
-        here["us_per_lookup"],
+        float(rates["us_per_lookup"]),
         int(cluster["ranks_per_node"]),
         link_gbit=cluster.get("link_gbit"),
         shape_intra_node=bool(cluster.get("shape_intra_node", False)),
+        here_gemm_gflops=rates.get("gemm_gflops") if kernel != "tt" else None,
+        tt_weight=weight,
+        world=world,
+        target_world=int(target) if target is not None else None,
+        concurrency=int(rates.get("concurrency", 1)),
     )
-    return {**d.as_dict(), "measurement": {**here, "measured": True}, "description": profile.description}
+    return {**d.as_dict(), "kernel": kernel, "measurement": measurement, "description": profile.description}
 
 
 def emulation_args(cluster: Mapping[str, Any], world: int, dilation_file: str) -> str:

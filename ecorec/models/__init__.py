@@ -9,7 +9,7 @@ embedding modules (TT or uncompressed) with placement-independent initialisation
 from ecorec.models.dcn import DCNHead
 from ecorec.models.dlrm import INTERACTIONS, CatInteraction, DLRMHead
 from ecorec.models.embedding_collection import TTEmbeddingBagCollection, TTEmbeddingBagConfig
-from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head
+from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head, head_parameters
 from ecorec.models.rec_model import RecModel, pooled_embeddings
 from ecorec.models.tables import (
     TT_ALGORITHMS,
@@ -43,6 +43,7 @@ __all__ = [
     "TableSpec",
     "WideDeepHead",
     "build_head",
+    "head_parameters",
     "build_tables",
     "derive_seed",
     "is_tt_table",

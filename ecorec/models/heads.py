@@ -12,7 +12,7 @@ from ecorec.models.dlrm import INTERACTIONS, DLRMHead
 from ecorec.models.tables import derive_seed
 from ecorec.models.wide_deep import WideDeepHead
 
-__all__ = ["MODEL_KINDS", "ModelSettings", "build_head"]
+__all__ = ["MODEL_KINDS", "ModelSettings", "build_head", "head_parameters"]
 
 MODEL_KINDS = ("dlrm", "wide_deep", "dcn")
 
@@ -70,3 +70,11 @@ def build_head(settings: ModelSettings, num_dense: int, num_sparse_features: int
         if settings.kind == "wide_deep":
             return WideDeepHead(num_dense, num_sparse_features, D, settings.deep_layers)
         return DCNHead(num_dense, num_sparse_features, D, settings.cross_layers, settings.deep_layers)
+
+
+def head_parameters(settings: ModelSettings, num_dense: int, num_sparse_features: int) -> int:
+    """Parameters of the head for ``num_sparse_features`` tables (built on the meta device: nothing is
+    allocated), e.g. to scale the dense compute and all-reduce of a model with more tables."""
+    with torch.device("meta"):
+        head = build_head(settings, num_dense, num_sparse_features, seed=0)
+    return sum(p.numel() for p in head.parameters())

@@ -13,7 +13,14 @@ batch, so their loss curves equal a single process's. ``build_distributed_model`
 
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.bwp import BatchWisePipeline, micro_batch_bags
-from ecorec.parallel.comm import GradientAllReduce, PooledAllToAll, all_gather_equal, all_reduce_sum
+from ecorec.parallel.comm import (
+    CommMeter,
+    CommSample,
+    GradientAllReduce,
+    PooledAllToAll,
+    all_gather_equal,
+    all_reduce_sum,
+)
 from ecorec.parallel.dp import DataParallelEmbeddings
 from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.factory import DistributedModel, build_distributed_model
@@ -41,6 +48,8 @@ __all__ = [
     "DenseOptimizerSettings",
     "DistributedModel",
     "EmbeddingStrategy",
+    "CommMeter",
+    "CommSample",
     "GradientAllReduce",
     "HetGMPEmbeddings",
     "HetGMPModel",

@@ -53,7 +53,9 @@ class BatchWisePipeline(EmbeddingStrategy):
             raise ValueError(f"num_micro_batches must be >= 1, got {num_micro_batches}")
         self.num_micro_batches = num_micro_batches
         self.exchange = PooledAllToAll(
-            [len(self.placement[r]) * self.embedding_dim for r in range(self.world_size)], self.group
+            [len(self.placement[r]) * self.embedding_dim for r in range(self.world_size)],
+            self.group,
+            meter=self.env.comm_meter,
         )
         self._positions = [self.positions(self.placement[r]) for r in range(self.world_size)]
         self._graphs: list[torch.Tensor] | None = None

@@ -10,17 +10,26 @@ mode's gradients equal a single process's gradients of the global mean loss.
 Overlap: the exchanges are started with ``async_op=True`` and return a pending handle; the caller computes the
 next stage and then waits. On CUDA the packing copies and the collective are issued on a side stream (after it
 waits for the compute stream) and the tensors crossing streams are marked with ``record_stream``.
+
+Metering: every exchange takes an optional :class:`CommMeter` (the ``comm_meter`` of the rank's
+``ShardingEnv``) and reports into it the bytes it sends to each other rank and the time the caller spends
+blocked in ``wait()`` (the *exposed* communication: what compute did not hide, synchronisation skew between
+ranks included, as a profiler would show it). The trainer reads it once per step (``metrics.comm``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
 __all__ = [
+    "CommMeter",
+    "CommSample",
     "GradientAllReduce",
     "PendingExchange",
     "PooledAllToAll",
@@ -35,6 +44,105 @@ def world_of(group: dist.ProcessGroup | None) -> tuple[int, int]:
     if not dist.is_available() or not dist.is_initialized():
         return 0, 1
     return dist.get_rank(group), dist.get_world_size(group)
+
+
+@dataclass(frozen=True)
+class CommSample:
+    """One rank's communication over an interval (a training step).
+
+    Attributes:
+        bytes_to: bytes this rank sent to each rank (``[world_size]``; its own entry is 0).
+        wait_s: seconds blocked waiting for collectives, per kind (``all_to_all``, ``all_reduce``,
+            ``fetch``).
+        bytes_by_kind: bytes sent to other ranks, per kind.
+    """
+
+    bytes_to: tuple[int, ...]
+    wait_s: dict[str, float]
+    bytes_by_kind: dict[str, int]
+
+    @property
+    def exposed_s(self) -> float:
+        """Seconds blocked in collectives (every kind)."""
+        return sum(self.wait_s.values())
+
+    def bytes_off_node(self, ranks_per_node: int, rank: int) -> int:
+        """Bytes sent to ranks of other nodes, nodes being consecutive groups of ``ranks_per_node`` ranks
+        (torchrun's numbering: the ranks of one agent are consecutive)."""
+        node = rank // max(1, ranks_per_node)
+        return sum(n for r, n in enumerate(self.bytes_to) if r // max(1, ranks_per_node) != node)
+
+
+@dataclass
+class CommMeter:
+    """Bytes sent and time blocked in collectives, accumulated by one rank's exchanges until :meth:`take`.
+
+    Args:
+        rank, world_size: of the exchanges' process group.
+
+    Example::
+
+        meter = CommMeter(rank, world)
+        exchange = PooledAllToAll(widths, group, meter=meter)
+        ...  # a training step
+        sample = meter.take()   # CommSample: bytes_to [world], wait_s {kind: s}
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    _bytes_to: list[int] = field(default_factory=list, repr=False)
+    _wait_s: dict[str, float] = field(default_factory=dict, repr=False)
+    _bytes_by_kind: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
+        self._bytes_to = [0] * self.world_size
+
+    def sent(self, kind: str, bytes_to: Sequence[int]) -> None:
+        """Record ``bytes_to[r]`` bytes sent to each rank ``r`` (this rank's own entry is ignored)."""
+        if len(bytes_to) != self.world_size:
+            raise ValueError(f"bytes_to needs one entry per rank ({self.world_size}), got {len(bytes_to)}")
+        off_rank = 0
+        for r, n in enumerate(bytes_to):
+            if r != self.rank:
+                self._bytes_to[r] += int(n)
+                off_rank += int(n)
+        self._bytes_by_kind[kind] = self._bytes_by_kind.get(kind, 0) + off_rank
+
+    def sent_ring(self, kind: str, nbytes: int) -> None:
+        """Record a ring all-reduce of ``nbytes``: ``2 (W - 1) / W * nbytes`` to the next rank (gloo's and
+        NCCL's ring algorithm for large buffers)."""
+        if self.world_size == 1:
+            return
+        out = [0] * self.world_size
+        out[(self.rank + 1) % self.world_size] = 2 * (self.world_size - 1) * int(nbytes) // self.world_size
+        self.sent(kind, out)
+
+    @contextmanager
+    def waiting(self, kind: str) -> Iterator[None]:
+        """Time the enclosed wait for a collective of ``kind``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._wait_s[kind] = self._wait_s.get(kind, 0.0) + time.perf_counter() - start
+
+    def take(self) -> CommSample:
+        """What was recorded since the last ``take`` (and start afresh)."""
+        sample = CommSample(tuple(self._bytes_to), dict(self._wait_s), dict(self._bytes_by_kind))
+        self._bytes_to = [0] * self.world_size
+        self._wait_s, self._bytes_by_kind = {}, {}
+        return sample
+
+
+@contextmanager
+def _waiting(meter: CommMeter | None, kind: str) -> Iterator[None]:
+    if meter is None:
+        yield
+    else:
+        with meter.waiting(kind):
+            yield
 
 
 class _SideStream:
@@ -58,10 +166,12 @@ class PendingExchange:
     work: dist.Work | None
     received: torch.Tensor
     stream: torch.cuda.Stream | None = None
+    meter: CommMeter | None = None
 
     def wait(self) -> torch.Tensor:
         if self.work is not None:
-            self.work.wait()
+            with _waiting(self.meter, "all_to_all"):
+                self.work.wait()
             self.work = None
         if self.stream is not None:
             current = torch.cuda.current_stream(self.received.device)
@@ -83,10 +193,18 @@ class PooledAllToAll:
     Args:
         widths: ``w_r`` for every rank ``r`` (columns each rank contributes), the same list on every rank.
         group: the process group (``None``: the default group).
+        meter: where the bytes sent and the time blocked in ``wait()`` are recorded (optional).
     """
 
-    def __init__(self, widths: Sequence[int], group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        group: dist.ProcessGroup | None = None,
+        *,
+        meter: CommMeter | None = None,
+    ) -> None:
         self.group = group
+        self.meter = meter
         self.rank, self.world_size = world_of(group)
         if len(widths) != self.world_size:
             raise ValueError(f"widths needs one entry per rank ({self.world_size}), got {len(widths)}")
@@ -98,17 +216,19 @@ class PooledAllToAll:
     ) -> PendingExchange:
         if self.world_size == 1:
             return PendingExchange(None, send.clone())
+        if self.meter is not None:
+            self.meter.sent("all_to_all", [n * send.element_size() for n in in_splits])
         stream = self._side.get(send.device)
         if stream is None:
             recv = send.new_empty(recv_numel)
             work = dist.all_to_all_single(recv, send, out_splits, in_splits, group=self.group, async_op=True)
-            return PendingExchange(work, recv)
+            return PendingExchange(work, recv, meter=self.meter)
         stream.wait_stream(torch.cuda.current_stream(send.device))
         with torch.cuda.stream(stream):
             recv = send.new_empty(recv_numel)
             work = dist.all_to_all_single(recv, send, out_splits, in_splits, group=self.group, async_op=True)
         send.record_stream(stream)
-        return PendingExchange(work, recv, stream)
+        return PendingExchange(work, recv, stream, meter=self.meter)
 
     def start_forward(self, local: torch.Tensor) -> PendingExchange:
         """Send ``local: [R*b, w_me]``; the result of ``wait()`` splits with :meth:`forward_blocks`."""
@@ -151,8 +271,11 @@ class GradientAllReduce:
         params: Iterable[torch.nn.Parameter],
         group: dist.ProcessGroup | None = None,
         bucket_bytes: int = 25 * 2**20,
+        *,
+        meter: CommMeter | None = None,
     ) -> None:
         self.group = group
+        self.meter = meter
         self.world_size = world_of(group)[1]
         self.buckets: list[list[torch.nn.Parameter]] = []
         current: list[torch.nn.Parameter] = []
@@ -182,12 +305,15 @@ class GradientAllReduce:
             work = None
             if self.world_size > 1:
                 work = dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
+                if self.meter is not None:
+                    self.meter.sent_ring("all_reduce", flat.numel() * flat.element_size())
             self._pending.append((bucket, flat, work))
 
     def wait(self) -> None:
         for bucket, flat, work in self._pending:
             if work is not None:
-                work.wait()
+                with _waiting(self.meter, "all_reduce"):
+                    work.wait()
             offset = 0
             for p in bucket:
                 n = p.numel()

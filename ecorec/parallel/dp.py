@@ -7,6 +7,8 @@ update sum their core gradients in their gradient hook, just before the update r
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -50,7 +52,11 @@ class DataParallelEmbeddings(EmbeddingStrategy):
         if self.world_size == 1 or not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+        meter = self.env.comm_meter
+        if meter is not None:
+            meter.sent_ring("all_reduce", flat.numel() * flat.element_size())
+        with meter.waiting("all_reduce") if meter is not None else contextlib.nullcontext():
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
         offset = 0
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))

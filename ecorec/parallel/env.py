@@ -4,12 +4,12 @@ embedding strategy takes (like torchrec's ``ShardingEnv``), and the one place pl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
-from ecorec.parallel.comm import world_of
+from ecorec.parallel.comm import CommMeter, world_of
 from ecorec.parallel.types import TablePlacement, validate_placement
 
 __all__ = ["ShardingEnv"]
@@ -25,6 +25,7 @@ class ShardingEnv:
         device: where the tables and pooled embeddings live.
         placement: ``{rank: [tables]}`` for the modes that place whole tables (``None`` for dp); checked
             against the features by :meth:`for_features`.
+        comm_meter: where the rank's exchanges record bytes sent and time blocked (``None``: not metered).
     """
 
     rank: int = 0
@@ -32,6 +33,7 @@ class ShardingEnv:
     group: dist.ProcessGroup | None = None
     device: torch.device = torch.device("cpu")
     placement: Mapping[int, list[str]] | None = None
+    comm_meter: CommMeter | None = field(default=None, compare=False)
 
     @classmethod
     def from_group(
@@ -40,6 +42,7 @@ class ShardingEnv:
         *,
         device: torch.device | str | None = None,
         placement: TablePlacement | None = None,
+        comm_meter: CommMeter | None = None,
     ) -> ShardingEnv:
         """The env of this process in ``group`` (rank and world size from torch.distributed)."""
         rank, world_size = world_of(group)
@@ -50,6 +53,7 @@ class ShardingEnv:
             group=group,
             device=torch.device(device) if device is not None else torch.device("cpu"),
             placement=placed,
+            comm_meter=comm_meter,
         )
 
     def for_features(self, features: Sequence[str]) -> ShardingEnv:

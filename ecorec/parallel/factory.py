@@ -18,6 +18,7 @@ from ecorec.models import (
     set_tt_learning_rate,
 )
 from ecorec.parallel.bwp import BatchWisePipeline
+from ecorec.parallel.comm import CommMeter
 from ecorec.parallel.dp import DataParallelEmbeddings
 from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.hetgmp import HetGMPEmbeddings, HetGMPModel
@@ -51,6 +52,7 @@ def build_distributed_model(
     device: torch.device | str | None = None,
     precision: str = "fp32",
     hetgmp: HetGMPSettings | None = None,
+    comm_meter: CommMeter | None = None,
 ) -> DistributedModel:
     """Build this rank's part of the model for ``mode``.
 
@@ -69,6 +71,8 @@ def build_distributed_model(
         precision: ``fp32`` | ``bf16`` | ``fp16`` autocast of the head (``ecorec.parallel.precision``); the
             ``torchrec`` mode trains in fp32 only.
         hetgmp: owner, mirrors, bound and prefetch of the ``hetgmp`` mode (uncompressed tables only).
+        comm_meter: records the bytes each exchange sends and the time blocked waiting for it (dp, mp, bwp,
+            twp; the ``torchrec`` and ``hetgmp`` modes are not metered).
     """
     mode = ParallelMode(mode)
     features = [s.name for s in specs]
@@ -112,7 +116,7 @@ def build_distributed_model(
             embedding_optimizer.kind,
         )
         embedding_optimizer = dataclasses.replace(embedding_optimizer, update="plain")
-    env = ShardingEnv.from_group(group, device=device, placement=placement)
+    env = ShardingEnv.from_group(group, device=device, placement=placement, comm_meter=comm_meter)
     if mode is ParallelMode.DATA_PARALLEL:
         names = features
     else:

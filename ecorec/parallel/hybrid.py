@@ -83,8 +83,9 @@ class HybridParallelModel:
         self.embedding_optimizer = make_embedding_optimizer(
             plain, embedding_optimizer, [p for p in plain if id(p) in tt_ids]
         )
-        self._dense_reduce = GradientAllReduce(self.head.parameters(), group, bucket_bytes)
-        self._table_reduce = GradientAllReduce(strategy.summed_parameters(), group, bucket_bytes)
+        meter = strategy.env.comm_meter
+        self._dense_reduce = GradientAllReduce(self.head.parameters(), group, bucket_bytes, meter=meter)
+        self._table_reduce = GradientAllReduce(strategy.summed_parameters(), group, bucket_bytes, meter=meter)
         if strategy.fused_tables and set_fused_learning_rate is None:
             raise ValueError(
                 "fused TT tables need set_fused_learning_rate to follow the learning-rate schedule"

@@ -44,7 +44,11 @@ class ModelParallelEmbeddings(EmbeddingStrategy):
         self.stages = self._check_stages(stages)
         D = self.embedding_dim
         self.exchanges = [
-            PooledAllToAll([len(self.stages[r][k]) * D for r in range(self.world_size)], self.group)
+            PooledAllToAll(
+                [len(self.stages[r][k]) * D for r in range(self.world_size)],
+                self.group,
+                meter=self.env.comm_meter,
+            )
             for k in range(self.num_stages)
         ]
         self._stage_positions = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +22,9 @@ from ecorec.utils import atomic_path
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+#: Lines under a figure's title computed from its plotted rows (the paper's claim, the regime).
+Annotate = Callable[[list[dict[str, Any]]], str]
 
 #: Legend names of the systems of the end-to-end and scaling figures (config `systems:` keys).
 SYSTEM_LABELS = {
@@ -127,10 +130,14 @@ def _finish(
     title_ax: Axes | None = None,
     legend_ax: Axes | None = None,
     ncol: int = 4,
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
-    """The end of every ``plot_*``: ``title`` over the figure (or over ``title_ax``), the legend of
-    ``legend_ax``'s entries below (none without it), the figure at ``png`` (+ PDF) and ``rows`` at ``csv``;
-    returns ``rows``."""
+    """The end of every ``plot_*``: ``title`` over the figure (or over ``title_ax``), with the lines of
+    ``annotate(rows)`` under it (the paper's claim and the regime), the legend of ``legend_ax``'s entries
+    below (none without it), the figure at ``png`` (+ PDF) and ``rows`` at ``csv``; returns ``rows``."""
+    if annotate is not None:
+        note = annotate(rows)
+        title = f"{title}\n{note}" if title and note else (title or note)
     if title:
         if title_ax is None:
             fig.suptitle(title, fontsize=9)
@@ -151,6 +158,7 @@ def plot_end_to_end(
     csv: str | os.PathLike[str],
     *,
     title: str = "",
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """Figure 10: time per iteration (window mean +- std) and peak memory (max over ranks) per system, for
     each table count; two panels of grouped bars."""
@@ -165,7 +173,9 @@ def plot_end_to_end(
         right, tables, systems, [[r["peak_memory_mib"] for r in g] for g in grid], None, SYSTEM_LABELS
     )
     right.set(xlabel="tables", ylabel="peak step memory per rank (MiB)")
-    return _finish(fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4))
+    return _finish(
+        fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4), annotate=annotate
+    )
 
 
 _END_TO_END_COLUMNS = (
@@ -194,6 +204,15 @@ _END_TO_END_COLUMNS = (
     "cluster_link_gbit",
     "cluster_profile",
     "cluster_dilation",
+    "cluster_dilation_tt",
+    "cluster_dilation_gemm",
+    "cluster_tt_weight",
+    "cluster_target_world",
+    "cluster_fanout",
+    "comm_exposed_share",
+    "comm_total_share",
+    "target_time_per_iter_ms",
+    "target_samples_per_s",
 )
 
 
@@ -205,6 +224,7 @@ def plot_scaling(
     csv: str | os.PathLike[str],
     *,
     title: str = "",
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """Figure 12 (weak scaling, fixed local batch): global throughput and time per iteration vs world size."""
     rows = []
@@ -212,6 +232,9 @@ def plot_scaling(
         for w in worlds:
             (p,) = _select(points, [system], world_size=w)
             rows.append({k: p[k] for k in _END_TO_END_COLUMNS})
+    # on the emulated cluster each world has its own dilation (ranks share this machine's cores): plot the
+    # target's equivalent (this machine's time x the dilation) so that the points compare like for like
+    target = all(math.isfinite(r.get("target_samples_per_s", math.nan)) for r in rows)
     fig, (left, right) = new_figure(ncols=2, width=5.2, height=3.6)
     for i, system in enumerate(systems):
         mine = [r for r in rows if r["system"] == system]
@@ -221,25 +244,29 @@ def plot_scaling(
             "capsize": 3,
             "label": SYSTEM_LABELS.get(system, system),
         }
+        scale = [r["target_samples_per_s"] / r["throughput_samples_per_s"] if target else 1.0 for r in mine]
         left.errorbar(
             worlds,
-            [r["throughput_samples_per_s"] for r in mine],
-            yerr=[r["throughput_samples_per_s_std"] for r in mine],
+            [r["throughput_samples_per_s"] * k for r, k in zip(mine, scale)],
+            yerr=[r["throughput_samples_per_s_std"] * k for r, k in zip(mine, scale)],
             **style,
         )
         right.errorbar(
             worlds,
-            [r["time_per_iter_ms"] for r in mine],
-            yerr=[r["time_per_iter_ms_std"] for r in mine],
+            [r["time_per_iter_ms"] / k for r, k in zip(mine, scale)],
+            yerr=[r["time_per_iter_ms_std"] / k for r, k in zip(mine, scale)],
             **style,
         )
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(worlds), [str(w) for w in worlds])
         ax.set_xlabel("ranks (world size)")
-    left.set_ylabel("throughput (samples/s, global)")
-    right.set_ylabel("time per iteration (ms)")
-    return _finish(fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4))
+    what = "target-equivalent " if target else ""
+    left.set_ylabel(f"{what}throughput (samples/s, global)")
+    right.set_ylabel(f"{what}time per iteration (ms)")
+    return _finish(
+        fig, rows, png, csv, title=title, legend_ax=left, ncol=min(len(systems), 4), annotate=annotate
+    )
 
 
 def plot_ablation(
@@ -250,6 +277,7 @@ def plot_ablation(
     csv: str | os.PathLike[str],
     *,
     title: str = "",
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """Figure 16: time per iteration of the pipeline strategies, cumulative steps left to right, per table
     count; the label of each bar also gives its speed-up over the first system."""
@@ -264,7 +292,7 @@ def plot_ablation(
     fig, (ax,) = new_figure(ncols=1, width=6.0, height=3.6)
     grid = [[r for r in rows if r["tables"] == t] for t in tables]
     _time_per_iter_bars(ax, tables, systems, grid, ABLATION_LABELS)
-    return _finish(fig, rows, png, csv, title=title, title_ax=ax, legend_ax=ax, ncol=2)
+    return _finish(fig, rows, png, csv, title=title, title_ax=ax, legend_ax=ax, ncol=2, annotate=annotate)
 
 
 def plot_kernels(
@@ -274,6 +302,7 @@ def plot_kernels(
     csv: str | os.PathLike[str],
     *,
     title: str = "",
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """Figure 11: forward and forward+backward time summed over the tables vs batch size (log-log), median of
     the repeats with p10-p90 error bars, one line per variant."""
@@ -308,7 +337,9 @@ def plot_kernels(
         ax.set(xlabel="batch size", ylabel=f"{name} time, all tables (ms)")
         batch_sizes = sorted({r["batch_size"] for r in rows})
         ax.set_xticks(batch_sizes, [f"{b // 1024}K" if b >= 1024 else str(b) for b in batch_sizes])
-    return _finish(fig, rows, png, csv, title=title, legend_ax=axes[0], ncol=min(len(variants), 4))
+    return _finish(
+        fig, rows, png, csv, title=title, legend_ax=axes[0], ncol=min(len(variants), 4), annotate=annotate
+    )
 
 
 def plot_memory_table(
@@ -318,6 +349,7 @@ def plot_memory_table(
     csv: str | os.PathLike[str],
     *,
     title: str = "",
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """Table 1 as an image and a CSV: per batch size and variant, nnz, parameter bytes, forward peak and
     forward+backward peak in GiB, and whether the row was measured or computed."""
@@ -353,7 +385,7 @@ def plot_memory_table(
     table.set_fontsize(8)
     table.auto_set_column_width(list(range(7)))
     table.scale(1.0, 1.3)
-    return _finish(fig, ordered, png, csv, title=title, title_ax=ax)
+    return _finish(fig, ordered, png, csv, title=title, title_ax=ax, annotate=annotate)
 
 
 def _gib(value: float) -> str:

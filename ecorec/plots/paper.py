@@ -9,10 +9,13 @@ variants). The title names the machine, from the records' environment.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ecorec.plots.claims import claim_of
 from ecorec.plots.figures import plot_ablation, plot_end_to_end, plot_kernels, plot_memory_table, plot_scaling
 from ecorec.plots.records import (
     cluster_summary,
@@ -43,15 +46,54 @@ _TRAINING = {
 }
 
 
+def _wrap(text: str, width: int = 120) -> str:
+    return "\n".join(textwrap.wrap(text, width)) if text else ""
+
+
+def comm_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The measured communication share of each system's largest point (exposed / total), for titles."""
+    parts = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        mine = [r for r in rows if r["system"] == system]
+        point = max(mine, key=lambda r: (r["tables"], r["world_size"]))
+        exposed, total = point.get("comm_exposed_share", math.nan), point.get("comm_total_share", math.nan)
+        if math.isfinite(exposed) or math.isfinite(total):
+            parts.append(f"{system} {_pct(exposed)}/{_pct(total)}")
+    return "communication, exposed/total share of a step: " + ", ".join(parts) if parts else ""
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%" if math.isfinite(value) else "n/a"
+
+
+def _annotate(name: str, settings: Mapping[str, Any], note: str) -> Any:
+    def annotate(rows: list[dict[str, Any]]) -> str:
+        lines = [claim_of(name, rows, settings).line()]
+        if name in _TRAINING:
+            lines.append(comm_line(rows))
+        lines.append(note)
+        return "\n".join(_wrap(line) for line in lines if line)
+
+    return annotate
+
+
 def training_figure(
-    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any], note: str = ""
 ) -> list[dict[str, Any]]:
     """Figures 10, 12 and 16: one point per run record (:func:`train_point`), per system and grid value."""
     plot, axis, layout = _TRAINING[name]
     records = read_records(inputs)
     points = [train_point(r) for r in records]
     title = _training_title(records, layout.format(**settings))
-    return plot(points, settings["systems"], _as_list(settings[axis]), png, csv, title=title)
+    return plot(
+        points,
+        settings["systems"],
+        _as_list(settings[axis]),
+        png,
+        csv,
+        title=title,
+        annotate=_annotate(name, settings, note),
+    )
 
 
 def _bench_variants(records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[str]:
@@ -65,16 +107,20 @@ def _bench_variants(records: Sequence[Mapping[str, Any]], settings: Mapping[str,
 
 
 def figure11(
-    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any], note: str = ""
 ) -> list[dict[str, Any]]:
     records = read_records(inputs)
     tables = sorted({str(r["metrics"].get("table")) for r in records})
     title = f"{len(tables)} largest tables, D={settings['embedding_dim']}, ranks {settings['tt_ranks']} - "
     title += environment_summary(records)
-    return plot_kernels(kernel_totals(records), _bench_variants(records, settings), png, csv, title=title)
+    variants = _bench_variants(records, settings)
+    annotate = _annotate("fig11", settings, note)
+    return plot_kernels(kernel_totals(records), variants, png, csv, title=title, annotate=annotate)
 
 
-def table1(inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+def table1(
+    inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any], note: str = ""
+) -> list[dict[str, Any]]:
     records = read_records(inputs)
     rows = memory_rows(records)
     variants = _bench_variants(records, settings)
@@ -83,7 +129,8 @@ def table1(inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, 
     ]
     title = f"N = {settings['num_embeddings']:,} rows, D = {settings['embedding_dim']}, ranks "
     title += f"{settings['tt_ranks']} - {environment_summary(records)}"
-    return plot_memory_table(rows, variants, png, csv, title=title)
+    annotate = _annotate("table1", settings, note)
+    return plot_memory_table(rows, variants, png, csv, title=title, annotate=annotate)
 
 
 FIGURES = {
@@ -94,9 +141,11 @@ FIGURES = {
 
 
 def make_figure(
-    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any]
+    name: str, inputs: Sequence[Path], png: Path, csv: Path, settings: Mapping[str, Any], note: str = ""
 ) -> list[dict[str, Any]]:
-    """Draw figure ``name`` (a key of :data:`FIGURES`) from ``inputs``; returns the rows of ``csv``."""
+    """Draw figure ``name`` (a key of :data:`FIGURES`) from ``inputs``; returns the rows of ``csv``. Under the
+    title: the paper's claim and whether it holds here (:mod:`ecorec.plots.claims`), the measured
+    communication share (training figures) and ``note`` (the modelled regime, from the workflow)."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
-    return FIGURES[name](inputs, png, csv, settings)
+    return FIGURES[name](inputs, png, csv, settings, note)

@@ -24,6 +24,7 @@ __all__ = [
     "environment_summary",
     "kernel_totals",
     "memory_rows",
+    "measured_shares",
     "read_records",
     "train_point",
     "uncompressed_memory",
@@ -31,6 +32,28 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------ training runs
+
+
+def measured_shares(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """``{"exposed", "total", "step_s", "link_gbit"}`` of a run record's ``metrics``: ``exposed`` = time
+    blocked in collectives / step time; ``total`` = the communication's time (the busiest rank's off-node
+    bytes at the emulated link rate) / (compute + that), compute being the step minus the exposed time: the
+    share communication would take without overlap, comparable across modes and with the modelled share
+    (``ecorec.cluster.regime``). ``None`` where the record has no metered communication or emulated link."""
+    timing, comm, cluster = metrics.get("timing") or {}, metrics.get("comm"), metrics.get("cluster") or {}
+    step = timing.get("median_s")
+    link = cluster.get("link_gbit") if cluster.get("emulated", True) else None
+    out: dict[str, float | None] = {"step_s": step, "link_gbit": link, "exposed": None, "total": None}
+    if not comm or not step:
+        return out
+    out["exposed"] = comm.get("exposed_share")
+    if link:
+        ranks_per_node = max(1, int(comm.get("ranks_per_node") or 1))
+        # the busiest rank's off-node bytes through its share of its node's link
+        seconds = comm["bytes_off_node"] * 8 / (float(link) * 1e9 / ranks_per_node)
+        compute = max(0.0, step - (out["exposed"] or 0.0) * step)
+        out["total"] = seconds / (compute + seconds) if compute + seconds > 0 else None
+    return out
 
 
 def train_point(record: Record) -> dict[str, Any]:
@@ -62,6 +85,8 @@ def train_point(record: Record) -> dict[str, Any]:
     cluster = metrics.get("cluster") or {}
     dilation = cluster.get("dilation") or {}
     auroc = metrics.get("final_auroc") or {}
+    shares = measured_shares(metrics)
+    factor = dilation.get("factor")
     return {
         "system": config["run"]["name"],
         "mode": metrics.get("mode", config["parallel"].get("mode")),
@@ -89,6 +114,16 @@ def train_point(record: Record) -> dict[str, Any]:
         "cluster_link_gbit": cluster.get("link_gbit", ""),
         "cluster_profile": cluster.get("profile", ""),
         "cluster_dilation": dilation.get("factor", ""),
+        "cluster_dilation_tt": dilation.get("tt_factor", ""),
+        "cluster_dilation_gemm": dilation.get("gemm_factor", ""),
+        "cluster_tt_weight": dilation.get("tt_weight", ""),
+        "cluster_target_world": dilation.get("target_world", ""),
+        "cluster_fanout": dilation.get("fanout", ""),
+        "comm_exposed_share": math.nan if shares["exposed"] is None else shares["exposed"],
+        "comm_total_share": math.nan if shares["total"] is None else shares["total"],
+        # this machine's time x the dilation: the target's time per iteration the run stands for
+        "target_time_per_iter_ms": mean_ms * factor if factor else math.nan,
+        "target_samples_per_s": global_batch / (mean_ms * 1e-3 * factor) if factor else math.nan,
         "val_auroc": math.nan if auroc.get("val") is None else auroc["val"],  # null: undefined
         "device": record.get("environment", {}).get("device", ""),
     }

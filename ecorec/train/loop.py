@@ -19,12 +19,13 @@ Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.record
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ecorec.models import EmbeddingOptimizerSettings, ModelSettings, TableSettings, build_head
-from ecorec.parallel import DenseOptimizerSettings, build_distributed_model
+from ecorec.parallel import CommMeter, CommSample, DenseOptimizerSettings, build_distributed_model
 from ecorec.records import RunRecord
 from ecorec.train.checkpoint import (
     CheckpointError,
@@ -51,7 +52,7 @@ from ecorec.train.checkpoint import (
 )
 from ecorec.train.config import RunConfig, config_warnings
 from ecorec.train.epochs import EpochPlan
-from ecorec.train.metrics import evaluate, gather_objects, peak_memory, summarize_times
+from ecorec.train.metrics import comm_metrics, evaluate, gather_objects, peak_memory, summarize_times
 from ecorec.train.mlperf_log import MLPerfRunLog
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
@@ -59,7 +60,7 @@ from ecorec.train.sources import dataset_metadata, make_loader
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
 from ecorec.utils.memory import StepMemory, measure_step_memory
 
-__all__ = ["DistributedContext", "init_distributed", "run_training"]
+__all__ = ["DistributedContext", "init_distributed", "run_training", "run_trainings"]
 
 _LOG = logging.getLogger("ecorec.train")
 
@@ -295,9 +296,11 @@ def run_training(
     resume: bool = False,
     stop_after_steps: int | None = None,
     resume_from: str | None = None,
+    shared_process: bool = False,
 ) -> dict[str, Any] | None:
     """Train as configured; returns the run record on rank 0 (``None`` elsewhere, or when stopped early by
-    ``stop_after_steps``, which simulates a preempted job: no record is written).
+    ``stop_after_steps``, which simulates a preempted job: no record is written). ``shared_process``: earlier
+    runs trained in this process (:func:`run_trainings`), so a CPU max RSS covers them too.
 
     ``resume``: continue from the latest checkpoint of ``output_dir`` (refused if its config differs);
     ``resume_from``: start from the weights of another checkpoint on purpose (fine-tuning). A fatal exception
@@ -308,10 +311,26 @@ def run_training(
     try:
         setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
         try:
-            return _run(cfg, ctx, resume, stop_after_steps, resume_from)
+            return _run(cfg, ctx, resume, stop_after_steps, resume_from, shared_process)
         except BaseException as err:
             _log_fatal(ctx.rank, err)
             raise
+    finally:
+        if ctx.owns_group:
+            dist.destroy_process_group()
+
+
+def run_trainings(cfgs: Sequence[RunConfig]) -> None:
+    """Train several runs one after another in this process group (one launch for a figure point; the same
+    world size and device). Each writes its own record; a failing run stops the launch."""
+    ctx = init_distributed(cfgs[0])
+    try:
+        for i, cfg in enumerate(cfgs):
+            run_training(cfg, shared_process=i > 0)
+            gc.collect()
+            if ctx.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(ctx.device)
+            dist.barrier()
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
@@ -333,6 +352,7 @@ def _run(
     resume: bool,
     stop_after_steps: int | None,
     resume_from: str | None = None,
+    shared_process: bool = False,
 ) -> dict[str, Any] | None:
     setup_logging(cfg.output_dir / "logs" / f"rank{ctx.rank}.log", ctx.rank)
 
@@ -371,6 +391,7 @@ def _run(
         from ecorec.train.hetgmp import hetgmp_setup
 
         hetgmp, partition = hetgmp_setup(cfg, metadata, features, ctx.rank, ctx.world_size)
+    meter = CommMeter(ctx.rank, ctx.world_size)
     model = build_distributed_model(
         mode,
         specs,
@@ -386,6 +407,7 @@ def _run(
         device=ctx.device,
         precision=cfg.train.precision,
         hetgmp=hetgmp,
+        comm_meter=meter,
     )
     if partition is not None:
         from ecorec.train.hetgmp import hetgmp_train_loader
@@ -455,6 +477,7 @@ def _run(
     mlog = _mlperf_log(cfg, ctx, epochs, metadata, state.step)
     dist.barrier()
     times: list[float] = []
+    comm_samples: list[CommSample] = []
     first_timed = state.step
     step_memory: StepMemory | None = None
     progress = tqdm(total=epochs.total_steps, initial=state.step, disable=ctx.rank != 0, desc=f"train {mode}")
@@ -464,6 +487,7 @@ def _run(
         model.set_learning_rates(dense_lr, embedding_lr, embedding_lr * tt_scale)  # TT: same schedule
         mlog.epoch_boundary(state.step, epochs.steps_per_epoch, before=True)
         _sync(ctx.device)
+        meter.take()  # evaluation's collectives are not the step's
         start = time.perf_counter()
         if (
             step_memory is None
@@ -475,6 +499,7 @@ def _run(
             out = model.train_step(stream)
         _sync(ctx.device)
         times.append(time.perf_counter() - start)
+        comm_samples.append(meter.take())
         if not math.isfinite(out.loss):
             raise FloatingPointError(f"step {state.step}: the loss is {out.loss}")
         state.losses.append(out.loss)
@@ -509,9 +534,12 @@ def _run(
     mlog.run_stop(reached_target=state.stopped_early)
     mlog.close()
     memory, kind = peak_memory(ctx.device)
+    if shared_process and kind == "max_rss":
+        kind = "max_rss (of the process, earlier runs of its launch included)"
     all_times = gather_objects(times)
     all_memory = gather_objects(memory)
     all_step_memory = gather_objects(step_memory)
+    all_comm = gather_objects(comm_samples)
     step_times = [max(ts) for ts in zip(*all_times)]
     if ctx.rank != 0:
         return None
@@ -543,6 +571,16 @@ def _run(
         "tables": table_kinds,
         "config_warnings": ignored_settings,
         "cluster": json.loads(os.environ[_CLUSTER_ENV]) if os.environ.get(_CLUSTER_ENV) else None,
+        "comm": (
+            comm_metrics(
+                all_comm,
+                step_times,
+                cfg.train.timing_warmup_steps,
+                int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)),
+            )
+            if mode not in ("torchrec", "hetgmp")
+            else None
+        ),
     }
     if plan is not None:
         metrics["plan"] = {str(r): names for r, names in plan.assignment.items()}

@@ -13,11 +13,11 @@ import torch
 import torch.distributed as dist
 from torchmetrics.functional.classification import binary_auroc
 
-from ecorec.parallel import all_gather_equal
+from ecorec.parallel import CommSample, all_gather_equal
 
 _LOG = logging.getLogger("ecorec.train")
 
-__all__ = ["auroc", "evaluate", "gather_objects", "peak_memory", "summarize_times"]
+__all__ = ["auroc", "comm_metrics", "evaluate", "gather_objects", "peak_memory", "summarize_times"]
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:
@@ -43,6 +43,61 @@ def _percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def comm_metrics(
+    samples: Sequence[Sequence[CommSample]],
+    step_times: Sequence[float],
+    warmup_steps: int,
+    ranks_per_node: int,
+) -> dict[str, Any] | None:
+    """The communication of the timed steps, from every rank's :class:`~ecorec.parallel.CommSample` per step.
+
+    Args:
+        samples: ``samples[r][s]``: rank ``r``'s sample of step ``s``.
+        step_times: seconds of each step (the slowest rank's), in order; the first ``warmup_steps`` are left
+            out, as in :func:`summarize_times`.
+        ranks_per_node: ranks sharing a node (bytes to them do not cross the inter-node link).
+
+    Returns:
+        ``None`` without metered steps, else the medians over timed steps of: ``exposed_ms`` (time blocked in
+        collectives, mean over ranks) and ``exposed_share`` (that / the step time); ``bytes_per_rank`` (bytes
+        a rank sends to other ranks, mean over ranks) and ``bytes_off_node`` (to other nodes, the busiest
+        rank: the link's load); ``wait_ms_by_kind`` and ``bytes_by_kind`` (mean over ranks).
+    """
+    world = len(samples)
+    steps = min((len(s) for s in samples), default=0)
+    timed = range(warmup_steps, min(steps, len(step_times)))
+    if world == 0 or not timed:
+        return None
+    exposed, shares, sent, off_node = [], [], [], []
+    kinds = sorted({k for rank in samples for s in rank for k in (*s.wait_s, *s.bytes_by_kind)})
+    wait_by_kind: dict[str, list[float]] = {k: [] for k in kinds}
+    bytes_by_kind: dict[str, list[float]] = {k: [] for k in kinds}
+    for step in timed:
+        per_rank = [samples[r][step] for r in range(world)]
+        exposed_s = statistics.fmean(s.exposed_s for s in per_rank)
+        exposed.append(exposed_s * 1e3)
+        shares.append(exposed_s / step_times[step] if step_times[step] > 0 else 0.0)
+        sent.append(statistics.fmean(sum(s.bytes_to) for s in per_rank))
+        off_node.append(max(s.bytes_off_node(ranks_per_node, r) for r, s in enumerate(per_rank)))
+        for k in kinds:
+            wait_by_kind[k].append(statistics.fmean(s.wait_s.get(k, 0.0) for s in per_rank) * 1e3)
+            bytes_by_kind[k].append(statistics.fmean(s.bytes_by_kind.get(k, 0) for s in per_rank))
+    return {
+        "timed_steps": len(timed),
+        "ranks_per_node": ranks_per_node,
+        "exposed_ms": statistics.median(exposed),
+        "exposed_share": statistics.median(shares),
+        "bytes_per_rank": statistics.median(sent),
+        "bytes_off_node": statistics.median(off_node),
+        "wait_ms_by_kind": {k: statistics.median(v) for k, v in wait_by_kind.items()},
+        "bytes_by_kind": {k: statistics.median(v) for k, v in bytes_by_kind.items()},
+        "definition": (
+            "exposed: time blocked waiting for collectives (mean over ranks; synchronisation skew included); "
+            "bytes: sent to other ranks per step (all-reduce counted as a ring, 2(W-1)/W of the buffer)"
+        ),
+    }
 
 
 def summarize_times(

@@ -24,8 +24,9 @@ from ecorec.workflow.bench import bench_flags
 from ecorec.workflow.resources import RunResources, bench_gres
 from ecorec.workflow.sources import SourceGraph
 
-#: Path fragment of a training run below results/runs/ (``batch``: local batch per rank).
-TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}"
+#: Path fragment of a training run below results/runs/ (``batch``: local batch per rank; ``target``: the
+#: target world whose communication an emulated run stands for, see :meth:`WorkflowConfig.target_world`).
+TRAIN_RUN_PATTERN = "{dataset}/{system}/{algorithm}/T{tables}-R{world}-b{batch}-W{target}"
 #: One HET-GMP partition and its runs: ``<this>/partition.{npz,json}``,
 #: ``<this>/s<rate>-B<bound>/record.json``.
 HETGMP_RUN_PATTERN = "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}"
@@ -78,6 +79,19 @@ FIGURE_TABLE = (
     FigureSpec("table1", "table 1", "memory", kernel=True),
 )
 FIGURES = tuple(f.name for f in FIGURE_TABLE)
+#: The figures drawn from training runs (one launch rule per figure in rules/train.smk).
+TRAINING_FIGURES = tuple(f.name for f in FIGURE_TABLE if not f.kernel)
+
+
+@dataclass(frozen=True)
+class _Point:
+    """Wildcards of one training run, for settings computed outside a job."""
+
+    system: str
+    algorithm: str
+    tables: int
+    world: int
+    batch: int
 
 
 class WorkflowConfig:
@@ -243,7 +257,27 @@ class WorkflowConfig:
 
     def train_run_id(self, run: Mapping[str, Any]) -> str:
         """Path fragment of a run from a ``train.runs`` entry (dataset defaults to config ``dataset``)."""
-        return TRAIN_RUN_PATTERN.format(**{"dataset": self.config["dataset"], **run})
+        paper = {"world": run["target_world"]} if run.get("target_world") else None
+        target = self.target_world(int(run["world"]), paper)
+        return TRAIN_RUN_PATTERN.format(
+            **{"dataset": self.config["dataset"], **{k: v for k, v in run.items() if k != "target_world"}},
+            target=target,
+        )
+
+    def target_world(self, world: int, paper: Mapping[str, Any] | None = None) -> int:
+        """The target world a run of ``world`` ranks stands for (the ``W`` of its path): with emulation, the
+        figure's ``paper.world`` (its links are scaled for that fan-out, ``ecorec.cluster.dilation.fanout``),
+        else one target node per emulated node (``nodes x gpus_per_node`` of the profile; weak scaling);
+        without emulation, ``world`` itself (a real cluster is what it is)."""
+        c = self.cluster
+        if not c["emulate"]:
+            return world
+        if paper and paper.get("world"):
+            return int(paper["world"])
+        from ecorec.cluster.settings import emulated_nodes  # torch-free
+
+        nodes, _ = emulated_nodes(world, int(c["ranks_per_node"]))
+        return nodes * int(c["profiles"][c["profile"]]["gpus_per_node"])
 
     def train_records(self) -> list[str]:
         """The record.json of every run of config ``train.runs``."""
@@ -351,12 +385,46 @@ class WorkflowConfig:
                 tables=t,
                 world=w,
                 batch=section["batch"],
+                target=self.target_world(w, section.get("paper")),
             )
             + "/record.json"
             for system in section["systems"]
             for t in tables
             for w in worlds
         ]
+
+    def figure_point_runs(self, name: str, suffix: str) -> list[str]:
+        """The paths of every system of training figure ``name`` at one point, as patterns with the
+        wildcards ``dataset``, ``tables``, ``world``, ``batch`` and ``target`` (``suffix``: ``record.json`` or
+        ``run.yaml``): the outputs and inputs of the figure's launch rule (one torchrun job per point)."""
+        return [
+            "results/runs/"
+            + TRAIN_RUN_PATTERN.format(
+                dataset="{dataset}",
+                system=system,
+                algorithm=self.system_algorithm(system),
+                tables="{tables}",
+                world="{world}",
+                batch="{batch}",
+                target="{target}",
+            )
+            + f"/{suffix}"
+            for system in self.config[name]["systems"]
+        ]
+
+    def figure_point_constraints(self, name: str) -> dict[str, str]:
+        """Wildcard constraints that restrict a figure's launch rule to the points of its grid."""
+        section = self.config[name]
+        tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
+        worlds = section["worlds"] if "worlds" in section else [section["world"]]
+        targets = sorted({self.target_world(w, section.get("paper")) for w in worlds})
+        return {
+            "dataset": re.escape(self.config["dataset"]),
+            "tables": "|".join(map(str, tables)),
+            "world": "|".join(map(str, worlds)),
+            "batch": str(section["batch"]),
+            "target": "|".join(map(str, targets)),
+        }
 
     def kernel_bench_records(self, name: str) -> list[str]:
         """The kernel-benchmark JSON lines of ``fig11`` (K largest tables of the dataset) or ``table1`` (one
@@ -378,6 +446,15 @@ class WorkflowConfig:
             return self.kernel_bench_records(name)
         return self.figure_runs(name)
 
+    def figure_named_inputs(self, name: str) -> dict[str, Any]:
+        """The plot rule's inputs: ``records`` (:meth:`figure_inputs`) and, for a training figure on the
+        emulated cluster with the ``mix`` dilation, the compute ``split`` its regime is modelled from."""
+        inputs: dict[str, Any] = {"records": self.figure_inputs(name)}
+        kernel = next(f for f in FIGURE_TABLE if f.name == name).kernel
+        if not kernel and self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
+            inputs["split"] = self.compute_split_file()
+        return inputs
+
     def bench_flags(self, name: str) -> str:
         """Flags of ``python -m ecorec.bench tt`` from a figure's section (:func:`bench_flags`)."""
         return bench_flags(self.config[name])
@@ -386,20 +463,110 @@ class WorkflowConfig:
         """One GPU for a kernel benchmark on cuda (unset on cpu)."""
         return bench_gres(self.device)
 
+    # ---- regime table (rules/regime.smk, issue 24) -------------------------------------------------------
+    #: Figures with a claim, and the CSV each is judged on.
+    REGIME_FIGURES = ("fig10", "fig11", "fig12", "fig16", "table1", "hetgmp", "placement")
+
+    def placement_figures(self) -> list[str]:
+        """The placement study's figure CSV of each table kind."""
+        return [
+            f"results/figures/placement_{self.placement_dataset()}_{kind}.csv"
+            for kind in self.config["placement"]["kinds"]
+        ]
+
+    def regime_inputs(self, wildcards: Any = None) -> dict[str, Any]:
+        """The regime table's inputs: every figure's CSV, the training figures' run records and, with the
+        ``mix`` dilation, the compute split the regime is modelled from."""
+        inputs: dict[str, Any] = {
+            "figures": [f"results/figures/{name}.csv" for name in FIGURES] + ["results/figures/hetgmp.csv"],
+            "placement": self.placement_figures(),
+            **{f"runs_{f.name}": self.figure_runs(f.name) for f in FIGURE_TABLE if not f.kernel},
+        }
+        if self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
+            inputs["split"] = self.compute_split_file()
+        return inputs
+
+    def regime_settings(self) -> dict[str, Any]:
+        """Each figure's config section, the cluster profiles and the training model (the regime script's
+        params)."""
+        return {
+            "figures": {name: dict(self.config.get(name, {})) for name in self.REGIME_FIGURES},
+            "profiles": dict(self.cluster.get("profiles", {})),
+            "train_model": dict(self.config["train"]["model"]),
+        }
+
     # ---- emulated cluster (config `cluster`, issue 15) -----------------------------------------------------
     @property
     def cluster(self) -> Mapping[str, Any]:
         """The config's ``cluster:`` section (absent: not emulated)."""
         return self.config.get("cluster", {"emulate": False})
 
-    def cluster_dilation_file(self) -> str:
-        """The dilation record of the configured profile at its ranks per node (rule ``cluster_dilation``)."""
+    def cluster_dilation_file(
+        self, world: int, target: int, *, profile: str | None = None, kernel: str | None = None
+    ) -> str:
+        """The dilation record (rule ``cluster_dilation``) of a run of ``world`` ranks standing for
+        ``target`` GPUs of ``profile`` (default ``cluster.profile``), dilated by ``kernel`` (default
+        ``cluster.kernel``)."""
+        from ecorec.cluster.settings import emulated_nodes  # torch-free
+
         c = self.cluster
-        return f"results/cluster/dilation-{c['profile']}-p{c['ranks_per_node']}.json"
+        _, per_node = emulated_nodes(world, int(c["ranks_per_node"]))
+        return (
+            f"results/cluster/dilation-{profile or c['profile']}-{kernel or c.get('kernel', 'tt')}"
+            f"-p{per_node}-R{world}-W{target}.json"
+        )
 
     def train_cluster_inputs(self, wildcards: Any = None) -> dict[str, str]:
-        """``{"dilation": file}`` of a training run when emulated, else nothing."""
-        return {"dilation": self.cluster_dilation_file()} if self.cluster["emulate"] else {}
+        """``{"dilation": file}`` of a training run (wildcards ``world``, ``target``) when emulated, else
+        nothing."""
+        if not self.cluster["emulate"]:
+            return {}
+        return {"dilation": self.cluster_dilation_file(int(wildcards.world), int(wildcards.target))}
+
+    def study_cluster_inputs(self, section: str) -> Any:
+        """Input function (``{"dilation": file}`` when emulated) of the HET-GMP (``section="hetgmp"``) or
+        placement (``"placement"``) runs: the section's ``cluster`` (profile, kernel, target world; default
+        ``cluster.profile``, kernel ``tt``, one target node per emulated node) at its world (``world`` or
+        ``devices``)."""
+
+        def inputs(wildcards: Any = None) -> dict[str, str]:
+            if not self.cluster["emulate"]:
+                return {}
+            settings = self.config[section]
+            world = int(settings.get("world", settings.get("devices", 1)))
+            own = settings.get("cluster") or {}
+            target = own.get("target_world") or self.target_world(world)
+            return {
+                "dilation": self.cluster_dilation_file(
+                    world, int(target), profile=own.get("profile"), kernel=own.get("kernel", "tt")
+                )
+            }
+
+        return inputs
+
+    def compute_split_file(self) -> str:
+        """This machine's compute split of the configured training model (``cluster.split``), which weighs
+        the ``mix`` dilation."""
+        split = self.cluster.get("split", {"tables": 8, "batch": 4096})
+        return f"results/cluster/split-{self.config['dataset']}-T{split['tables']}-b{split['batch']}.json"
+
+    def dilation_inputs(self, wildcards: Any) -> dict[str, str]:
+        """A dilation's inputs: this machine's kernel rates with as many concurrent processes as the run has
+        ranks, and the compute split of a ``mix`` dilation."""
+        inputs = {"rates": f"results/cluster/rates-c{int(wildcards.world)}.json"}
+        if wildcards.kernel == "mix":
+            inputs["split"] = self.compute_split_file()
+        return inputs
+
+    def compute_split_settings(self, wildcards: Any = None) -> dict[str, Any]:
+        """The run settings (``ecorec.train`` config, without paths) whose compute split is measured: the
+        ``train`` model and embeddings, ``cluster.split`` tables and local batch, 2 ranks, mode dp."""
+        split = self.cluster.get("split", {"tables": 8, "batch": 4096})
+        point = _Point(
+            system="ecorec", algorithm="ecorec", tables=split["tables"], world=2, batch=split["batch"]
+        )
+        settings = self.train_run_settings(point)
+        return {**settings, "parallel": {"mode": "dp", "world_size": 2}}
 
     def train_emulate_arg(self, wildcards: Any, input: Any) -> str:
         """`` --emulate "..."`` of ``launch_torchrun.sh`` (with its leading space), or ``""`` when not
@@ -411,8 +578,16 @@ class WorkflowConfig:
         return " --emulate " + shlex.quote(emulation_args(self.cluster, int(wildcards.world), input.dilation))
 
     def cluster_dilation_settings(self, wildcards: Any) -> dict[str, Any]:
-        """The ``cluster`` section with the profile and ranks per node of a ``cluster_dilation`` job."""
-        return {**self.cluster, "profile": wildcards.profile, "ranks_per_node": int(wildcards.ranks)}
+        """The ``cluster`` section with the profile, kernel, ranks per node, world and target world of a
+        ``cluster_dilation`` job."""
+        return {
+            **self.cluster,
+            "profile": wildcards.profile,
+            "kernel": wildcards.kernel,
+            "ranks_per_node": int(wildcards.ranks),
+            "world": int(wildcards.world),
+            "target_world": int(wildcards.target),
+        }
 
     def cluster_src(self, wildcards: Any = None) -> str:
         """Source hash of the emulation launcher when runs are emulated (a change reruns them), else
@@ -432,15 +607,29 @@ class WorkflowConfig:
             for p in h["partitioners"]
         ]
 
+    def _hetgmp_points(self) -> list[str]:
+        """``s<store_rate>-B<bound>`` of every grid point of a partitioner. Without mirrors (store rate 0)
+        the bound changes nothing, so that store rate runs at the first bound only."""
+        bounds = list(self.hetgmp["bounds"])
+        return [
+            f"s{float(rate):g}-B{bound}"
+            for rate in self.hetgmp["store_rates"]
+            for bound in (bounds if float(rate) > 0 else bounds[:1])
+        ]
+
     def hetgmp_records(self) -> list[str]:
         """Every run record of the grid: partitioners x store rates x staleness bounds."""
-        rates = [f"{float(s):g}" for s in self.hetgmp["store_rates"]]
         return [
-            f"{run}/s{rate}-B{bound}/record.json"
-            for run in self._hetgmp_runs()
-            for rate in rates
-            for bound in self.hetgmp["bounds"]
+            f"{run}/{point}/record.json" for run in self._hetgmp_runs() for point in self._hetgmp_points()
         ]
+
+    def hetgmp_point_runs(self, suffix: str) -> list[str]:
+        """One partitioner's grid points as patterns (wildcards ``dataset``, ``world``, ``batch``,
+        ``partitioner``; ``suffix``: ``record.json`` or ``run.yaml``): its launch rule's outputs or inputs."""
+        base = HETGMP_RUN_PATTERN.format(
+            dataset="{dataset}", world="{world}", batch="{batch}", partitioner="{partitioner}"
+        )
+        return [f"{base}/{point}/{suffix}" for point in self._hetgmp_points()]
 
     def hetgmp_partition_headers(self) -> list[str]:
         """The partition header (JSON) of every partitioner of the grid."""

@@ -86,8 +86,6 @@ for figure in FIGURE_TABLE:
         localrule: True
         params:
             settings=config[figure.name],
-            profiles=WF.cluster.get("profiles", {}),
-            train_model=config["train"]["model"],
             src=WF.src_hash("plot_figure.py"),
         script:
             "../workflow_scripts/plot_figure.py"

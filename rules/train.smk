@@ -45,6 +45,7 @@ rule compute_split:
         timed_jobs=1,
     params:
         settings=WF.compute_split_settings,
+        parameter_tables=WF.split_parameter_tables(),
         src=WF.src_hash("compute_split.py", "ecorec.bench.compute_split"),
     script:
         "../workflow_scripts/compute_split.py"

@@ -11,7 +11,7 @@ data = dict(ctx.params.settings)
 data["run"] = {**data["run"], "output_dir": f"{ctx.output[0]}.run"}
 data["dataset"] = {**data["dataset"], "path": ctx.input.dataset}
 cfg = run_config_from_dict(data, source=ctx.output[0])
-split = measure_compute_split(cfg)
+split = measure_compute_split(cfg, parameter_tables=list(ctx.params.parameter_tables))
 write_json_atomic(ctx.output[0], split)
 ctx.logger.info(
     "embedding %.3f s, dense %.3f s per rank and step: tt weight %.3f -> %s",

@@ -21,6 +21,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["measure_compute_split", "main"]
@@ -37,11 +38,20 @@ def _median_seconds(fn: Any, repeats: int, warmup: int) -> tuple[float, list[flo
     return statistics.median(samples), samples
 
 
-def measure_compute_split(cfg: Any, *, repeats: int = 3, warmup: int = 1, threads: int = 1) -> dict[str, Any]:
-    """Time one rank's embedding and dense compute of the run ``cfg`` (a ``RunConfig``; see the module)."""
+def measure_compute_split(
+    cfg: Any,
+    *,
+    repeats: int = 3,
+    warmup: int = 1,
+    threads: int = 1,
+    parameter_tables: Sequence[int] = (),
+) -> dict[str, Any]:
+    """Time one rank's embedding and dense compute of the run ``cfg`` (a ``RunConfig``; see the module).
+    ``dense_parameters_by_tables`` gives the head's parameters for each of ``parameter_tables`` table counts
+    too (the regime model scales the dense compute and all-reduce by them)."""
     import torch
 
-    from ecorec.models import build_head, build_tables, pool_table
+    from ecorec.models import build_head, build_tables, head_parameters, pool_table
     from ecorec.train.loop import _settings, model_settings
     from ecorec.train.planning import table_specs
     from ecorec.train.sources import dataset_metadata, make_loader
@@ -102,6 +112,10 @@ def measure_compute_split(cfg: Any, *, repeats: int = 3, warmup: int = 1, thread
         "tables": len(features),
         "num_dense": metadata.num_dense,
         "dense_parameters": sum(p.numel() for p in head.parameters()),
+        "dense_parameters_by_tables": {
+            str(t): head_parameters(model_settings(cfg), metadata.num_dense, t)
+            for t in sorted({len(features), *map(int, parameter_tables)})
+        },
         "rank_tables": share,
         "world_size": world,
         "local_batch": b,
@@ -121,10 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parameter-tables", type=int, nargs="*", default=[], help="head sizes to report too")
     p.add_argument("--output", help="also write the JSON here")
     args = p.parse_args(argv)
     result = measure_compute_split(
-        load_run_config(args.config), repeats=args.repeats, warmup=args.warmup, threads=args.threads
+        load_run_config(args.config),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        parameter_tables=args.parameter_tables,
     )
     print(json.dumps(result, indent=1))
     if args.output:

@@ -41,6 +41,7 @@ __all__ = [
     "measured_shares",
     "model_step",
     "modelled_regime",
+    "dense_parameters_of",
     "regime_note",
     "regime_rows",
     "regime_summary",
@@ -277,7 +278,6 @@ def regime_rows(
     split: Mapping[str, Any] | None,
     paper: Mapping[str, Any] | None,
     profiles: Mapping[str, Mapping[str, Any]],
-    dense_parameters: Callable[[int], int] | None,
     figure: str,
 ) -> list[dict[str, Any]]:
     """One row per run record of a figure: its point, the measured shares (exposed, total) and, for runs of
@@ -312,7 +312,7 @@ def regime_rows(
             "paper_tables": None,
         }
         dilation = cluster.get("dilation") or {}
-        if split is not None and dense_parameters is not None and row["algorithm"] == split.get("algorithm"):
+        if split is not None and row["algorithm"] == split.get("algorithm"):
             if "worlds" in paper:
                 paper_world = dict(zip(worlds, paper["worlds"])).get(world)
             else:
@@ -323,7 +323,7 @@ def regime_rows(
             model = modelled_regime(
                 record,
                 split,
-                dense_parameters=dense_parameters,
+                dense_parameters=dense_parameters_of(split),
                 profile=profile,
                 paper_world=paper_world,
                 paper_tables=paper_tables,
@@ -333,6 +333,21 @@ def regime_rows(
             row["paper_world"], row["paper_tables"] = paper_world, paper_tables
         rows.append(row)
     return rows
+
+
+def dense_parameters_of(split: Mapping[str, Any]) -> Callable[[int], int]:
+    """``T -> the head's parameters with T tables`` from a split record (``KeyError`` naming the count when
+    the split did not report it: add it to the figure's tables or ``paper.tables``)."""
+    table = {int(t): int(n) for t, n in (split.get("dense_parameters_by_tables") or {}).items()}
+
+    def count(tables: int) -> int:
+        if tables not in table:
+            raise KeyError(
+                f"the compute split reports the head's parameters for {sorted(table)} tables, not {tables}"
+            )
+        return table[tables]
+
+    return count
 
 
 def regime_note(rows: Sequence[Mapping[str, Any]]) -> str:

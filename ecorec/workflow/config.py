@@ -450,10 +450,16 @@ class WorkflowConfig:
         """The plot rule's inputs: ``records`` (:meth:`figure_inputs`) and, for a training figure on the
         emulated cluster with the ``mix`` dilation, the compute ``split`` its regime is modelled from."""
         inputs: dict[str, Any] = {"records": self.figure_inputs(name)}
-        kernel = next(f for f in FIGURE_TABLE if f.name == name).kernel
-        if not kernel and self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
-            inputs["split"] = self.compute_split_file()
+        if name in self.regime_figures():
+            inputs["regime"] = f"results/regime/{name}.json"
         return inputs
+
+    def regime_figures(self) -> tuple[str, ...]:
+        """The training figures whose regime is modelled: on the emulated cluster with the ``mix`` dilation
+        (the model scales the measured compute split)."""
+        if self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
+            return TRAINING_FIGURES
+        return ()
 
     def bench_flags(self, name: str) -> str:
         """Flags of ``python -m ecorec.bench tt`` from a figure's section (:func:`bench_flags`)."""
@@ -475,16 +481,16 @@ class WorkflowConfig:
         ]
 
     def regime_inputs(self, wildcards: Any = None) -> dict[str, Any]:
-        """The regime table's inputs: every figure's CSV, the training figures' run records and, with the
-        ``mix`` dilation, the compute split the regime is modelled from."""
-        inputs: dict[str, Any] = {
+        """The regime table's inputs: every figure's CSV and the modelled regime of each training figure."""
+        return {
             "figures": [f"results/figures/{name}.csv" for name in FIGURES] + ["results/figures/hetgmp.csv"],
             "placement": self.placement_figures(),
-            **{f"runs_{f.name}": self.figure_runs(f.name) for f in FIGURE_TABLE if not f.kernel},
+            "regimes": [f"results/regime/{name}.json" for name in self.regime_figures()],
         }
-        if self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
-            inputs["split"] = self.compute_split_file()
-        return inputs
+
+    def figure_regime_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """A training figure's run records and the compute split its regime is modelled from."""
+        return {"records": self.figure_runs(wildcards.figure), "split": self.compute_split_file()}
 
     def regime_settings(self) -> dict[str, Any]:
         """Each figure's config section, the cluster profiles and the training model (the regime script's
@@ -492,7 +498,6 @@ class WorkflowConfig:
         return {
             "figures": {name: dict(self.config.get(name, {})) for name in self.REGIME_FIGURES},
             "profiles": dict(self.cluster.get("profiles", {})),
-            "train_model": dict(self.config["train"]["model"]),
         }
 
     # ---- emulated cluster (config `cluster`, issue 15) -----------------------------------------------------
@@ -567,6 +572,16 @@ class WorkflowConfig:
         )
         settings = self.train_run_settings(point)
         return {**settings, "parallel": {"mode": "dp", "world_size": 2}}
+
+    def split_parameter_tables(self, wildcards: Any = None) -> list[int]:
+        """Every table count of the training figures and of their paper configurations (the split reports
+        the head's parameters at each: the regime model's dense compute and all-reduce)."""
+        counts: set[int] = set()
+        for name in TRAINING_FIGURES:
+            section = self.config.get(name, {})
+            for value in (section.get("tables"), (section.get("paper") or {}).get("tables")):
+                counts.update(int(t) for t in (value if isinstance(value, list) else [value]) if t)
+        return sorted(counts)
 
     def train_emulate_arg(self, wildcards: Any, input: Any) -> str:
         """`` --emulate "..."`` of ``launch_torchrun.sh`` (with its leading space), or ``""`` when not

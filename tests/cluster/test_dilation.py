@@ -70,14 +70,18 @@ def test_train_rule_runs_on_the_emulated_cluster_when_asked(tmp_path: Path) -> N
     (tmp_path / "results" / "datasets" / "synthetic").mkdir(parents=True)
     overlay = tmp_path / "emulate.yaml"
     overlay.write_text(yaml.safe_dump({"cluster": {"emulate": True, "link_gbit": 0.25}}))
-    target = "results/runs/synthetic/ecorec/ecorec/T32-R2-b256/record.json"
+    target = "results/runs/synthetic/ecorec/ecorec/T8-R2-b512-W32/record.json"
     proc = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"),
                          str(overlay), "--", target, workdir=tmp_path)  # fmt: skip
     text = proc.stdout + proc.stderr
-    assert "rule cluster_dilation" in text and "results/cluster/dilation-a100_ib100-p1.json" in text
+    # the mix dilation: this machine's rates with 2 concurrent ranks, the compute split, the 32-GPU fan-out
+    assert "rule cluster_dilation" in text and "results/cluster/dilation-a100_ib100-mix-p1-R2-W32.json" in text
+    assert "rule cluster_rates" in text and "results/cluster/rates-c2.json" in text
+    assert "rule compute_split" in text
     assert "--emulate '--nodes 2 --ranks-per-node 1 --dilation-file" in text and "--link-gbit 0.25'" in text
     loopback = tmp_path / "loopback.yaml"
     loopback.write_text(yaml.safe_dump({"cluster": {"emulate": False}}))
+    plain_target = target.replace("-W32/", "-W2/")  # without emulation a run stands for itself
     plain = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"),
-                          str(loopback), "--", target, workdir=tmp_path)  # fmt: skip
+                          str(loopback), "--", plain_target, workdir=tmp_path)  # fmt: skip
     assert "--emulate" not in plain.stdout + plain.stderr and "cluster_dilation" not in plain.stdout

@@ -291,3 +291,42 @@ def test_resume_refuses_another_config_and_resume_from_fine_tunes(tmp_path, data
     assert metrics["num_tt_tables"] == sum(t["kind"] == "tt" for t in tables) >= 1
     log = (tmp_path / "finetune" / "logs" / "rank0.log").read_text()
     assert all(f"table {t['table']}: {t['kind']}, {t['parameters']} parameters" in log for t in tables)
+
+
+@pytest.mark.slow
+def test_one_launch_trains_several_runs_each_as_if_alone(tmp_path, dataset, full_run):
+    """Two --config files in one torchrun launch (the pipeline's one launch per figure point): the second
+    run's loss curve and AUROC equal the same run launched alone, and the first (mp) meters exactly the
+    bytes its all-to-alls and all-reduce move: each rank sends its tables' pooled [b, D] blocks forward and
+    the other rank's gradient blocks backward (b x T x D x 4 bytes for 2 ranks), and the ring all-reduce
+    2 (W - 1) / W of the head's gradients."""
+    mp = _config(tmp_path, dataset, "mp", parallel={"mode": "mp", "num_micro_keys": None, "reorder": None,
+                 "skew_degree": None}, train={"checkpoint_every": 0})  # fmt: skip
+    again = tmp_path / "again.yaml"
+    again.write_text(
+        (full_run.parent / "full.yaml").read_text().replace(str(full_run), str(tmp_path / "again"))
+    )
+    cmd = ["bash", str(LAUNCHER), "--config", str(mp), "--config", str(again), "--nproc-per-agent", "2"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = json.loads((full_run / "record.json").read_text())["metrics"]
+    shared = json.loads((tmp_path / "again" / "record.json").read_text())["metrics"]
+    assert shared["loss_curve"] == alone["loss_curve"] and shared["final_auroc"] == alone["final_auroc"]
+    assert "earlier runs of its launch" in shared["peak_memory_bytes"]["kind"]
+
+    record = json.loads((tmp_path / "mp" / "record.json").read_text())
+    comm = record["metrics"]["comm"]
+    b, tables, dim = 64, 6, 8
+    assert comm["bytes_by_kind"]["all_to_all"] == b * tables * dim * 4
+    from ecorec.models import ModelSettings, head_parameters
+
+    model = record["config"]["model"]
+    settings = ModelSettings(
+        embedding_dim=dim,
+        dense_arch=tuple(model["dense_arch"]),
+        over_arch=tuple(model["over_arch"]),
+        interaction=model["interaction"],
+    )
+    assert comm["bytes_by_kind"]["all_reduce"] == head_parameters(settings, 4, tables) * 4  # 2 (2-1)/2 = 1
+    assert 0.0 <= comm["exposed_share"] < 1.0 and comm["ranks_per_node"] == 2
+    assert comm["bytes_off_node"] == 0  # both ranks on this one node

@@ -70,10 +70,20 @@ def test_figure_grids_and_inputs(wf):
     assert len(runs) == len(fig12["systems"]) * len(fig12["worlds"])
     first = fig12["systems"][0]
     algorithm = CONFIG["systems"][first].get("algorithm", "ecorec")
+    # weak scaling: each emulated node stands for one node of the profile (its GPUs are the target world)
+    gpus = CONFIG["cluster"]["profiles"][CONFIG["cluster"]["profile"]]["gpus_per_node"]
+    w0 = fig12["worlds"][0]
     assert runs[0] == (
-        f"results/runs/{CONFIG['dataset']}/{first}/{algorithm}/T{fig12['tables']}-R{fig12['worlds'][0]}"
-        f"-b{fig12['batch']}/record.json"
+        f"results/runs/{CONFIG['dataset']}/{first}/{algorithm}/T{fig12['tables']}-R{w0}"
+        f"-b{fig12['batch']}-W{w0 * gpus}/record.json"
     )
+    # fig10 and fig16 stand for their paper's world (the links scaled for its fan-out)
+    for name in ("fig10", "fig16"):
+        assert all(r.endswith(f"-W{CONFIG[name]['paper']['world']}/record.json") for r in wf.figure_runs(name))
+    # one launch per point: its systems' records are the outputs of one rule
+    point = wf.figure_point_runs("fig16", "record.json")
+    assert len(point) == len(CONFIG["fig16"]["systems"]) and all("{target}" in p for p in point)
+    assert wf.figure_point_constraints("fig16")["batch"] == str(CONFIG["fig16"]["batch"])
     assert wf.figure_inputs("table1") == [
         f"results/bench/table1/N{CONFIG['table1']['num_embeddings']}-b{b}.jsonl"
         for b in CONFIG["table1"]["batch_sizes"]

@@ -79,7 +79,8 @@ def test_figure_grids_and_inputs(wf):
     )
     # fig10 and fig16 stand for their paper's world (the links scaled for its fan-out)
     for name in ("fig10", "fig16"):
-        assert all(r.endswith(f"-W{CONFIG[name]['paper']['world']}/record.json") for r in wf.figure_runs(name))
+        world = CONFIG[name]["paper"]["world"]
+        assert all(r.endswith(f"-W{world}/record.json") for r in wf.figure_runs(name))
     # one launch per point: its systems' records are the outputs of one rule
     point = wf.figure_point_runs("fig16", "record.json")
     assert len(point) == len(CONFIG["fig16"]["systems"]) and all("{target}" in p for p in point)

@@ -120,27 +120,28 @@ rule train:
         "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
 
 
-# One launch per figure point: every system of a training figure at one (tables, world, batch, target) trains
-# in the same torchrun job (python -m ecorec.train --config a.yaml --config b.yaml ...), each writing its own
-# record: the launch (processes, imports, rendezvous; ~20 s on 2 CPU cores) is paid once per point. A point's
-# records are the outputs of one job: adding a system to a figure reruns its points.
-for figure in TRAINING_FIGURES:
+# One launch per figure point: every system of the training figures at one point (tables, world, local batch,
+# target world) trains in the same torchrun job (python -m ecorec.train --config a.yaml --config b.yaml ...),
+# each writing its own record: the launch (processes, imports, rendezvous; ~20 s on 2 CPU cores) is paid once
+# per point. Points needing the same systems share a rule (WorkflowConfig.launch_groups); adding a system to a
+# figure reruns its points.
+for group in WF.launch_groups():
 
     rule:
         name:
-            f"train_{figure}"
+            group.name
         input:
             unpack(WF.train_cluster_inputs),
-            run_configs=WF.figure_point_runs(figure, "run.yaml"),
+            run_configs=WF.launch_runs(group, "run.yaml"),
             dataset="results/datasets/{dataset}",
         output:
-            WF.figure_point_runs(figure, "record.json"),
+            WF.launch_runs(group, "record.json"),
         log:
-            f"logs/train/{{dataset}}/{figure}/T{{tables}}-R{{world}}-b{{batch}}-W{{target}}.log",
+            "logs/train/{dataset}/launch/{point}.log",
         benchmark:
-            f"benchmarks/train/{{dataset}}/{figure}/T{{tables}}-R{{world}}-b{{batch}}-W{{target}}.tsv"
+            "benchmarks/train/{dataset}/launch/{point}.tsv"
         wildcard_constraints:
-            **WF.figure_point_constraints(figure),
+            **WF.launch_constraints(group),
         threads: WF.run_resource("threads")
         resources:
             timed_jobs=1,
@@ -165,8 +166,7 @@ for figure in TRAINING_FIGURES:
             "--agents {resources.agents} --nproc-per-agent {resources.nproc_per_agent} "
             "--cpus-per-task {resources.cpus_per_task} > {log} 2>&1"
 
-
-ruleorder: train_fig10 > train_fig16 > train_fig12 > train
+    workflow.ruleorder(group.name, "train")
 
 
 rule train_runs:

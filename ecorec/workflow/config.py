@@ -94,6 +94,33 @@ class _Point:
     batch: int
 
 
+#: A run's point in its path (``T<tables>-R<world>-b<batch>-W<target>``), as one wildcard of a launch rule.
+POINT_PATTERN = "T{tables}-R{world}-b{batch}-W{target}"
+_POINT_RE = re.compile(r"^T(?P<tables>\d+)-R(?P<world>\d+)-b(?P<batch>\d+)-W(?P<target>\d+)$")
+
+
+@dataclass(frozen=True)
+class LaunchGroup:
+    """Training points of the figures that one torchrun launch trains together: every ``point`` (a
+    :data:`POINT_PATTERN` string) needs exactly ``systems`` (the union over the figures that share it)."""
+
+    name: str
+    systems: tuple[str, ...]
+    points: tuple[str, ...]
+
+
+def run_point(wildcards: Any) -> Any:
+    """``tables``, ``world``, ``batch`` and ``target`` of a job: its own wildcards, or parsed from its
+    ``point`` wildcard (the launch rules)."""
+    point = getattr(wildcards, "point", None)
+    if point is None:
+        return wildcards
+    match = _POINT_RE.match(str(point))
+    if match is None:
+        raise ValueError(f"not a training point: {point!r} (expected {POINT_PATTERN})")
+    return type("Point", (), match.groupdict())
+
+
 class WorkflowConfig:
     """The validated config dict of a Snakemake run, with the translations its rules need.
 
@@ -287,7 +314,7 @@ class WorkflowConfig:
         """Nodes, agents, threads and GPUs of a run (:class:`RunResources`)."""
         train = self.config["train"]
         return RunResources.of_run(
-            int(wildcards.world),
+            int(run_point(wildcards).world),
             procs_per_node=int(train["procs_per_node"]),
             agents_per_node=int(train["agents_per_node"]),
             cpus_per_proc=int(train["cpus_per_proc"]),
@@ -393,38 +420,56 @@ class WorkflowConfig:
             for w in worlds
         ]
 
-    def figure_point_runs(self, name: str, suffix: str) -> list[str]:
-        """The paths of every system of training figure ``name`` at one point, as patterns with the
-        wildcards ``dataset``, ``tables``, ``world``, ``batch`` and ``target`` (``suffix``: ``record.json`` or
-        ``run.yaml``): the outputs and inputs of the figure's launch rule (one torchrun job per point)."""
+    def launch_groups(self) -> list[LaunchGroup]:
+        """The training figures' points grouped for one torchrun launch each: a point runs the union of the
+        systems of every figure that has it, and points with the same systems share one launch rule (named
+        after their figures). A point two figures share is one launch and one record per system."""
+        systems_at: dict[str, list[str]] = {}
+        figures_at: dict[str, list[str]] = {}
+        for name in TRAINING_FIGURES:
+            section = self.config[name]
+            tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
+            worlds = section["worlds"] if "worlds" in section else [section["world"]]
+            for t in tables:
+                for w in worlds:
+                    point = POINT_PATTERN.format(
+                        tables=t,
+                        world=w,
+                        batch=section["batch"],
+                        target=self.target_world(w, section.get("paper")),
+                    )
+                    have = systems_at.setdefault(point, [])
+                    have += [s for s in section["systems"] if s not in have]
+                    figures_at.setdefault(point, [])
+                    if name not in figures_at[point]:
+                        figures_at[point].append(name)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        names: dict[tuple[str, ...], list[str]] = {}
+        for point, systems in systems_at.items():
+            key = tuple(systems)
+            groups.setdefault(key, []).append(point)
+            names.setdefault(key, [])
+            names[key] += [f for f in figures_at[point] if f not in names[key]]
+        out, used = [], set()
+        for key, points in groups.items():
+            name = "train_" + "_".join(names[key])
+            while name in used:  # the same figures with another system set at some point
+                name += "_"
+            used.add(name)
+            out.append(LaunchGroup(name, key, tuple(points)))
+        return out
+
+    def launch_runs(self, group: LaunchGroup, suffix: str) -> list[str]:
+        """The paths of every system of a launch group at one point, with the wildcards ``dataset`` and
+        ``point`` (``suffix``: ``record.json`` or ``run.yaml``): the launch rule's outputs or inputs."""
         return [
-            "results/runs/"
-            + TRAIN_RUN_PATTERN.format(
-                dataset="{dataset}",
-                system=system,
-                algorithm=self.system_algorithm(system),
-                tables="{tables}",
-                world="{world}",
-                batch="{batch}",
-                target="{target}",
-            )
-            + f"/{suffix}"
-            for system in self.config[name]["systems"]
+            f"results/runs/{{dataset}}/{system}/{self.system_algorithm(system)}/{{point}}/{suffix}"
+            for system in group.systems
         ]
 
-    def figure_point_constraints(self, name: str) -> dict[str, str]:
-        """Wildcard constraints that restrict a figure's launch rule to the points of its grid."""
-        section = self.config[name]
-        tables = section["tables"] if isinstance(section["tables"], list) else [section["tables"]]
-        worlds = section["worlds"] if "worlds" in section else [section["world"]]
-        targets = sorted({self.target_world(w, section.get("paper")) for w in worlds})
-        return {
-            "dataset": re.escape(self.config["dataset"]),
-            "tables": "|".join(map(str, tables)),
-            "world": "|".join(map(str, worlds)),
-            "batch": str(section["batch"]),
-            "target": "|".join(map(str, targets)),
-        }
+    def launch_constraints(self, group: LaunchGroup) -> dict[str, str]:
+        """Wildcard constraints restricting a launch rule to its group's points of the config's dataset."""
+        return {"dataset": re.escape(self.config["dataset"]), "point": "|".join(map(re.escape, group.points))}
 
     def kernel_bench_records(self, name: str) -> list[str]:
         """The kernel-benchmark JSON lines of ``fig11`` (K largest tables of the dataset) or ``table1`` (one
@@ -526,7 +571,8 @@ class WorkflowConfig:
         nothing."""
         if not self.cluster["emulate"]:
             return {}
-        return {"dilation": self.cluster_dilation_file(int(wildcards.world), int(wildcards.target))}
+        point = run_point(wildcards)
+        return {"dilation": self.cluster_dilation_file(int(point.world), int(point.target))}
 
     def study_cluster_inputs(self, section: str) -> Any:
         """Input function (``{"dilation": file}`` when emulated) of the HET-GMP (``section="hetgmp"``) or
@@ -590,7 +636,8 @@ class WorkflowConfig:
             return ""
         from ecorec.cluster.settings import emulation_args  # torch-free
 
-        return " --emulate " + shlex.quote(emulation_args(self.cluster, int(wildcards.world), input.dilation))
+        world = int(run_point(wildcards).world)
+        return " --emulate " + shlex.quote(emulation_args(self.cluster, world, input.dilation))
 
     def cluster_dilation_settings(self, wildcards: Any) -> dict[str, Any]:
         """The ``cluster`` section with the profile, kernel, ranks per node, world and target world of a

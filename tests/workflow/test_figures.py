@@ -26,51 +26,10 @@ WORKFLOW_PARTS = [
 ]
 WORKFLOW_PARTS += ["config.yaml", "config.paper.yaml"]
 
-TINY = {
-    # plain loopback: the emulated cluster (the default) has its own end-to-end tests (tests/cluster); here it
-    # would only add its dilation measurement and namespace setup to every run
-    "cluster": {"emulate": False},
-    "datasets": {"synthetic": {"num_tables": 4, "num_samples": 16384, "rows_min": 1000, "rows_max": 20000}},
-    "stats": {"batch_size": 512, "num_batches": 2},
-    "train": {
-        "steps": 5,
-        "timing_warmup_steps": 1,
-        "timing_windows": 3,
-        "eval_batches": 1,
-        "eval_splits": ["val"],
-        "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
-        "embeddings": {"tt_ranks": [4, 4], "tt_min_rows": 500},
-        "lr_schedule": {"warmup_steps": 1, "decay_start_step": 3, "decay_steps": 2},
-        "runs": [],
-    },
-    "fig10": {"systems": ["ecorec", "elrec"], "tables": [4, 2], "world": 2, "batch": 64},
-    "fig12": {"systems": ["ecorec"], "tables": 4, "worlds": [1, 2], "batch": 64},
-    "fig16": {"systems": ["twp", "ecorec"], "tables": [4], "world": 2, "batch": 64},
-    "fig11": {
-        "largest_tables": 2,
-        "batch_sizes": [128, 256],
-        "variants": ["ecorec", "fbtt", "nn_embedding_bag"],
-        "embedding_dim": 8,
-        "tt_ranks": 4,
-        "repeats": 3,
-        "warmup": 0,
-        "num_batches": 2,
-        "copy_bytes": 1 << 20,
-    },
-    "table1": {
-        "num_embeddings": 1_000_000,
-        "batch_sizes": [128, 256],
-        "variants": ["ecorec", "fbtt", "nn_embedding_bag"],
-        "embedding_dim": 8,
-        "tt_ranks": 4,
-        "repeats": 3,
-        "warmup": 0,
-        "num_batches": 1,
-        "max_dense_bytes": 1 << 20,
-        "copy_bytes": 1 << 20,
-    },
-}
+#: The tests' small shapes (the default config keeps the paper's per-worker shapes).
+TINY = yaml.safe_load((REPO_ROOT / "tests" / "config.test.yaml").read_text())
 FIGURE_RULES = {"fig10", "fig11", "fig12", "fig16", "table1"}
+AGGREGATES = ("all", "figures", "hetgmp", "placement", "regime")
 
 
 def _overlay(path: Path, data: dict) -> str:
@@ -79,9 +38,9 @@ def _overlay(path: Path, data: dict) -> str:
 
 
 def _jobs(workdir: Path, *overlays: str) -> dict[str, int]:
-    """{rule: jobs} a dry run of the default target would run, without the `all` and `figures` aggregates."""
+    """{rule: jobs} a dry run of the default target would run, without the aggregate rules."""
     counts = dry_run_job_counts("--configfile", str(workdir / "config.yaml"), *overlays, workdir=workdir)
-    return {rule: n for rule, n in counts.items() if rule not in ("all", "figures")}
+    return {rule: n for rule, n in counts.items() if rule not in AGGREGATES}
 
 
 def _edit(path: Path) -> str:
@@ -102,22 +61,38 @@ def _merge(base: dict, overlay: dict) -> dict:
 
 
 def _training_points(cfg: dict) -> set[tuple]:
-    """(system, tables, world, local batch) of every training point of figures 10, 12 and 16."""
+    """(system, tables, world, local batch, target world) of every training point of figures 10, 12 and 16:
+    the target is the figure's paper world (fig10, fig16) or one target node per emulated node (fig12)."""
+    emulated = cfg["cluster"]["emulate"]
+    gpus = cfg["cluster"]["profiles"][cfg["cluster"]["profile"]]["gpus_per_node"]
     points = set()
     for name in ("fig10", "fig16"):
         section = cfg[name]
+        target = section["paper"]["world"] if emulated else section["world"]
         points |= {
-            (s, t, section["world"], section["batch"]) for s in section["systems"] for t in section["tables"]
+            (s, t, section["world"], section["batch"], target)
+            for s in section["systems"]
+            for t in section["tables"]
         }
     section = cfg["fig12"]
     points |= {
-        (s, section["tables"], w, section["batch"]) for s in section["systems"] for w in section["worlds"]
+        (s, section["tables"], w, section["batch"], w * gpus if emulated else w)
+        for s in section["systems"]
+        for w in section["worlds"]
     }
     return points
 
 
+def _launches(counts: dict[str, int]) -> int:
+    """Jobs of the launch rules (one torchrun launch per figure point: rules/train.smk)."""
+    return sum(n for rule, n in counts.items() if rule.startswith("train_fig"))
+
+
 def _assert_one_job_per_point(counts: dict[str, int], cfg: dict) -> None:
-    assert counts["train"] == counts["train_config"] == len(_training_points(cfg))  # shared points run once
+    points = _training_points(cfg)
+    assert counts["train_config"] == len(points)  # a point two figures share runs once
+    assert _launches(counts) == len({p[1:] for p in points})  # one launch per (tables, world, batch, target)
+    assert "train" not in counts
     assert counts["bench_kernels"] == len(cfg["fig11"]["batch_sizes"])
     assert counts["bench_memory"] == len(cfg["table1"]["batch_sizes"])
     assert all(counts[rule] == 1 for rule in FIGURE_RULES)
@@ -128,7 +103,8 @@ def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
     (tmp_path / "results" / "datasets" / default["dataset"]).mkdir(parents=True)
     counts = dry_run_job_counts("figures", "--configfile", str(REPO_ROOT / "config.yaml"), workdir=tmp_path)
     _assert_one_job_per_point(counts, default)
-    assert len(_training_points(default)) == 19
+    # fig10: 4 systems x 2 table counts; fig12: 3 systems x 3 worlds; fig16: 4 systems
+    assert len(_training_points(default)) == 8 + 9 + 4 and _launches(counts) == 2 + 3 + 1
 
     paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
     paper_dir = tmp_path / "paper"
@@ -143,8 +119,9 @@ def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
         workdir=paper_dir,
     )
     _assert_one_job_per_point(counts, paper)
-    # fig10: 4 systems x Meta-788/480/240 at 32 GPUs; fig12: 3 more world sizes; fig16: 4 x 3 at 16 GPUs
-    assert len(_training_points(paper)) == 12 + 12 + 12
+    # fig10: 4 systems x Meta-788/480/240 at 32 GPUs; fig12: 3 systems x 3 more world sizes (its 32 GPUs are
+    # fig10's point); fig16: 4 x 3 at 16 GPUs
+    assert len(_training_points(paper)) == 12 + 9 + 12 and _launches(counts) == 3 + 3 + 3
     assert len(paper["fig11"]["batch_sizes"]) == 7 and paper["table1"]["batch_sizes"] == [10000, 20000]
 
 
@@ -180,24 +157,40 @@ def test_figures_and_what_a_change_reruns(tiny_pipeline):
         os.utime(path, (later, later))
     assert _jobs(root, tiny) == {}
 
-    # one figure's settings: only its new points and its plot
+    # one figure's settings: only its new points and the plots of the figures that share them (a point is one
+    # launch: a new system at fig16's point, which figures 10 and 12 share, reruns that launch)
     fig16 = _overlay(root / "fig16.yaml", {"fig16": {**TINY["fig16"], "systems": ["bwp", "twp", "ecorec"]}})
-    assert _jobs(root, tiny, fig16) == {"train_config": 1, "train": 1, "fig16": 1}
+    assert _jobs(root, tiny, fig16) == {
+        "train_config": 1,
+        "train_fig10_fig12_fig16": 1,
+        "fig16": 1,
+        "fig10": 1,
+        "fig12": 1,
+        "regime_table": 1,
+    }
+    new_point = _overlay(root / "new.yaml", {"fig16": {**TINY["fig16"], "batch": 32}})
+    assert _jobs(root, tiny, new_point) == {
+        "train_config": 2,
+        "train_fig16": 1,
+        "fig16": 1,
+        "regime_table": 1,
+    }
     fig11 = _overlay(root / "fig11.yaml", {"fig11": {**TINY["fig11"], "batch_sizes": [128, 256, 512]}})
-    assert _jobs(root, tiny, fig11) == {"bench_kernels": 1, "fig11": 1}
+    assert _jobs(root, tiny, fig11) == {"bench_kernels": 1, "fig11": 1, "regime_table": 1}
     fig12 = _overlay(root / "fig12.yaml", {"fig12": {**TINY["fig12"], "worlds": [2]}})
-    assert _jobs(root, tiny, fig12) == {"fig12": 1}  # a point dropped: no run, only the plot
+    assert _jobs(root, tiny, fig12) == {"fig12": 1, "regime_table": 1}  # a point dropped: only the plots
 
     # a plotting function: only the plots that import it (the source hash follows the import graph:
     # reuse_histogram draws with ecorec.plots.stats and .style, not .figures)
     plots = root / "ecorec" / "plots" / "figures.py"
     old = _edit(plots)
-    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES}
+    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES | {"regime_table"}}
     plots.write_text(old)
     assert _jobs(root, tiny) == {}
     style = root / "ecorec" / "plots" / "style.py"
     old = _edit(style)
-    assert _jobs(root, tiny) == {rule: 1 for rule in FIGURE_RULES | {"reuse_histogram"}}
+    expected = FIGURE_RULES | {"reuse_histogram", "regime_table", "hetgmp_figure", "placement_figure"}
+    assert _jobs(root, tiny) == {rule: 1 for rule in expected}
     style.write_text(old)
     assert _jobs(root, tiny) == {}
 
@@ -212,7 +205,7 @@ def test_figures_and_what_a_change_reruns(tiny_pipeline):
     old = _edit(tt)
     jobs = _jobs(root, tiny)
     tt.write_text(old)
-    assert jobs["bench_kernels"] == 2 and jobs["bench_memory"] == 2 and jobs["train"] == 6
+    assert jobs["bench_kernels"] == 2 and jobs["bench_memory"] == 2 and _launches(jobs) == 3
     assert FIGURE_RULES <= set(jobs)
     assert "synthetic" not in jobs and "environment" not in jobs
     assert _jobs(root, tiny) == {}

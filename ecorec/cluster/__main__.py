@@ -24,13 +24,12 @@ from ecorec.cluster.launch import ClusterSpec, Terminated, run_job
 from ecorec.cluster.linkcheck import check_link
 from ecorec.cluster.network import ClusterError, LinkSpec, cleanup
 from ecorec.utils import write_json_atomic
+from ecorec.utils.yamlfile import load_yaml
 
 
 def _cluster_section(path: str) -> dict[str, Any]:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    section = data.get("cluster")
+    data = load_yaml(path) or {}  # strict: a second `cluster:` section is an error naming both lines
+    section = data.get("cluster") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise SystemExit(f"{path}: no 'cluster:' section")
     return section

@@ -22,13 +22,17 @@ def prepare(cfg: RunConfig) -> str:
     from ecorec.models import build_head
     from ecorec.train.loop import _settings, model_settings
     from ecorec.train.planning import resolve_plan, table_specs, twp_stages
-    from ecorec.train.sources import dataset_metadata
+    from ecorec.train.sources import dataset_metadata, verify_run_data
 
     try:
         metadata = dataset_metadata(cfg)
     except Exception as err:
         raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
     features = cfg.features_of(metadata.features)
+    try:  # the files the run reads, against metadata.json (sha256 once; the ranks then find the stamp)
+        verify_run_data(cfg, metadata, features)
+    except Exception as err:
+        raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
     if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
         raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
     try:  # the head the workers will build, on the meta device (no memory): any other mismatch fails here

@@ -5,7 +5,8 @@ defaults (see ``docs/architecture.md`` and the README's "Training" section for a
 
 - ``run``: seed, device (cpu -> gloo, cuda -> nccl), output_dir (record.json, logs/, checkpoints/, plan.json);
 - ``dataset``: path of a Parquet dataset folder (``ecorec.data``), the features to train (``features``, or the
-  first ``num_tables``; default all), shuffle, prefetch;
+  first ``num_tables``; default all), shuffle, prefetch, ``verify`` (files checked against ``metadata.json``
+  before training; ``false`` skips it and the record says so);
 - ``model``: ``ecorec.models.ModelSettings`` (dlrm / wide_deep / dcn);
 - ``embeddings``: TT algorithm (or none) and ranks, row threshold, minimum compression of a TT table
   (``tt_min_compression``: TT cores at least that many times smaller than the table, else uncompressed), the
@@ -28,11 +29,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecorec.config_effects import model_key_errors, parallel_key_errors, setting_warnings
 from ecorec.models import INTERACTIONS, MODEL_KINDS
 from ecorec.types import Algorithm, ParallelMode, ShardingMethod
+from ecorec.utils.yamlfile import YamlFileError, load_yaml_text
 
 __all__ = [
     "ConfigError",
@@ -93,6 +93,7 @@ class DatasetSection:
     prefetch: int = 2
     source: str = "parquet"  # parquet: the folder at `path`; random: generated on the fly (`random`)
     random: RandomDataSection = field(default_factory=RandomDataSection)
+    verify: bool = True  # check the files against metadata.json before training (ecorec.data.verify)
 
 
 @dataclass(frozen=True)
@@ -555,8 +556,8 @@ def load_run_config(path: str | os.PathLike[str], check_paths: bool = True) -> R
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the run config ({err.strerror})") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    try:  # strict: a key written twice or a syntax error names the file, line and column
+        data = load_yaml_text(text, str(path))
+    except YamlFileError as err:
+        raise ConfigError(str(err)) from None
     return run_config_from_dict(data, str(path), check_paths)

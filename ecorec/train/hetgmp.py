@@ -55,6 +55,7 @@ def hetgmp_train_loader(
         seed=cfg.run.seed,
         shuffle=cfg.dataset.shuffle,
         features=features,
+        verify=cfg.dataset.verify,
     )
 
 

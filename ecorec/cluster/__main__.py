@@ -7,7 +7,8 @@
   ``--tolerance`` (default 10%).
 - ``dilation --config config.yaml --profile NAME --ranks-per-node P``: measure this machine's TT kernel rate
   and print (``--output``: write) the dilation factor and link rates.
-- ``cleanup --prefix PREFIX``: remove a killed run's leftover namespaces.
+- ``cleanup [--prefix PREFIX]``: remove a killed run's leftover namespaces (without ``--prefix``: those of
+  every run whose launcher is gone; each ``run`` does that first too).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from ecorec.cluster.dilation import compute_dilation, measure_reference_us, profile_from_config
 from ecorec.cluster.launch import ClusterSpec, Terminated, run_job
 from ecorec.cluster.linkcheck import check_link
-from ecorec.cluster.network import ClusterError, LinkSpec, cleanup
+from ecorec.cluster.network import ClusterError, LinkSpec, cleanup, reap_orphans
 from ecorec.utils import write_json_atomic
 from ecorec.utils.yamlfile import load_yaml
 
@@ -90,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--link-gbit", type=float)
     d.add_argument("--output", help="write the JSON here (atomically)")
     _add_dilation_args(d)
-    k = sub.add_parser("cleanup", help="remove leftover namespaces of a prefix")
-    k.add_argument("--prefix", required=True)
+    k = sub.add_parser("cleanup", help="remove leftover namespaces (of a prefix, or of every dead launcher)")
+    k.add_argument("--prefix", help="every namespace starting with this (default: runs whose launcher is gone)")
     return p
 
 
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "cleanup":
-            gone = cleanup(args.prefix)
+            if args.prefix is None:
+                gone = [ns for orphan in reap_orphans() for ns in orphan.namespaces]
+            else:
+                gone = cleanup(args.prefix)
             print(f"removed {len(gone)} namespaces: {' '.join(gone)}")
             return 0
         if args.command == "check-link":

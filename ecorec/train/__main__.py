@@ -9,9 +9,12 @@ any worker starts, so a bad configuration fails in seconds and every rank reads 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from ecorec.train.config import ConfigError, RunConfig, load_run_config
+from ecorec.utils.process import die_with_parent
 
 
 def prepare(cfg: RunConfig) -> str:
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after step K without writing a record (simulates a preempted job; resume with --resume)",
     )
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank: die with its agent, never train as an orphan
+        die_with_parent(signal.SIGTERM, parent=os.getppid())
     try:
         cfg = load_run_config(args.config)
         if args.prepare:

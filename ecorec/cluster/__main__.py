@@ -92,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--output", help="write the JSON here (atomically)")
     _add_dilation_args(d)
     k = sub.add_parser("cleanup", help="remove leftover namespaces (of a prefix, or of every dead launcher)")
-    k.add_argument("--prefix", help="every namespace starting with this (default: runs whose launcher is gone)")
+    k.add_argument(
+        "--prefix", help="every namespace starting with this (default: runs whose launcher is gone)"
+    )
     return p
 
 

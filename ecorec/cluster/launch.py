@@ -146,7 +146,8 @@ def _reap(state_dir: Path | None) -> None:
         return
     for orphan in reap_orphans(state_dir):
         _LOG.warning(
-            "removed the emulated network %s (namespaces %s) of a run whose launcher (pid %d) is gone, killed "
+            "removed the emulated network %s (namespaces %s) of a run whose launcher (pid %d) is gone, "
+            "killed "
             "without cleaning up; what still ran inside was stopped",
             orphan.prefix,
             " ".join(orphan.namespaces) or "none left",

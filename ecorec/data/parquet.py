@@ -295,7 +295,11 @@ def _check_coverage(meta: DatasetMetadata, where: str) -> None:
             field_name, what = (
                 ("features", f"feature '{column}'")
                 if column in meta.features
-                else (("has_labels", "the label column") if column == LABEL else ("num_dense", "the dense column"))
+                else (
+                    ("has_labels", "the label column")
+                    if column == LABEL
+                    else ("num_dense", "the dense column")
+                )
             )
             raise _fail(
                 where,
@@ -344,9 +348,7 @@ def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
     return DatasetMetadata.from_json(obj, str(file), root=file.parent)
 
 
-def verify_dataset(
-    path: str | os.PathLike[str], columns: Sequence[str] | None = None
-) -> DatasetMetadata:
+def verify_dataset(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> DatasetMetadata:
     """Read the metadata and check the files holding ``columns`` (default: every file) against it: size
     always, sha256 once per file (remembered by size and modification time in ``<dataset>/.verified.json``;
     :func:`ecorec.data.verify.verify_files`). ``DataFormatError`` names the first bad file and the fix."""

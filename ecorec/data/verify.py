@@ -69,7 +69,11 @@ def _read_stamp(path: Path) -> dict[str, dict[str, Any]]:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(obj, dict) or obj.get("version") != _STAMP_VERSION or not isinstance(obj.get("files"), dict):
+    if (
+        not isinstance(obj, dict)
+        or obj.get("version") != _STAMP_VERSION
+        or not isinstance(obj.get("files"), dict)
+    ):
         return {}
     return {k: v for k, v in obj["files"].items() if isinstance(v, dict)}
 
@@ -144,5 +148,7 @@ def verify_files(
         new[f.path] = seen
     written = _write_stamp(stamp_path, new) if new else (str(stamp_path) if stamp_path.is_file() else None)
     if hashed:
-        _LOG.info("%s: verified %d files (%d bytes hashed, %d remembered)", root, hashed, bytes_hashed, remembered)
+        _LOG.info(
+            "%s: verified %d files (%d bytes hashed, %d remembered)", root, hashed, bytes_hashed, remembered
+        )
     return VerifyReport(len(files), hashed, remembered, bytes_hashed, written, hashes)

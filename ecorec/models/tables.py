@@ -321,8 +321,8 @@ def check_kjt(features: KeyedJaggedTensor) -> None:
     total, nnz = int(lengths.sum()), int(features.values().numel())
     if total != nnz:
         raise ValueError(
-            f"KeyedJaggedTensor with keys {features.keys()[:10]}: its lengths sum to {total} but it has {nnz} "
-            "values (ids); each bag's length must count its ids"
+            f"KeyedJaggedTensor with keys {features.keys()[:10]}: its lengths sum to {total} but it has "
+            f"{nnz} values (ids); each bag's length must count its ids"
         )
 
 

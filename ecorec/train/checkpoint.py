@@ -106,8 +106,8 @@ def save_rank_checkpoint(root: Path, step: int, rank: int, payload: dict[str, An
         kept = f"step {previous['step']}" if previous else "none yet"
         raise DiskFullError(
             path,
-            f"checkpoint of step {step}: no space left on {path.parent} while writing {path.name} (the partial "
-            f"file was removed); {root / LATEST} still names the previous checkpoint "
+            f"checkpoint of step {step}: no space left on {path.parent} while writing {path.name} (the "
+            f"partial file was removed); {root / LATEST} still names the previous checkpoint "
             f"({kept}), so --resume stays safe. Free space, point run.output_dir at another disk, or keep "
             "fewer checkpoints (train.keep_checkpoints)",
         ) from err

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-
-#: Below this many free bytes a failed write counts as "disk full" even when the writer's error does not say so.
+#: Below this many free bytes a failed write counts as "disk full" even if the writer's error does not say so.
 _FULL_BYTES = 64 * 1024
 
 
@@ -61,8 +60,8 @@ def disk_full_error(target: Path) -> DiskFullError:
     """The :class:`DiskFullError` of a failed write of ``target`` (the partial file already removed)."""
     return DiskFullError(
         target,
-        f"no space left on {target.parent} while writing {target.name} (the partial file was removed: nothing "
-        "half-written is left): free space on that file system, or write to another disk",
+        f"no space left on {target.parent} while writing {target.name} (the partial file was removed: "
+        "nothing half-written is left): free space on that file system, or write to another disk",
     )
 
 

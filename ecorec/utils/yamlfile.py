@@ -66,9 +66,9 @@ def load_yaml_text(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
     except _DuplicateKey as dup:
         raise YamlFileError(
-            f"{where}:{dup.mark.line + 1}:{dup.mark.column + 1}: key {dup.key!r} appears twice in this mapping "
-            f"(first at line {dup.first.line + 1}); YAML keeps only the last one, so the first would be "
-            "silently ignored: remove one of them, or merge the two into one"
+            f"{where}:{dup.mark.line + 1}:{dup.mark.column + 1}: key {dup.key!r} appears twice in this "
+            f"mapping (first at line {dup.first.line + 1}); YAML keeps only the last one, so the first "
+            "would be silently ignored: remove one of them, or merge the two into one"
         ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark

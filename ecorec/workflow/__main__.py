@@ -23,7 +23,9 @@ _SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ecorec.workflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check-config", help="read config files strictly and check them against the schema")
+    check = sub.add_parser(
+        "check-config", help="read config files strictly and check them against the schema"
+    )
     check.add_argument("files", nargs="+", help="config.yaml, then overlays in the order given to Snakemake")
     check.add_argument("--schema", default=str(_SCHEMA), help="the JSON schema (YAML); default: the repo's")
     args = parser.parse_args(argv)

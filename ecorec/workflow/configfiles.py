@@ -49,7 +49,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     data: Any
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates(str(path)))
+            data = json.loads(
+                path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates(str(path))
+            )
         except json.JSONDecodeError as err:
             raise YamlFileError(f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
         except OSError as err:

@@ -263,9 +263,9 @@ def _check_expectations(path: Path, header: dict[str, Any], expect: dict[str, An
         if have != want:
             shown = (lambda v: v) if key != "features" else (lambda v: v if v is None else v[:10])
             raise PartitionError(
-                f"{path}: {key} is {shown(have)!r} but this run needs {shown(want)!r}; the partition was made "
-                "for another dataset (or the dataset changed since), split, feature list or world size: make "
-                "it again for this run "
+                f"{path}: {key} is {shown(have)!r} but this run needs {shown(want)!r}; the partition was "
+                "made for another dataset (or the dataset changed since), split, feature list or world "
+                "size: make it again for this run "
                 "(`python -m ecorec.planner.partition DATASET OUT.npz -n P`, rule hetgmp_partition)"
             )
 
@@ -310,8 +310,15 @@ def _check_arrays(
                 f"{plist.size}",
             )
     fetch = z["fetch_matrix"]
-    if fetch.shape != (P, P) or fetch.dtype.kind != "f" or not np.all(np.isfinite(fetch)) or np.any(fetch < 0):
-        raise fail("fetch_matrix", f"expected [{P}, {P}] finite non-negative floats, got {fetch.dtype} {fetch.shape}")
+    if (
+        fetch.shape != (P, P)
+        or fetch.dtype.kind != "f"
+        or not np.all(np.isfinite(fetch))
+        or np.any(fetch < 0)
+    ):
+        raise fail(
+            "fetch_matrix", f"expected [{P}, {P}] finite non-negative floats, got {fetch.dtype} {fetch.shape}"
+        )
     return data, owner, prios, fetch.astype(np.float64)
 
 

@@ -19,6 +19,7 @@ Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.record
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -324,7 +325,8 @@ def _log_fatal(rank: int, err: BaseException) -> None:
         return
     _LOG.error("rank %d failed: %s: %s", rank, type(err).__name__, err, exc_info=err)
     for handler in logging.getLogger("ecorec").handlers:
-        handler.flush()
+        with contextlib.suppress(OSError):  # a full disk must not hide the error being reported
+            handler.flush()
 
 
 def _run(

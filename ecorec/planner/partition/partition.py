@@ -303,11 +303,18 @@ def _check_arrays(
     owned = np.bincount(owner, minlength=P)
     prios = [ids[offsets[i] : offsets[i + 1]] for i in range(P)]
     for rank, plist in enumerate(prios):
-        if plist.size != E - owned[rank] or (plist.size and np.any(owner[plist] == rank)):
+        problem = None
+        if plist.size != E - owned[rank]:
+            problem = f"{plist.size} rows"
+        elif plist.size and np.any(owner[plist] == rank):
+            problem = f"row {int(plist[owner[plist] == rank][0])}, which rank {rank} owns"
+        elif np.unique(plist).size != plist.size:
+            problem = "a row twice"
+        if problem is not None:
             raise fail(
                 "priority_ids",
-                f"rank {rank}'s list must hold exactly the {E - owned[rank]} rows it does not own, has "
-                f"{plist.size}",
+                f"rank {rank}'s list must hold exactly the {E - owned[rank]} rows it does not own, each "
+                f"once; it has {problem}",
             )
     fetch = z["fetch_matrix"]
     if (

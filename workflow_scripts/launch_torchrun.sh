@@ -4,8 +4,9 @@
 #   launch_torchrun.sh --config run.yaml [--nodes N] [--agents A] [--nproc-per-agent P] [--cpus-per-task C]
 #                      [--python PY] [--emulate "CLUSTER RUN ARGS"] [-- extra ecorec.train arguments]
 #
-# 1. `python -m ecorec.train --config run.yaml --prepare` validates the configuration and writes the sharding
-#    plan, so that a bad configuration fails here, naming the field, before any worker is started.
+# 1. `python -m ecorec.train --config run.yaml --prepare --world-size A*P` validates the configuration (its
+#    parallel.world_size must equal the ranks launched) and writes the sharding plan, so that a bad
+#    configuration fails here, naming the field, before any worker is started.
 # 2. One torchrun agent (A = 1): `torchrun --standalone --nproc-per-node P` on this machine (also what a
 #    single-node SLURM job step runs; without SLURM, several agents on one node run as one).
 #    Several agents (A > 1, e.g. one per node): inside a SLURM allocation,
@@ -68,7 +69,7 @@ run() {  # print the command (it lands in the rule's log), then replace this she
     exec "$@"
 }
 
-"$python" -m ecorec.train --config "$config" --prepare
+"$python" -m ecorec.train --config "$config" --prepare --world-size $((agents * nproc))
 
 if [[ -n "$emulate" ]]; then
     if [[ -z "${SLURM_JOB_ID:-}" ]]; then

@@ -63,12 +63,23 @@ def _add_dilation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape-intra-node", action="store_true", help="also shape loopback at the dilated rate")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ecorec.cluster", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run SCRIPT on the emulated cluster")
-    r.add_argument("--nodes", type=int, required=True)
-    r.add_argument("--ranks-per-node", type=int, required=True)
+    r.add_argument("--nodes", type=_positive_int, required=True)
+    r.add_argument("--ranks-per-node", type=_positive_int, required=True)
     r.add_argument(
         "--link-gbit", type=float, help="inter-node rate per node and direction (overrides profile)"
     )

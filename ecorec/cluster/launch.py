@@ -126,13 +126,12 @@ def check_world_size(spec: ClusterSpec, script: Sequence[str]) -> None:
     data = load_yaml(config)  # YamlFileError (a ValueError) names the file, line and column
     parallel = data.get("parallel") if isinstance(data, dict) else None
     world = parallel.get("world_size", 1) if isinstance(parallel, dict) else 1
+    if not isinstance(world, int) or isinstance(world, bool) or world < 1:
+        raise ValueError(f"{config}: parallel.world_size: expected a positive integer, got {world!r}")
     if world == spec.world_size:
         return
-    if isinstance(world, int) and not isinstance(world, bool) and world >= 1:
-        p = spec.ranks_per_node if world % spec.ranks_per_node == 0 else 1
-        launch = f"--nodes {world // p} --ranks-per-node {p}"
-    else:
-        launch = "a positive integer of ranks"
+    p = spec.ranks_per_node if world % spec.ranks_per_node == 0 else 1
+    launch = f"--nodes {world // p} --ranks-per-node {p}"
     raise ValueError(
         f"{config}: parallel.world_size is {world!r}, but the cluster has --nodes {spec.nodes} x "
         f"--ranks-per-node {spec.ranks_per_node} = {spec.world_size} ranks: set parallel.world_size: "

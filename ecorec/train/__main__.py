@@ -1,4 +1,5 @@
-"""python -m ecorec.train --config run.yaml [--resume | --resume-from P] [--prepare] [--stop-after-steps K]
+"""python -m ecorec.train --config run.yaml [--resume | --resume-from P] [--prepare [--world-size N]]
+[--stop-after-steps K]
 
 Run under torchrun (``torchrun --standalone --nproc_per_node R -m ecorec.train --config run.yaml``), or
 through ``workflow_scripts/launch_torchrun.sh``, which first runs ``--prepare`` once: it validates the
@@ -14,6 +15,7 @@ import signal
 import sys
 
 from ecorec.train.config import ConfigError, RunConfig, load_run_config
+from ecorec.utils.atomic import DiskFullError
 from ecorec.utils.process import die_with_parent
 
 
@@ -88,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         "--prepare", action="store_true", help="validate and write the plan (one process, no training)"
     )
     parser.add_argument(
+        "--world-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --prepare: the ranks the launch will start, checked against parallel.world_size "
+        "(workflow_scripts/launch_torchrun.sh passes agents x procs per agent)",
+    )
+    parser.add_argument(
         "--stop-after-steps",
         type=int,
         default=None,
@@ -99,12 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(signal.SIGTERM, parent=os.getppid())
     try:
         cfg = load_run_config(args.config)
+        if args.world_size is not None and args.world_size != cfg.parallel.world_size:
+            raise ConfigError(
+                f"{cfg.source}: parallel.world_size is {cfg.parallel.world_size} but the launch starts "
+                f"{args.world_size} ranks: set parallel.world_size: {args.world_size}, or launch "
+                f"{cfg.parallel.world_size} ranks (launch_torchrun.sh: --agents x --nproc-per-agent)"
+            )
         if args.prepare:
             print(prepare(cfg))
             return 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DiskFullError as err:  # e.g. plan.json on a full disk: the message names the folder
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     from ecorec.train.loop import run_training
 
     run_training(

@@ -553,9 +553,13 @@ def load_run_config(path: str | os.PathLike[str], check_paths: bool = True) -> R
     """Read and validate a run YAML file (errors name the file and the field)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the run config ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); save the run config as UTF-8"
+        ) from None
     try:  # strict: a key written twice or a syntax error names the file, line and column
         data = load_yaml_text(text, str(path))
     except YamlFileError as err:

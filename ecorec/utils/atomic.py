@@ -60,7 +60,7 @@ def disk_full_error(target: Path) -> DiskFullError:
     """The :class:`DiskFullError` of a failed write of ``target`` (the partial file already removed)."""
     return DiskFullError(
         target,
-        f"no space left on {target.parent} while writing {target.name} (the partial file was removed: "
+        f"no space left on {target.parent} while writing {target.name} (the partial output was removed: "
         "nothing half-written is left): free space on that file system, or write to another disk",
     )
 

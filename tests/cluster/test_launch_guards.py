@@ -14,6 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from ecorec.cluster.__main__ import main as cluster_main
 from ecorec.cluster.network import OWNER_DIR, cleanup, list_namespaces
 from ecorec.utils.process import process_alive
@@ -38,6 +40,17 @@ def test_world_size_mismatch_fails_before_any_rendezvous(tmp_path, capsys):
     assert "set parallel.world_size: 3" in err and "--nodes 2 --ranks-per-node 1" in err
     with contextlib.suppress(FileNotFoundError):  # no `ip`: nothing could have been created anyway
         assert not [ns for ns in list_namespaces() if ns.startswith("bqws")]
+
+
+def test_bad_cluster_arguments_name_the_flag_or_field(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("parallel: {world_size: '2'}\n")
+    script = ["--", "-m", "ecorec.train", "--config", str(config)]
+    assert cluster_main(["run", "--nodes", "2", "--ranks-per-node", "1", *script]) == 2
+    assert f"{config}: parallel.world_size: expected a positive integer, got '2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cluster_main(["run", "--nodes", "0", "--ranks-per-node", "1", *script])
+    assert "argument --nodes: must be >= 1, got 0" in capsys.readouterr().err
 
 
 _SLEEPER = textwrap.dedent(

@@ -112,6 +112,21 @@ def test_run_yaml_problems_name_file_line_and_column(tmp_path, capsys, text, exp
     assert f"{config}{expected}" in _prepare(config, capsys)
 
 
+def test_further_run_file_problems(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"run: {name: caf\xe9}\n")
+    assert f"{latin1}: not UTF-8 text (byte 15)" in _prepare(latin1, capsys)
+    random_source = {"source": "random", "random": {"num_embeddings_per_feature": [10, 20]}}
+    two = _write(
+        tmp_path, {"dataset": random_source, "parallel": {"mode": "dp", "world_size": 2}}, "two.yaml"
+    )
+    assert (
+        train_main(["--config", str(two), "--prepare", "--world-size", "1"]) == 2
+    )  # launch_torchrun.sh's check
+    err = capsys.readouterr().err
+    assert f"{two}: parallel.world_size is 2 but the launch starts 1 ranks: set parallel.world_size: 1" in err
+
+
 def test_a_feature_no_file_holds_names_the_metadata_field(tmp_path, dataset, capsys):
     obj = json.loads((dataset / "metadata.json").read_text())
     obj["features"].append("f4")

@@ -175,8 +175,9 @@ def reap_orphans(state_dir: Path = OWNER_DIR) -> list[Orphan]:
         try:
             owner = json.loads(record.read_text())
             prefix, pid = _check_prefix(str(owner["prefix"])), int(owner["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # half-written by a launcher right now, or not ours
+        except (OSError, ValueError, KeyError, TypeError) as err:  # records are written atomically: not ours
+            _LOG.warning("%s: not an owner record of an emulated network (%s); remove it", record, err)
+            continue
         if owner.get("pid_namespace") != here or process_alive(pid, owner.get("start_time")):
             continue
         gone = _namespaces_of(prefix, list_namespaces())

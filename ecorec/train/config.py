@@ -376,6 +376,12 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     if e.tt_lr is not None and not e.tt_lr > 0:
         raise ConfigError(f"{src}: embeddings.tt_lr: must be > 0, got {e.tt_lr}")
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
+    if cfg.dataset.features is not None:
+        twice = sorted({f for f in cfg.dataset.features if cfg.dataset.features.count(f) > 1})
+        if twice:
+            raise ConfigError(
+                f"{src}: dataset.features: {twice} listed more than once; list each feature once"
+            )
     if cfg.dataset.num_tables is not None:
         _positive(cfg.dataset.num_tables, f"{src}: dataset.num_tables")
         if cfg.dataset.features is not None:
@@ -534,6 +540,10 @@ def _apply_preset(data: dict[str, Any], src: str) -> dict[str, Any]:
 
 def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = True) -> RunConfig:
     """Build and validate a :class:`RunConfig` from plain data (a parsed YAML file)."""
+    if data is None:
+        raise ConfigError(
+            f"{source}: the run config is empty; it needs sections such as run, dataset, parallel"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     sections = {f.name: f for f in fields(RunConfig) if f.name != "source"}

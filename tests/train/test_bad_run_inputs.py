@@ -125,6 +125,11 @@ def test_further_run_file_problems(tmp_path, capsys):
     )  # launch_torchrun.sh's check
     err = capsys.readouterr().err
     assert f"{two}: parallel.world_size is 2 but the launch starts 1 ranks: set parallel.world_size: 1" in err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert f"{empty}: the run config is empty" in _prepare(empty, capsys)
+    twice = _write(tmp_path, {"dataset": {**random_source, "features": ["f0", "f0"]}}, "twice.yaml")
+    assert "dataset.features: ['f0'] listed more than once" in _prepare(twice, capsys)  # once passed silently
 
 
 def test_a_feature_no_file_holds_names_the_metadata_field(tmp_path, dataset, capsys):

@@ -51,6 +51,11 @@ def test_bad_cluster_arguments_name_the_flag_or_field(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cluster_main(["run", "--nodes", "0", "--ranks-per-node", "1", *script])
     assert "argument --nodes: must be >= 1, got 0" in capsys.readouterr().err
+    twice = tmp_path / "config.yaml"
+    twice.write_text("cluster:\n  profile: a100_ib100\ncluster:\n  ranks_per_node: 1\n")
+    assert cluster_main(["dilation", "--config", str(twice), "--ranks-per-node", "1", "--here-us", "10"]) == 2
+    err = capsys.readouterr().err
+    assert f"{twice}:3:1: key 'cluster' appears twice in this mapping (first at line 1)" in err
 
 
 _SLEEPER = textwrap.dedent(

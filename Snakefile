@@ -5,9 +5,20 @@
 #   snakemake --cores 2 placement             DreamShard / NeuroShard placement study (rules/placement.smk)
 #   snakemake --cores 2 regime                communication share per experiment, measured and modelled
 #   snakemake --workflow-profile profiles/slurm --configfile config.paper.yaml   paper scale on a SLURM cluster
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.19")
+
+# The workflow drives the ecorec package of this repository, whatever is installed.
+if workflow.basedir not in sys.path:
+    sys.path.insert(0, workflow.basedir)
+
+from ecorec.workflow.configfiles import check_config_files  # noqa: E402
+
+# Snakemake's own reading would say only "Config file is not valid JSON or YAML": name the line and column.
+check_config_files(["config.yaml"])
 
 
 configfile: "config.yaml"

@@ -39,9 +39,10 @@ def check_config(
         config_files: the files ``config`` came from, named in the message (default: "config").
     """
     import jsonschema
-    import yaml
 
-    schema = yaml.safe_load(Path(schema_file).read_text())
+    from ecorec.utils.yamlfile import load_yaml
+
+    schema = load_yaml(schema_file)
     validator_cls = jsonschema.validators.validator_for(schema)
     errors = list(validator_cls(schema).iter_errors(dict(config)))
     if not errors:

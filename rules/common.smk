@@ -9,7 +9,11 @@ if workflow.basedir not in sys.path:
     sys.path.insert(0, workflow.basedir)
 
 from ecorec.config_schema import check_config  # noqa: E402
+from ecorec.workflow.configfiles import check_config_files  # noqa: E402
 
+# Every config file again, strictly, before anything else: a key written twice (two `planner:` sections, a
+# second `dataset:` line) would otherwise keep only its last value without a word.
+check_config_files(getattr(workflow, "configfiles", None) or [])
 # One short line (file, key, rule) instead of Snakemake's ~970-line schema dump; then Snakemake's own validate
 # (which also fills defaults) passes.
 check_config(

@@ -6,8 +6,9 @@
 #
 # Several --config files train one after another in one launch (same world size; python -m ecorec.train).
 #
-# 1. `python -m ecorec.train --config run.yaml --prepare` validates the configuration and writes the sharding
-#    plan, so that a bad configuration fails here, naming the field, before any worker is started.
+# 1. `python -m ecorec.train --config run.yaml --prepare --world-size A*P` validates the configurations (their
+#    parallel.world_size must equal the ranks launched) and writes the sharding plan, so that a bad
+#    configuration fails here, naming the field, before any worker is started.
 # 2. One torchrun agent (A = 1): `torchrun --standalone --nproc-per-node P` on this machine (also what a
 #    single-node SLURM job step runs; without SLURM, several agents on one node run as one).
 #    Several agents (A > 1, e.g. one per node): inside a SLURM allocation,
@@ -70,7 +71,7 @@ run() {  # print the command (it lands in the rule's log), then replace this she
     exec "$@"
 }
 
-"$python" -m ecorec.train "${configs[@]}" --prepare
+"$python" -m ecorec.train "${configs[@]}" --prepare --world-size $((agents * nproc))
 
 if [[ -n "$emulate" ]]; then
     if [[ -z "${SLURM_JOB_ID:-}" ]]; then

@@ -1,23 +1,16 @@
 """DreamShard's table features and the FLOP model's statistics of a dataset (rule `placement_tables`)."""
 
-import contextlib
-
 from ecorec.bench.placement_study import build_table_stats, write_frame
-from ecorec.utils import setup_logging
+from ecorec.workflow import script_context
 
-
-def main(dataset, output, log_file, params):
-    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
-        logger = setup_logging(None)
-        frame = build_table_stats(
-            dataset,
-            batch_size=int(params.batch_size),
-            num_batches=int(params.num_batches),
-            split=params.split,
-            tt_ranks=list(params.tt_ranks),
-        )
-        write_frame(frame, output)
-        logger.info("%d tables -> %s", frame.height, output)
-
-
-main(snakemake.input.dataset, snakemake.output[0], snakemake.log[0], snakemake.params)
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+params, output = ctx.params, ctx.output[0]
+frame = build_table_stats(
+    ctx.input.dataset,
+    batch_size=int(params.batch_size),
+    num_batches=int(params.num_batches),
+    split=params.split,
+    tt_ranks=list(params.tt_ranks),
+)
+write_frame(frame, output)
+ctx.logger.info("%d tables -> %s", frame.height, output)

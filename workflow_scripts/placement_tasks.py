@@ -1,28 +1,24 @@
 """Disjoint train/test table pools and tasks (rule `placement_tasks`)."""
 
-import contextlib
-
 import polars as pl
 
-from ecorec.planner.dreamshard.tasks import make_task_set
-from ecorec.utils import setup_logging
+from ecorec.planner.dreamshard.tasks import TaskError, make_task_set
+from ecorec.workflow import script_context
 
-
-def main(tables, output, log_file, settings):
-    with open(log_file, "w") as log, contextlib.redirect_stderr(log):
-        logger = setup_logging(None)
-        names = pl.read_parquet(tables, columns=["table"])["table"].to_list()
-        tasks = make_task_set(
-            names,
-            num_train=int(settings["num_train"]),
-            num_test=int(settings["num_test"]),
-            tables_per_task=settings["tables_per_task"],
-            seed=int(settings["seed"]),
-            train_fraction=float(settings["train_fraction"]),
-            dims=list(settings["dims"]),
-        )
-        tasks.save(output)
-        logger.info("%d train / %d test tasks -> %s", len(tasks.train), len(tasks.test), output)
-
-
-main(snakemake.input.tables, snakemake.output[0], snakemake.log[0], dict(snakemake.params.tasks))
+ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
+settings, output = dict(ctx.params.tasks), ctx.output[0]
+names = pl.read_parquet(ctx.input.tables, columns=["table"])["table"].to_list()
+try:
+    tasks = make_task_set(
+        names,
+        num_train=int(settings["num_train"]),
+        num_test=int(settings["num_test"]),
+        tables_per_task=settings["tables_per_task"],
+        seed=int(settings["seed"]),
+        train_fraction=float(settings["train_fraction"]),
+        dims=list(settings["dims"]),
+    )
+except TaskError as err:  # name the config section and the dataset's table list
+    raise TaskError(f"config placement.tasks ({len(names)} tables in {ctx.input.tables}): {err}") from None
+tasks.save(output)
+ctx.logger.info("%d train / %d test tasks -> %s", len(tasks.train), len(tasks.test), output)

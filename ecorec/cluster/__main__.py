@@ -7,7 +7,8 @@
   ``--tolerance`` (default 10%).
 - ``dilation --config config.yaml --profile NAME --ranks-per-node P``: measure this machine's TT kernel rate
   and print (``--output``: write) the dilation factor and link rates.
-- ``cleanup --prefix PREFIX``: remove a killed run's leftover namespaces.
+- ``cleanup [--prefix PREFIX]``: remove a killed run's leftover namespaces (without ``--prefix``: those of
+  every run whose launcher is gone; each ``run`` does that first too).
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ from typing import Any
 from ecorec.cluster.dilation import compute_dilation, measure_reference_us, profile_from_config
 from ecorec.cluster.launch import ClusterSpec, Terminated, run_job
 from ecorec.cluster.linkcheck import check_link
-from ecorec.cluster.network import ClusterError, LinkSpec, cleanup
+from ecorec.cluster.network import ClusterError, LinkSpec, cleanup, reap_orphans
 from ecorec.utils import write_json_atomic
+from ecorec.utils.yamlfile import load_yaml
 
 
 def _cluster_section(path: str) -> dict[str, Any]:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    section = data.get("cluster")
+    data = load_yaml(path) or {}  # strict: a second `cluster:` section is an error naming both lines
+    section = data.get("cluster") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise SystemExit(f"{path}: no 'cluster:' section")
     return section
@@ -63,12 +63,23 @@ def _add_dilation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape-intra-node", action="store_true", help="also shape loopback at the dilated rate")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ecorec.cluster", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run SCRIPT on the emulated cluster")
-    r.add_argument("--nodes", type=int, required=True)
-    r.add_argument("--ranks-per-node", type=int, required=True)
+    r.add_argument("--nodes", type=_positive_int, required=True)
+    r.add_argument("--ranks-per-node", type=_positive_int, required=True)
     r.add_argument(
         "--link-gbit", type=float, help="inter-node rate per node and direction (overrides profile)"
     )
@@ -91,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--link-gbit", type=float)
     d.add_argument("--output", help="write the JSON here (atomically)")
     _add_dilation_args(d)
-    k = sub.add_parser("cleanup", help="remove leftover namespaces of a prefix")
-    k.add_argument("--prefix", required=True)
+    k = sub.add_parser("cleanup", help="remove leftover namespaces (of a prefix, or of every dead launcher)")
+    k.add_argument(
+        "--prefix", help="every namespace starting with this (default: runs whose launcher is gone)"
+    )
     return p
 
 
@@ -101,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "cleanup":
-            gone = cleanup(args.prefix)
+            if args.prefix is None:
+                gone = [ns for orphan in reap_orphans() for ns in orphan.namespaces]
+            else:
+                gone = cleanup(args.prefix)
             print(f"removed {len(gone)} namespaces: {' '.join(gone)}")
             return 0
         if args.command == "check-link":

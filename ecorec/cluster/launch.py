@@ -5,8 +5,14 @@ namespace (``ip netns exec``), joined by a c10d rendezvous at node 0's address o
 Cleanup on every exit path: the agents run in their own sessions; on success, on an agent's failure (the other
 agents would wait for it forever), on an exception, on SIGTERM and on SIGINT the launcher sends SIGTERM to
 each agent's process group, SIGKILL after a grace period, kills what is left inside the namespaces and deletes
-them (:class:`ecorec.cluster.network.EmulatedNetwork`). Only SIGKILL of the launcher itself can leave
-namespaces behind; ``python -m ecorec.cluster cleanup --prefix <prefix>`` removes them.
+them (:class:`ecorec.cluster.network.EmulatedNetwork`). SIGKILL of the launcher itself: each agent gets
+SIGTERM from the kernel (``PR_SET_PDEATHSIG``, set between fork and exec), and torchrun stops its ranks
+(``ecorec.train`` ranks also die with their agent); the namespaces stay, and the next run removes them
+(:func:`ecorec.cluster.network.reap_orphans`, logged), as does ``python -m ecorec.cluster cleanup``.
+
+Before anything is created, a run of ``-m ecorec.train --config FILE`` must have ``nodes x ranks_per_node``
+equal to the file's ``parallel.world_size`` (:func:`check_world_size`): otherwise every rank would fail only
+after the rendezvous, buried under c10d tracebacks.
 """
 
 from __future__ import annotations
@@ -21,15 +27,27 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ecorec.cluster.network import ClusterCapabilityError, EmulatedNetwork, LinkSpec, check_capabilities
+from ecorec.cluster.network import (
+    OWNER_DIR,
+    ClusterCapabilityError,
+    EmulatedNetwork,
+    LinkSpec,
+    check_capabilities,
+    reap_orphans,
+    unowned_namespaces,
+)
+from ecorec.utils.process import death_signal_setter
+from ecorec.utils.yamlfile import load_yaml
 
 __all__ = [
     "CLUSTER_ENV",
     "ClusterSpec",
     "Terminated",
     "agent_command",
+    "check_world_size",
     "run_job",
     "run_on_cluster",
     "run_on_loopback",
@@ -83,6 +101,70 @@ def _script_args(script: Sequence[str]) -> list[str]:
     if not os.path.isfile(script[0]):
         raise FileNotFoundError(f"script {script[0]!r} does not exist")
     return list(script)
+
+
+def _train_config(script: Sequence[str]) -> str | None:
+    """The ``--config`` file of a ``-m ecorec.train`` script, else ``None``."""
+    if list(script[:2]) != ["-m", "ecorec.train"]:
+        return None
+    args = list(script[2:])
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def check_world_size(spec: ClusterSpec, script: Sequence[str]) -> None:
+    """For ``-m ecorec.train --config FILE``: ``ValueError`` naming the file, ``parallel.world_size`` and the
+    fix unless ``spec.nodes x spec.ranks_per_node`` equals it (read strictly; a config that cannot be read is
+    an error too). Other scripts pass."""
+    config = _train_config(script)
+    if config is None:
+        return
+    data = load_yaml(config)  # YamlFileError (a ValueError) names the file, line and column
+    parallel = data.get("parallel") if isinstance(data, dict) else None
+    world = parallel.get("world_size", 1) if isinstance(parallel, dict) else 1
+    if not isinstance(world, int) or isinstance(world, bool) or world < 1:
+        raise ValueError(f"{config}: parallel.world_size: expected a positive integer, got {world!r}")
+    if world == spec.world_size:
+        return
+    p = spec.ranks_per_node if world % spec.ranks_per_node == 0 else 1
+    launch = f"--nodes {world // p} --ranks-per-node {p}"
+    raise ValueError(
+        f"{config}: parallel.world_size is {world!r}, but the cluster has --nodes {spec.nodes} x "
+        f"--ranks-per-node {spec.ranks_per_node} = {spec.world_size} ranks: set parallel.world_size: "
+        f"{spec.world_size} in {config}, or launch {launch}"
+    )
+
+
+def _reap(state_dir: Path | None) -> None:
+    """Remove the namespaces of runs whose launcher is gone (killed with SIGKILL), saying so."""
+    if state_dir is None:
+        return
+    for orphan in reap_orphans(state_dir):
+        _LOG.warning(
+            "removed the emulated network %s (namespaces %s) of a run whose launcher (pid %d) is gone, "
+            "killed "
+            "without cleaning up; what still ran inside was stopped",
+            orphan.prefix,
+            " ".join(orphan.namespaces) or "none left",
+            orphan.pid,
+        )
+    for prefix, names in unowned_namespaces(state_dir).items():
+        _LOG.warning(
+            "namespaces %s have no owner record (left by an older ecorec, or in use by one): if no run uses "
+            "them, remove them with `python -m ecorec.cluster cleanup --prefix %s`",
+            " ".join(names),
+            prefix,
+        )
+
+
+def _popen_dying_with_us(cmd: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``Popen`` in a new session whose child gets SIGTERM when this launcher exits, however it exits."""
+    set_death_signal = death_signal_setter(signal.SIGTERM, parent=os.getpid())
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=set_death_signal)  # noqa: PLW1509
 
 
 def agent_command(
@@ -168,14 +250,19 @@ def run_on_cluster(
     python: str = sys.executable,
     grace_s: float = 5.0,
     on_started: Any = None,
+    state_dir: Path | None = OWNER_DIR,
 ) -> int:
     """Run ``script`` (``[file.py, args...]`` or ``["-m", module, args...]``) on every rank of the emulated
     cluster; returns the job's exit status (0, or the first failing agent's status; 128 + signal number when
     the launcher is stopped by SIGTERM/SIGINT, after cleaning up). ``on_started(network)`` is called once the
-    agents run (tests use it)."""
+    agents run (tests use it). First the namespaces of runs whose launcher was killed are removed
+    (``state_dir``: the owner records; ``None``: no records, no reaping)."""
     script = _script_args(script)
+    check_world_size(spec, script)
+    _reap(state_dir)
     base_env = _thread_env(dict(os.environ if env is None else env), spec.world_size)
-    with _SignalGuard() as guard, EmulatedNetwork(spec.nodes, spec.link, spec.prefix) as net:
+    network = EmulatedNetwork(spec.nodes, spec.link, spec.prefix, state_dir=state_dir)
+    with _SignalGuard() as guard, network as net:
         procs: list[subprocess.Popen[bytes]] = []
         info = {
             **net.describe(),
@@ -195,7 +282,7 @@ def run_on_cluster(
                 cmd = agent_command(spec, node.index, master, node.address, str(net.prefix), script, python)
                 full = ["ip", "netns", "exec", node.namespace, *cmd]
                 _LOG.info("node %d: %s", node.index, " ".join(full))
-                procs.append(subprocess.Popen(full, env=node_env, start_new_session=True))
+                procs.append(_popen_dying_with_us(full, node_env))
             if on_started is not None:
                 on_started(net)
             status = 0
@@ -232,6 +319,7 @@ def run_on_loopback(
     """The fallback without the capability: the same ranks on plain loopback (``torchrun --standalone``), the
     record saying that nothing was emulated and why."""
     script = _script_args(script)
+    check_world_size(spec, script)
     info = {"emulated": False, "reason": reason, "nodes": spec.nodes, "ranks_per_node": spec.ranks_per_node,
             "world_size": spec.world_size, **dict(spec.info)}  # fmt: skip
     run_env = _thread_env(dict(os.environ if env is None else env), spec.world_size)
@@ -240,7 +328,7 @@ def run_on_loopback(
            f"--nproc-per-node={spec.world_size}", *script]  # fmt: skip
     _LOG.info("plain loopback: %s", " ".join(cmd))
     with _SignalGuard() as guard:
-        proc = subprocess.Popen(cmd, env=run_env, start_new_session=True)
+        proc = _popen_dying_with_us(cmd, run_env)
         try:
             return proc.wait()
         except Terminated:
@@ -261,7 +349,9 @@ def run_job(
     python: str = sys.executable,
 ) -> int:
     """:func:`run_on_cluster`, or with ``fallback`` and without the capability :func:`run_on_loopback` after
-    a warning (``ClusterCapabilityError`` otherwise)."""
+    a warning (``ClusterCapabilityError`` otherwise). A world size that does not fit the script's run config
+    fails first (:func:`check_world_size`)."""
+    check_world_size(spec, _script_args(script))
     try:
         check_capabilities()
     except ClusterCapabilityError as exc:

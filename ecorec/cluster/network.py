@@ -21,10 +21,17 @@ link is shaped the same way whatever N is)::
 
 Every name starts with a per-run prefix (``ecr`` + 5 hex digits by default), so concurrent runs and tests do
 not collide and :func:`cleanup` can remove a run's leftovers by prefix.
+
+Owner records: before creating anything, a network writes ``<state_dir>/<prefix>.json`` (default
+``/run/ecorec-cluster``, beside ``/run/netns`` where ``ip netns`` keeps the namespaces; both vanish at reboot)
+naming its launcher (pid, start time, pid namespace), and removes it after deleting its namespaces. A launcher
+killed with SIGKILL cannot clean up; :func:`reap_orphans` (called by every new run) deletes the namespaces of
+each record whose launcher is gone, killing what still runs inside, and says so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -35,6 +42,10 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ecorec.utils.atomic import write_json_atomic
+from ecorec.utils.process import pid_namespace, process_alive, process_start_time
 
 __all__ = [
     "CAP_NET_ADMIN",
@@ -44,11 +55,15 @@ __all__ = [
     "EmulatedNetwork",
     "LinkSpec",
     "NodeInfo",
+    "OWNER_DIR",
+    "Orphan",
     "check_capabilities",
     "cleanup",
     "list_namespaces",
     "new_prefix",
+    "reap_orphans",
     "tbf_parameters",
+    "unowned_namespaces",
 ]
 
 _LOG = logging.getLogger("ecorec.cluster")
@@ -57,6 +72,9 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 SUBNET = "10.213.0"  # only ever configured inside namespaces this module creates
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+#: Where each network records its launcher (see the module docstring).
+OWNER_DIR = Path("/run/ecorec-cluster")
+_DEFAULT_NAME_RE = re.compile(r"^(ecr[0-9a-f]{5})(hub|n\d+)$")
 
 
 class ClusterError(RuntimeError):
@@ -103,13 +121,82 @@ def check_capabilities(status_text: str | None = None, which: Sequence[str] = ("
         )
 
 
-def new_prefix() -> str:
-    """A fresh run prefix (``ecr`` + 5 hex digits) that no existing namespace uses."""
+def new_prefix(state_dir: Path | None = OWNER_DIR) -> str:
+    """A fresh run prefix (``ecr`` + 5 hex digits) that no existing namespace or owner record uses."""
     existing = list_namespaces()
     while True:
         prefix = "ecr" + secrets.token_hex(3)[:5]
-        if not any(ns.startswith(prefix) for ns in existing):
+        taken = state_dir is not None and (state_dir / f"{prefix}.json").exists()
+        if not taken and not any(ns.startswith(prefix) for ns in existing):
             return prefix
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """An emulated network whose launcher is gone: its prefix, the launcher's pid, the namespaces removed."""
+
+    prefix: str
+    pid: int
+    namespaces: list[str]
+
+
+def _namespaces_of(prefix: str, existing: Sequence[str]) -> list[str]:
+    """Exactly the namespaces a network of ``prefix`` creates (``<prefix>hub``, ``<prefix>n<i>``), not those
+    of another prefix that merely starts the same way."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(hub|n\d+)$")
+    return [ns for ns in existing if pattern.match(ns)]
+
+
+def _write_owner(state_dir: Path, prefix: str) -> Path:
+    pid = os.getpid()
+    path = state_dir / f"{prefix}.json"
+    write_json_atomic(
+        path,
+        {
+            "prefix": prefix,
+            "pid": pid,
+            "start_time": process_start_time(pid),
+            "pid_namespace": pid_namespace(),
+            "created": time.time(),
+        },
+    )
+    return path
+
+
+def reap_orphans(state_dir: Path = OWNER_DIR) -> list[Orphan]:
+    """Delete the namespaces of every network whose launcher is gone (its owner record names a pid that no
+    longer runs, or runs another program), killing what still runs inside, and remove the record. Records of
+    another pid namespace are left alone (their pids mean nothing here). Returns what was removed."""
+    if not state_dir.is_dir():
+        return []
+    here = pid_namespace()
+    reaped = []
+    for record in sorted(state_dir.glob("*.json")):
+        try:
+            owner = json.loads(record.read_text())
+            prefix, pid = _check_prefix(str(owner["prefix"])), int(owner["pid"])
+        except (OSError, ValueError, KeyError, TypeError) as err:  # records are written atomically: not ours
+            _LOG.warning("%s: not an owner record of an emulated network (%s); remove it", record, err)
+            continue
+        if owner.get("pid_namespace") != here or process_alive(pid, owner.get("start_time")):
+            continue
+        gone = _namespaces_of(prefix, list_namespaces())
+        for ns in gone:
+            _delete_namespace(ns)
+        record.unlink(missing_ok=True)
+        reaped.append(Orphan(prefix, pid, gone))
+    return reaped
+
+
+def unowned_namespaces(state_dir: Path = OWNER_DIR) -> dict[str, list[str]]:
+    """Namespaces named like a default prefix's (``ecr`` + 5 hex digits) with no owner record, by prefix:
+    left by an older ecorec (or in use by one). Never removed automatically."""
+    out: dict[str, list[str]] = {}
+    for ns in list_namespaces():
+        match = _DEFAULT_NAME_RE.match(ns)
+        if match and not (state_dir / f"{match.group(1)}.json").exists():
+            out.setdefault(match.group(1), []).append(ns)
+    return out
 
 
 def _check_prefix(prefix: str) -> str:
@@ -222,8 +309,10 @@ class EmulatedNetwork:
     num_nodes: int
     link: LinkSpec = field(default_factory=LinkSpec)
     prefix: str | None = None
+    state_dir: Path | None = OWNER_DIR  # the owner record's folder (None: no record)
     nodes: list[NodeInfo] = field(default_factory=list, init=False)
     namespaces: list[str] = field(default_factory=list, init=False)
+    _owner: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_nodes < 1:
@@ -237,8 +326,10 @@ class EmulatedNetwork:
 
     def __enter__(self) -> EmulatedNetwork:
         check_capabilities()
-        self.prefix = _check_prefix(self.prefix) if self.prefix else new_prefix()
+        self.prefix = _check_prefix(self.prefix) if self.prefix else new_prefix(self.state_dir)
         try:
+            if self.state_dir is not None:  # first: a launcher killed at any later moment leaves a record
+                self._owner = _write_owner(self.state_dir, self.prefix)
             self._create()
         except BaseException:
             self.close()
@@ -328,6 +419,9 @@ class EmulatedNetwork:
         for ns in reversed(self.namespaces):
             _delete_namespace(ns)
         self.namespaces.clear()
+        if self._owner is not None:
+            self._owner.unlink(missing_ok=True)
+            self._owner = None
 
     def describe(self) -> dict[str, object]:
         """The settings a run record stores."""

@@ -7,6 +7,7 @@ read :mod:`ecorec.data.sources` without importing torchrec):
 - :mod:`~ecorec.data.download`: resumable, verified HTTP(S) downloads.
 - :mod:`~ecorec.data.locality_stats`: the published locality-statistics format (read, write, total variation).
 - :mod:`~ecorec.data.parquet`: the Parquet dataset format (writer, metadata, range reader, column helpers).
+- :mod:`~ecorec.data.verify`: files checked against ``metadata.json`` on first read (sizes, sha256 once).
 - :mod:`~ecorec.data.ingest`: bring your own data (``write_dataset`` from polars / pyarrow / CSV / Parquet,
   ``register_dataset`` for the workflow's ``source: parquet`` entries).
 - :mod:`~ecorec.data.synthetic`: the calibrated synthetic default.
@@ -41,6 +42,8 @@ _EXPORTS = {
     "ParquetRangeReader": "parquet",
     "read_metadata": "parquet",
     "verify_dataset": "parquet",
+    "VerifyReport": "verify",
+    "verify_files": "verify",
     "write_parquet_dataset": "parquet",
     "SOURCES": "parquet",
     "check_source_name": "parquet",
@@ -84,6 +87,7 @@ __all__ = [
     "RandomBatchLoader",
     "RandomSourceConfig",
     "SyntheticConfig",
+    "VerifyReport",
     "check_source_name",
     "check_values",
     "column_type",
@@ -107,6 +111,7 @@ __all__ = [
     "synthetic_table_lookup",
     "total_variation",
     "verify_dataset",
+    "verify_files",
     "write_locality_stats",
     "write_dataset",
     "write_meta_dlrm_file",
@@ -156,6 +161,7 @@ if TYPE_CHECKING:
         synthetic_meta_dlrm_tensors,
         synthetic_table_lookup,
     )
+    from ecorec.data.verify import VerifyReport, verify_files
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,7 @@ from torchrec.streamable import Pipelineable
 
 from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, jagged_arrays, read_metadata
 from ecorec.data.split_batches import Layout, SplitBatches, jagged_kjt
+from ecorec.data.verify import verify_files
 
 __all__ = ["Batch", "Layout", "ParquetBatchLoader"]
 
@@ -100,6 +101,8 @@ class ParquetBatchLoader(SplitBatches):
             evaluate it, and :func:`ecorec.train.metrics.evaluate` scores each real sample exactly once.
         pin_memory: yield batches in pinned (page-locked) host memory, pinned by the reading thread, for
             faster, asynchronous copies to a CUDA device (needs CUDA).
+        verify: check the files this loader reads against ``metadata.json`` before the first batch (size
+            always, sha256 once per file: :func:`ecorec.data.verify.verify_files`); ``False`` skips it.
 
     Iterating runs one epoch from the current position; :meth:`state_dict` / :meth:`load_state_dict` save and
     restore ``(epoch, batch)`` so that training resumes with exactly the remaining batches.
@@ -128,6 +131,7 @@ class ParquetBatchLoader(SplitBatches):
         drop_last: bool = True,
         pin_memory: bool = False,
         pad_last: bool = False,
+        verify: bool = True,
     ) -> None:
         meta = read_metadata(path)
         self._init_split(
@@ -155,6 +159,7 @@ class ParquetBatchLoader(SplitBatches):
             *((DENSE,) if meta.num_dense else ()),
             *self.features,
         )
+        self.verification = verify_files(meta, self._columns) if verify else None
 
     # -- facts -----------------------------------------------------------------------------------------------
 
@@ -214,14 +219,14 @@ class ParquetBatchLoader(SplitBatches):
 
     def batch(self, index: int) -> Batch:
         """Global batch ``index`` (in split order, ignoring shuffle and position), read synchronously."""
-        with ParquetRangeReader(self.metadata, self._columns) as reader:
+        with ParquetRangeReader(self.metadata, self._columns, verify=False) as reader:
             return self._read(reader, index)
 
     def __iter__(self) -> Iterator[Batch]:
         """One epoch from the current position; afterwards the position is the start of the next epoch."""
         order = self._remaining_batches()
         if self.prefetch == 0:
-            with ParquetRangeReader(self.metadata, self._columns) as reader:
+            with ParquetRangeReader(self.metadata, self._columns, verify=False) as reader:
                 for index in order:
                     batch = self._read(reader, int(index))
                     self._next += 1
@@ -245,7 +250,7 @@ class ParquetBatchLoader(SplitBatches):
 
         def produce() -> None:
             try:
-                with ParquetRangeReader(self.metadata, self._columns) as reader:
+                with ParquetRangeReader(self.metadata, self._columns, verify=False) as reader:
                     for index in order:
                         if stop.is_set() or not put(self._read(reader, int(index))):
                             return

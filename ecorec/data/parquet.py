@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecorec.data.errors import DataFormatError
+from ecorec.data.verify import verify_files
 from ecorec.utils import atomic_path, file_sha256, write_json_atomic
 
 FORMAT_VERSION = 1
@@ -65,26 +66,31 @@ SPLIT_ORDER = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One Parquet file of a dataset: samples ``[row_start, row_start + num_samples)`` of ``columns``."""
+    """One Parquet file of a dataset: samples ``[row_start, row_start + num_samples)`` of ``columns``;
+    ``size`` in bytes (``None`` in datasets written before sizes were recorded)."""
 
     path: str
     row_start: int
     num_samples: int
     columns: tuple[str, ...]
     sha256: str
+    size: int | None = None
 
     @property
     def row_stop(self) -> int:
         return self.row_start + self.num_samples
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "row_start": self.row_start,
             "num_samples": self.num_samples,
             "columns": list(self.columns),
             "sha256": self.sha256,
         }
+        if self.size is not None:
+            out["size"] = self.size
+        return out
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,7 @@ def _parse_metadata(obj: Any, where: str, root: Path | None) -> DatasetMetadata:
                 num_samples=_nonneg_int(entry, "num_samples", where, prefix, minimum=1),
                 columns=tuple(columns),
                 sha256=sha,
+                size=_nonneg_int(entry, "size", where, prefix) if "size" in entry else None,
             )
         )
     provenance = obj.get("provenance", {})
@@ -284,6 +291,24 @@ def _check_coverage(meta: DatasetMetadata, where: str) -> None:
     """Each column's files must tile [0, num_samples) without gaps or overlaps."""
     for column in meta.columns:
         spans = sorted((f.row_start, f.row_stop, f.path) for f in meta.files if column in f.columns)
+        if not spans:
+            field_name, what = (
+                ("features", f"feature '{column}'")
+                if column in meta.features
+                else (
+                    ("has_labels", "the label column")
+                    if column == LABEL
+                    else ("num_dense", "the dense column")
+                )
+            )
+            raise _fail(
+                where,
+                field_name,
+                f"lists {what}, but no file of 'files' holds column '{column}' (no Parquet file has it): "
+                f"remove it from '{field_name}'"
+                + (" and 'num_embeddings'" if column in meta.features else "")
+                + f", or add '{column}' to the 'columns' of the files that hold it",
+            )
         position = 0
         for start, stop, path in spans:
             if start != position:
@@ -323,17 +348,12 @@ def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
     return DatasetMetadata.from_json(obj, str(file), root=file.parent)
 
 
-def verify_dataset(path: str | os.PathLike[str]) -> DatasetMetadata:
-    """Read the metadata and check every file's sha256; ``DataFormatError`` naming the first bad file."""
+def verify_dataset(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> DatasetMetadata:
+    """Read the metadata and check the files holding ``columns`` (default: every file) against it: size
+    always, sha256 once per file (remembered by size and modification time in ``<dataset>/.verified.json``;
+    :func:`ecorec.data.verify.verify_files`). ``DataFormatError`` names the first bad file and the fix."""
     meta = read_metadata(path)
-    assert meta.root is not None
-    for f in meta.files:
-        file = meta.root / f.path
-        if not file.exists():
-            raise DataFormatError(f"{file}: listed in {meta.root / METADATA_FILE} but missing")
-        got = file_sha256(file)
-        if got != f.sha256:
-            raise DataFormatError(f"{file}: sha256 mismatch: expected {f.sha256}, got {got}")
+    verify_files(meta, columns)
     return meta
 
 
@@ -644,6 +664,7 @@ class ParquetDatasetWriter:
                     num_samples=part.num_samples,
                     columns=part.columns,
                     sha256=file_sha256(part.file),
+                    size=part.file.stat().st_size,
                 )
             )
         num_samples = max((f.row_stop for f in files), default=0)
@@ -794,10 +815,19 @@ class ParquetRangeReader:
     """Reads sample ranges of some columns of a dataset, row group by row group, with a small cache.
 
     Only the files holding the requested columns are opened, and only the requested columns are decoded. Not
-    thread-safe: use one reader per thread.
+    thread-safe: use one reader per thread. ``verify``: check those files against ``metadata.json`` first
+    (size always, sha256 once per file: :func:`ecorec.data.verify.verify_files`); a caller that verified
+    them already passes ``False``.
     """
 
-    def __init__(self, metadata: DatasetMetadata, columns: Sequence[str], cache_row_groups: int = 4) -> None:
+    def __init__(
+        self,
+        metadata: DatasetMetadata,
+        columns: Sequence[str],
+        cache_row_groups: int = 4,
+        *,
+        verify: bool = True,
+    ) -> None:
         unknown = [c for c in columns if c not in metadata.columns]
         if unknown:
             raise ValueError(
@@ -808,6 +838,8 @@ class ParquetRangeReader:
         self.metadata = metadata
         self.columns = tuple(columns)
         self._files = [f for f in metadata.files if set(f.columns) & set(self.columns)]
+        if verify:
+            verify_files(metadata, self.columns)
         self._open: dict[str, pq.ParquetFile] = {}
         self._cache: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._cache_size = max(1, cache_row_groups) * max(1, len({f.columns for f in self._files}))

@@ -23,6 +23,7 @@ import torch
 from ecorec.data.loader import Batch
 from ecorec.data.parquet import DENSE, LABEL, ParquetRangeReader, jagged_arrays, read_metadata
 from ecorec.data.split_batches import jagged_kjt
+from ecorec.data.verify import verify_files
 
 __all__ = ["PartitionedBatchLoader", "rank_step_samples"]
 
@@ -56,6 +57,7 @@ class PartitionedBatchLoader:
         steps_per_epoch: steps one iteration yields (every rank must use the same number).
         rank, seed, shuffle: the schedule (``rank_step_samples``).
         features: sparse features in KJT key order (default all).
+        verify: check the files read against ``metadata.json`` first (``ecorec.data.verify``).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class PartitionedBatchLoader:
         seed: int = 0,
         shuffle: bool = False,
         features: Sequence[str] | None = None,
+        verify: bool = True,
     ) -> None:
         self.metadata = read_metadata(path)
         meta = self.metadata
@@ -89,6 +92,8 @@ class PartitionedBatchLoader:
             *((DENSE,) if meta.num_dense else ()),
             *self.features,
         )
+        if verify:
+            verify_files(meta, self._columns)
         self._step = 0
 
     def __len__(self) -> int:
@@ -163,7 +168,7 @@ class PartitionedBatchLoader:
         """``steps_per_epoch`` batches from the current step."""
         end = (self._step // self.steps_per_epoch + 1) * self.steps_per_epoch
         chunk = max(1, self.metadata.row_group_size // self.local_batch_size)
-        with ParquetRangeReader(self.metadata, self._columns) as reader:
+        with ParquetRangeReader(self.metadata, self._columns, verify=False) as reader:
             while self._step < end:
                 for batch in self.read_steps(reader, self._step, min(chunk, end - self._step)):
                     self._step += 1

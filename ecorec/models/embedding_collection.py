@@ -24,7 +24,7 @@ from torchrec.modules.embedding_modules import (
 )
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
-from ecorec.models.tables import check_ids
+from ecorec.models.tables import check_ids, check_kjt
 from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig
 
 DEFAULT_TT_MIN_ROWS = 10_000
@@ -182,6 +182,8 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
 
         A table shared by several features is looked up once, over the features' bags concatenated.
         """
+        if self._validate_indices:
+            check_kjt(features)  # negative lengths name the feature, on TT and uncompressed tables alike
         inverse_indices = reorder_inverse_indices(
             inverse_indices=features.inverse_indices_or_none(),
             feature_names=[name for names in self._feature_names for name in names],

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from ecorec.models.tables import pool_table
+from ecorec.models.tables import check_kjt, pool_table
 
 __all__ = ["RecModel", "pooled_embeddings"]
 
@@ -19,6 +19,7 @@ __all__ = ["RecModel", "pooled_embeddings"]
 def pooled_embeddings(tables: nn.ModuleDict, sparse: KeyedJaggedTensor, names: Sequence[str]) -> torch.Tensor:
     """Pool each table of ``names`` over its feature of ``sparse``; returns ``[B, len(names), D]`` (names
     order)."""
+    check_kjt(sparse)  # negative lengths name the feature (else torch fails on offsets or an index check)
     features = sparse.to_dict()
     pooled = []
     for name in names:

@@ -16,12 +16,15 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ecorec.types import Algorithm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 __all__ = [
     "EmbeddingOptimizerSettings",
@@ -29,6 +32,8 @@ __all__ = [
     "TableSpec",
     "build_tables",
     "check_ids",
+    "check_kjt",
+    "check_lengths",
     "derive_seed",
     "is_tt_table",
     "pool_table",
@@ -287,6 +292,47 @@ def check_ids(values: torch.Tensor, num_embeddings: int, name: str = "") -> None
         )
 
 
+def check_lengths(lengths: torch.Tensor, name: str = "", num_values: int | None = None) -> None:
+    """Raise ``ValueError`` naming the feature ``name`` when a bag length of ``lengths [B]`` is negative, or
+    (``num_values`` given) when the lengths do not sum to the feature's number of values. One min and one sum
+    per feature and batch."""
+    if lengths.numel() and int(lengths.min()) < 0:
+        bad = int(torch.nonzero(lengths < 0)[0, 0])
+        raise ValueError(
+            f"feature {name or '?'!r}: lengths must be >= 0, got {int(lengths[bad])} for bag {bad} of "
+            f"{lengths.numel()} (a KeyedJaggedTensor's lengths count each bag's ids)"
+        )
+    if num_values is not None and int(lengths.sum()) != num_values:
+        raise ValueError(
+            f"feature {name or '?'!r}: lengths sum to {int(lengths.sum())} but the feature has {num_values} "
+            "values (ids); each bag's length must count its ids"
+        )
+
+
+def check_kjt(features: KeyedJaggedTensor) -> None:
+    """Check a ``KeyedJaggedTensor`` before it is split by key: every feature's lengths ``>= 0`` and all of
+    them summing to the number of values (``ValueError`` naming the feature); torch would otherwise fail in
+    ``split_with_sizes``, in an index check, or on offsets the caller never passed."""
+    lengths = features.lengths()
+    if lengths.numel() and int(lengths.min()) < 0:
+        per_key = lengths.split(_bags_per_key(features))
+        for key, part in zip(features.keys(), per_key):
+            check_lengths(part, key)
+    total, nnz = int(lengths.sum()), int(features.values().numel())
+    if total != nnz:
+        raise ValueError(
+            f"KeyedJaggedTensor with keys {features.keys()[:10]}: its lengths sum to {total} but it has "
+            f"{nnz} values (ids); each bag's length must count its ids"
+        )
+
+
+def _bags_per_key(features: KeyedJaggedTensor) -> list[int]:
+    """Bags of each key (``stride`` per key, or the variable batch sizes)."""
+    if features.variable_stride_per_key():
+        return [int(n) for n in features.stride_per_key()]
+    return [features.stride()] * len(features.keys())
+
+
 def pool_table(
     table: nn.Module,
     values: torch.Tensor,
@@ -302,9 +348,11 @@ def pool_table(
     ``validate``: ids outside ``[0, num_embeddings)`` raise ``ValueError`` naming the table/feature ``name``,
     the bad id, its position and the table size, for TT and uncompressed tables alike (one min/max per
     table and batch; without it ``nn.EmbeddingBag`` fails deep inside torch, or on CUDA with a device-side
-    assert).
+    assert); so do negative bag lengths ("lengths must be >= 0") and offsets that do not end at the number
+    of ids.
     """
     if validate:
+        check_lengths(offsets[1:] - offsets[:-1], name, values.numel())
         check_ids(values, int(table.num_embeddings), name)
     if weights is None:
         return table(values, offsets)

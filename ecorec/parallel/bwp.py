@@ -18,6 +18,7 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import pool_table
+from ecorec.models.tables import check_kjt
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
 from ecorec.parallel.jagged import select_bags
@@ -76,6 +77,7 @@ class BatchWisePipeline(EmbeddingStrategy):
         return torch.cat(pooled, dim=1)
 
     def forward(self, sparse: KeyedJaggedTensor, *, training: bool = True) -> torch.Tensor:
+        check_kjt(sparse)
         features = sparse.to_dict()
         num_samples = sparse.stride()
         R, n = self.world_size, self.num_micro_batches

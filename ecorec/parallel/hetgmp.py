@@ -51,6 +51,7 @@ from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from ecorec.models import EmbeddingOptimizerSettings, TableSpec, uncompressed_init
+from ecorec.models.tables import check_kjt
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.hybrid import HybridParallelModel
@@ -241,6 +242,7 @@ class HetGMPEmbeddings(EmbeddingStrategy):
         """``(ids [nnz], bag [nnz], b)``: global id and output bag (``f*b + sample``) of every occurrence."""
         if list(sparse.keys()) != self.features:
             raise ValueError(f"hetgmp input keys {list(sparse.keys())} != features {self.features}")
+        check_kjt(sparse)
         b = sparse.stride()
         lengths = sparse.lengths().view(len(self.features), b)
         values = sparse.values().to(self.device)

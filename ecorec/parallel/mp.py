@@ -15,6 +15,7 @@ import torch
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from ecorec.models import pool_table
+from ecorec.models.tables import check_kjt
 from ecorec.parallel.base import EmbeddingStrategy
 from ecorec.parallel.comm import PendingExchange, PooledAllToAll
 from ecorec.parallel.types import InputLayout, ParallelMode
@@ -95,6 +96,7 @@ class ModelParallelEmbeddings(EmbeddingStrategy):
         return torch.cat(pooled, dim=1)
 
     def forward(self, sparse: KeyedJaggedTensor, *, training: bool = True) -> torch.Tensor:
+        check_kjt(sparse)
         features = sparse.to_dict()
         num_samples = sparse.stride()
         if num_samples % self.world_size:

@@ -1,5 +1,5 @@
-"""python -m ecorec.train --config run.yaml [--config run2.yaml ...] [--resume | --resume-from P] [--prepare]
-[--stop-after-steps K]
+"""python -m ecorec.train --config run.yaml [--config run2.yaml ...] [--resume | --resume-from P]
+[--prepare [--world-size N]] [--stop-after-steps K]
 
 Run under torchrun (``torchrun --standalone --nproc_per_node R -m ecorec.train --config run.yaml``), or
 through ``workflow_scripts/launch_torchrun.sh``, which first runs ``--prepare`` once: it validates the
@@ -15,9 +15,13 @@ cores) serves a whole figure point. A run's ``peak_memory_bytes`` on CPU is then
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from ecorec.train.config import ConfigError, RunConfig, load_run_config
+from ecorec.utils.atomic import DiskFullError
+from ecorec.utils.process import die_with_parent
 
 
 def prepare(cfg: RunConfig) -> str:
@@ -28,13 +32,17 @@ def prepare(cfg: RunConfig) -> str:
     from ecorec.models import build_head
     from ecorec.train.loop import _settings, model_settings
     from ecorec.train.planning import resolve_plan, table_specs, twp_stages
-    from ecorec.train.sources import dataset_metadata
+    from ecorec.train.sources import dataset_metadata, verify_run_data
 
     try:
         metadata = dataset_metadata(cfg)
     except Exception as err:
         raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
     features = cfg.features_of(metadata.features)
+    try:  # the files the run reads, against metadata.json (sha256 once; the ranks then find the stamp)
+        verify_run_data(cfg, metadata, features)
+    except Exception as err:
+        raise ConfigError(f"{cfg.source}: dataset.path: {err}") from err
     if cfg.train.global_batch_size > metadata.splits["train"][1] - metadata.splits["train"][0]:
         raise ConfigError(f"{cfg.source}: train.global_batch_size: larger than the dataset's train split")
     try:  # the head the workers will build, on the meta device (no memory): any other mismatch fails here
@@ -92,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         "--prepare", action="store_true", help="validate and write the plan (one process, no training)"
     )
     parser.add_argument(
+        "--world-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --prepare: the ranks the launch will start, checked against parallel.world_size "
+        "(workflow_scripts/launch_torchrun.sh passes agents x procs per agent)",
+    )
+    parser.add_argument(
         "--stop-after-steps",
         type=int,
         default=None,
@@ -99,12 +115,21 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after step K without writing a record (simulates a preempted job; resume with --resume)",
     )
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank: die with its agent, never train as an orphan
+        die_with_parent(signal.SIGTERM, parent=os.getppid())
     single = len(args.config) == 1
     try:
         cfgs = [load_run_config(path) for path in args.config]
         if not single and (args.resume or args.resume_from or args.stop_after_steps is not None):
             raise ConfigError("--resume, --resume-from and --stop-after-steps take a single --config")
         _check_same_job(cfgs)
+        cfg = cfgs[0]
+        if args.world_size is not None and args.world_size != cfg.parallel.world_size:
+            raise ConfigError(
+                f"{cfg.source}: parallel.world_size is {cfg.parallel.world_size} but the launch starts "
+                f"{args.world_size} ranks: set parallel.world_size: {args.world_size}, or launch "
+                f"{cfg.parallel.world_size} ranks (launch_torchrun.sh: --agents x --nproc-per-agent)"
+            )
         if args.prepare:
             for cfg in cfgs:
                 print(prepare(cfg))
@@ -112,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DiskFullError as err:  # e.g. plan.json on a full disk: the message names the folder
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     from ecorec.train.loop import run_training, run_trainings
 
     if single:

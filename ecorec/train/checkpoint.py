@@ -17,6 +17,7 @@ is complete (a barrier in between), so a run killed at any moment leaves the pre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecorec.utils import atomic_path, write_json_atomic
+from ecorec.utils import DiskFullError, atomic_path, write_json_atomic
 
 __all__ = [
     "CheckpointError",
@@ -92,10 +93,24 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_rank_checkpoint(root: Path, step: int, rank: int, payload: dict[str, Any]) -> Path:
-    """Write this rank's checkpoint of ``step`` atomically; returns its path."""
+    """Write this rank's checkpoint of ``step`` atomically; returns its path. A full disk raises
+    ``DiskFullError`` naming the folder; ``latest.json`` still names the previous checkpoint."""
     path = step_dir(root, step) / f"rank-{rank}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except DiskFullError as err:
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the step folder, if no other rank's file is in it
+        previous = latest_checkpoint(root) if (root / LATEST).is_file() else None
+        kept = f"step {previous['step']}" if previous else "none yet"
+        raise DiskFullError(
+            path,
+            f"checkpoint of step {step}: no space left on {path.parent} while writing {path.name} (the "
+            f"partial file was removed); {root / LATEST} still names the previous checkpoint "
+            f"({kept}), so --resume stays safe. Free space, point run.output_dir at another disk, or keep "
+            "fewer checkpoints (train.keep_checkpoints)",
+        ) from err
     return path
 
 

@@ -5,7 +5,8 @@ defaults (see ``docs/architecture.md`` and the README's "Training" section for a
 
 - ``run``: seed, device (cpu -> gloo, cuda -> nccl), output_dir (record.json, logs/, checkpoints/, plan.json);
 - ``dataset``: path of a Parquet dataset folder (``ecorec.data``), the features to train (``features``, or the
-  first ``num_tables``; default all), shuffle, prefetch;
+  first ``num_tables``; default all), shuffle, prefetch, ``verify`` (files checked against ``metadata.json``
+  before training; ``false`` skips it and the record says so);
 - ``model``: ``ecorec.models.ModelSettings`` (dlrm / wide_deep / dcn);
 - ``embeddings``: TT algorithm (or none) and ranks, row threshold, minimum compression of a TT table
   (``tt_min_compression``: TT cores at least that many times smaller than the table, else uncompressed), the
@@ -28,11 +29,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecorec.config_effects import model_key_errors, parallel_key_errors, setting_warnings
 from ecorec.models import INTERACTIONS, MODEL_KINDS
 from ecorec.types import Algorithm, ParallelMode, ShardingMethod
+from ecorec.utils.yamlfile import YamlFileError, load_yaml_text
 
 __all__ = [
     "ConfigError",
@@ -93,6 +93,7 @@ class DatasetSection:
     prefetch: int = 2
     source: str = "parquet"  # parquet: the folder at `path`; random: generated on the fly (`random`)
     random: RandomDataSection = field(default_factory=RandomDataSection)
+    verify: bool = True  # check the files against metadata.json before training (ecorec.data.verify)
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,12 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     if e.tt_lr is not None and not e.tt_lr > 0:
         raise ConfigError(f"{src}: embeddings.tt_lr: must be > 0, got {e.tt_lr}")
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
+    if cfg.dataset.features is not None:
+        twice = sorted({f for f in cfg.dataset.features if cfg.dataset.features.count(f) > 1})
+        if twice:
+            raise ConfigError(
+                f"{src}: dataset.features: {twice} listed more than once; list each feature once"
+            )
     if cfg.dataset.num_tables is not None:
         _positive(cfg.dataset.num_tables, f"{src}: dataset.num_tables")
         if cfg.dataset.features is not None:
@@ -533,6 +540,10 @@ def _apply_preset(data: dict[str, Any], src: str) -> dict[str, Any]:
 
 def run_config_from_dict(data: Any, source: str = "config", check_paths: bool = True) -> RunConfig:
     """Build and validate a :class:`RunConfig` from plain data (a parsed YAML file)."""
+    if data is None:
+        raise ConfigError(
+            f"{source}: the run config is empty; it needs sections such as run, dataset, parallel"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     sections = {f.name: f for f in fields(RunConfig) if f.name != "source"}
@@ -552,11 +563,15 @@ def load_run_config(path: str | os.PathLike[str], check_paths: bool = True) -> R
     """Read and validate a run YAML file (errors name the file and the field)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the run config ({err.strerror})") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); save the run config as UTF-8"
+        ) from None
+    try:  # strict: a key written twice or a syntax error names the file, line and column
+        data = load_yaml_text(text, str(path))
+    except YamlFileError as err:
+        raise ConfigError(str(err)) from None
     return run_config_from_dict(data, str(path), check_paths)

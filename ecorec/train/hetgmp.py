@@ -35,6 +35,7 @@ def hetgmp_setup(
         fingerprint=dataset_fingerprint(cfg.dataset.path, "train", features),
         num_samples=stop - start,
         num_rows=sum(metadata.num_embeddings[f] for f in features),
+        features=list(features),
     )
     mirrors = part.mirrors_of(rank, cfg.hetgmp.store_rate)
     return HetGMPSettings(part.owner, mirrors, cfg.hetgmp.bound, cfg.hetgmp.prefetch), part
@@ -55,6 +56,7 @@ def hetgmp_train_loader(
         seed=cfg.run.seed,
         shuffle=cfg.dataset.shuffle,
         features=features,
+        verify=cfg.dataset.verify,
     )
 
 

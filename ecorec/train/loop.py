@@ -19,6 +19,7 @@ Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.record
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -56,7 +57,7 @@ from ecorec.train.metrics import comm_metrics, evaluate, gather_objects, peak_me
 from ecorec.train.mlperf_log import MLPerfRunLog
 from ecorec.train.planning import resolve_plan, table_specs, twp_stages
 from ecorec.train.schedule import MLPerfSchedule
-from ecorec.train.sources import dataset_metadata, make_loader
+from ecorec.train.sources import UNVERIFIED_WARNING, dataset_metadata, make_loader, verify_run_data
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
 from ecorec.utils.memory import StepMemory, measure_step_memory
 
@@ -343,7 +344,8 @@ def _log_fatal(rank: int, err: BaseException) -> None:
         return
     _LOG.error("rank %d failed: %s: %s", rank, type(err).__name__, err, exc_info=err)
     for handler in logging.getLogger("ecorec").handlers:
-        handler.flush()
+        with contextlib.suppress(OSError):  # a full disk must not hide the error being reported
+            handler.flush()
 
 
 def _run(
@@ -364,9 +366,12 @@ def _run(
             cfg.dataset.path,
         )
     ignored_settings = config_warnings(cfg)
+    if cfg.dataset.source == "parquet" and not cfg.dataset.verify:
+        ignored_settings.append(UNVERIFIED_WARNING)
     for warning in ignored_settings:
         _LOG.warning("%s: %s", cfg.source, warning)
     features = cfg.features_of(metadata.features)
+    verification = verify_run_data(cfg, metadata, features)  # before training: a changed file is refused
     specs = table_specs(metadata, features, cfg.model.embedding_dim)
     table_settings, emb_opt, dense_opt = _settings(cfg)
     mode = cfg.parallel.mode
@@ -570,6 +575,7 @@ def _run(
         "num_tt_tables": sum(t["kind"] == "tt" for t in table_kinds),
         "tables": table_kinds,
         "config_warnings": ignored_settings,
+        "dataset_verification": verification,
         "cluster": json.loads(os.environ[_CLUSTER_ENV]) if os.environ.get(_CLUSTER_ENV) else None,
         "comm": (
             comm_metrics(

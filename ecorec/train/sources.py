@@ -10,7 +10,13 @@ from typing import Any
 
 from ecorec.train.config import RunConfig, random_source_config
 
-__all__ = ["dataset_metadata", "make_loader"]
+__all__ = ["dataset_metadata", "make_loader", "verify_run_data"]
+
+#: The run record's note (``metrics.config_warnings``) when ``dataset.verify`` is false.
+UNVERIFIED_WARNING = (
+    "dataset.verify is false: the dataset's files were not checked against metadata.json (sizes, sha256); "
+    "a file changed after the dataset was written would train silently"
+)
 
 
 def dataset_metadata(cfg: RunConfig) -> Any:
@@ -23,6 +29,26 @@ def dataset_metadata(cfg: RunConfig) -> Any:
     from ecorec.data import read_metadata
 
     return read_metadata(cfg.dataset.path)
+
+
+def verify_run_data(cfg: RunConfig, metadata: Any, features: Any) -> dict[str, Any]:
+    """Check the files this run reads (label, dense and ``features`` columns) against ``metadata.json``
+    before training (``ecorec.data.verify``: sizes always, sha256 once per file), unless ``dataset.verify`` is
+    false. Returns the run record's ``metrics.dataset_verification``; a bad file raises ``DataFormatError``
+    naming it."""
+    if cfg.dataset.source == "random":
+        return {"verified": None, "reason": "dataset.source is random: no files"}
+    if not cfg.dataset.verify:
+        return {"verified": False, "reason": "dataset.verify: false"}
+    from ecorec.data.parquet import DENSE, LABEL
+    from ecorec.data.verify import verify_files
+
+    columns = [
+        *((LABEL,) if metadata.has_labels else ()),
+        *((DENSE,) if metadata.num_dense else ()),
+        *features,
+    ]
+    return {"verified": True, **verify_files(metadata, columns).as_dict()}
 
 
 def make_loader(
@@ -60,4 +86,4 @@ def make_loader(
         return RandomBatchLoader(random_source_config(cfg), **{**common, "drop_last": drop_last or pad_last})
     from ecorec.data import ParquetBatchLoader
 
-    return ParquetBatchLoader(cfg.dataset.path, **common, pad_last=pad_last)
+    return ParquetBatchLoader(cfg.dataset.path, **common, pad_last=pad_last, verify=cfg.dataset.verify)

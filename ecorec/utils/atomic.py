@@ -1,12 +1,16 @@
 """Atomic file output: write to a temporary name beside the target, then rename.
 
 A reader (or Snakemake) never sees a half-written file: either the old file (or none) or the complete new one.
+A write that fails because the file system is full raises :class:`DiskFullError` ("no space left on
+<folder> while writing <file>"), whatever the writer said (Python's ``OSError`` without a path, or torch's
+``[enforce fail at inline_container.cc] unexpected pos``), after removing the partial file.
 Also the strict JSON those writes use, and :func:`read_json`, its reader with the caller's error type.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -14,6 +18,51 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+#: Below this many free bytes a failed write counts as "disk full" even if the writer's error does not say so.
+_FULL_BYTES = 64 * 1024
+
+
+class DiskFullError(OSError):
+    """A write failed because its file system is full (or the quota is spent); ``path`` is the target. The
+    message names the folder, the file, the free space and the fix."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes this process may still write to ``folder``'s file system (root may use the reserved blocks)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    blocks = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return int(blocks * st.f_frsize)
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether ``err`` (raised while the partial file still exists) comes from a full file system."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(err, (OSError, RuntimeError)):  # e.g. torch.save: "unexpected pos", no errno
+        free = _free_bytes(folder)
+        return free is not None and free < _FULL_BYTES
+    return False
+
+
+def disk_full_error(target: Path) -> DiskFullError:
+    """The :class:`DiskFullError` of a failed write of ``target`` (the partial file already removed)."""
+    return DiskFullError(
+        target,
+        f"no space left on {target.parent} while writing {target.name} (the partial output was removed: "
+        "nothing half-written is left): free space on that file system, or write to another disk",
+    )
 
 
 def _temp_name(path: Path) -> Path:
@@ -24,7 +73,8 @@ def _temp_name(path: Path) -> Path:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write to; on success rename it to ``path``, on error remove it.
 
-    Works for files and directories (a directory target that exists is replaced).
+    Works for files and directories (a directory target that exists is replaced). A failure caused by a full
+    file system is raised as :class:`DiskFullError` naming the folder and the file.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,11 +88,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if tmp.is_dir() and target.is_dir():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
+        full = not isinstance(err, DiskFullError) and _disk_full(err, target.parent)
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if full:
+            raise disk_full_error(target) from err
         raise
 
 

@@ -222,7 +222,7 @@ def test_register_dataset_verifies_links_and_records_where_from(tmp_path):
     part = tmp_path / "mine" / read_metadata(tmp_path / "mine").files[0].path
     part.unlink()
     part.write_bytes(b"PAR1 damaged")  # a new inode: the registered copy is unaffected, the source is bad
-    with pytest.raises(DataFormatError, match=rf"{re.escape(str(part))}: sha256 mismatch"):
+    with pytest.raises(DataFormatError, match=rf"{re.escape(str(part))}: size mismatch"):
         register_dataset(tmp_path / "mine", tmp_path / "results" / "other", name="other")
     assert not (tmp_path / "results" / "other").exists()
     (tmp_path / "afile").write_text("x")

@@ -186,12 +186,21 @@ def test_checksums_and_damaged_files_are_reported(dataset):
     meta = verify_dataset(dataset)
     damaged = dataset / meta.files[1].path
     data = damaged.read_bytes()
-    damaged.write_bytes(data[: len(data) // 2])
+    assert meta.files[1].size == len(data)
+    damaged.write_bytes(data[: len(data) // 2])  # truncated: the size says so, without hashing
+    with pytest.raises(
+        DataFormatError, match=rf"{damaged}: size mismatch: {len(data) // 2} bytes, but .*metadata.json lists"
+    ):
+        verify_dataset(dataset)
+    damaged.write_bytes(data[:-8] + bytes(8))  # the same size, another content
     with pytest.raises(
         DataFormatError, match=rf"{damaged}: sha256 mismatch: expected {meta.files[1].sha256}"
     ):
         verify_dataset(dataset)
-    with ParquetRangeReader(meta, ["a"]) as reader:
+    with pytest.raises(DataFormatError, match="sha256 mismatch"):
+        ParquetRangeReader(meta, ["a"])  # a reader checks its files first
+    damaged.write_bytes(data[: len(data) // 2])
+    with ParquetRangeReader(meta, ["a"], verify=False) as reader:  # without: the reader's own checks
         reader.read(0, 10)  # the first file is fine
         with pytest.raises(DataFormatError, match=str(damaged)):
             reader.read(600, 610)
@@ -202,7 +211,12 @@ def test_reader_checks_rows_against_metadata(dataset):
     other = dataset / meta.files[0].path
     table = pq.read_table(other).slice(0, 499)
     pq.write_table(table, other, row_group_size=64)
-    with ParquetRangeReader(meta, ["a"]) as reader, pytest.raises(DataFormatError, match="holds 499 rows"):
+    with pytest.raises(DataFormatError, match=f"{other}: size mismatch"):
+        ParquetRangeReader(meta, ["a"])
+    with (
+        ParquetRangeReader(meta, ["a"], verify=False) as reader,
+        pytest.raises(DataFormatError, match="holds 499 rows"),
+    ):
         reader.read(0, 10)
 
 

@@ -145,3 +145,46 @@ def test_per_kind_learning_rates(update):
     assert any(d.abs().max() > 0 for d in same["tt"])
     for got, want in zip(tenth["tt"], same["tt"]):
         torch.testing.assert_close(got, want / 10, rtol=1e-4, atol=1e-8)  # float32 rounding of w - w0
+
+
+@pytest.mark.parametrize("bad", ["tt", "plain"])
+def test_negative_kjt_lengths_name_the_feature_on_tt_and_uncompressed_tables(bad):
+    """Once torch's "Expected i < index_size" (uncompressed) or an error about offsets never passed (TT)."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    from ecorec.models import TTEmbeddingBagCollection, TTEmbeddingBagConfig
+    from ecorec.models.rec_model import pooled_embeddings
+
+    specs = [TableSpec("tt", 20_000, 8), TableSpec("plain", 50, 8)]
+    tables = build_tables(specs, TableSettings(algorithm="ecorec", tt_ranks=[4, 4], tt_min_rows=1000), seed=0)
+    assert is_tt_table(tables["tt"]) and not is_tt_table(tables["plain"])
+    collection = TTEmbeddingBagCollection(
+        [
+            TTEmbeddingBagConfig(name=s.name, num_embeddings=s.num_embeddings, embedding_dim=8,
+                                 feature_names=[s.name], tt_ranks=[4, 4])
+            for s in specs
+        ],
+        tt_min_rows=1000,
+    )  # fmt: skip
+    good = [1, 1, 1, 1]
+    wrong = [3, -1, 1, 1]  # sums like a good one: only the sign gives it away
+    lengths = torch.tensor(wrong + good if bad == "tt" else good + wrong)
+    kjt = KeyedJaggedTensor(keys=["tt", "plain"], values=torch.arange(8) % 50, lengths=lengths)
+    message = rf"feature '{bad}': lengths must be >= 0, got -1 for bag 1 of 4"
+    with pytest.raises(ValueError, match=message):
+        pooled_embeddings(tables, kjt, ["tt", "plain"])  # RecModel and the dp mode
+    with pytest.raises(ValueError, match=message):
+        collection(kjt)
+    values, offsets = torch.arange(4), torch.tensor([0, 3, 2, 3, 4])  # the offsets of lengths [3, -1, 1, 1]
+    with pytest.raises(ValueError, match=rf"feature '{bad}': lengths must be >= 0"):
+        pool_table(tables[bad], values % 50, offsets, name=bad)  # what mp / bwp / twp call per table
+
+
+def test_kjt_lengths_must_count_its_values():
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    from ecorec.models.tables import check_kjt
+
+    kjt = KeyedJaggedTensor(keys=["a", "b"], values=torch.arange(9), lengths=torch.ones(8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"keys \['a', 'b'\]: its lengths sum to 8 but it has 9 values"):
+        check_kjt(kjt)

@@ -191,3 +191,78 @@ def test_graph_from_parquet_matches_direct_read(tmp_path):
         assert graph.indices[graph.indptr[s] : graph.indptr[s + 1]].tolist() == want
     assert graph.fingerprint == dataset_fingerprint(path, "train", ["a", "b"])
     assert graph.fingerprint != dataset_fingerprint(path, "val", ["a", "b"])
+
+
+def _small_partition(tmp_path):
+    graph = graph_from_lists([[0, 1], [0, 3], [1, 2], [2, 3], [4, 5], [5, 1]], 6)
+    graph.fingerprint = "fp"
+    part = partition_graph(graph, 2, "random", batch_size=2, seed=0)
+    part.header["features"], part.header["feature_offsets"] = ["f0", "f1"], [0, 4, 6]
+    path = tmp_path / "part.npz"
+    part.save(path)
+    return part, path
+
+
+def _resave(path, out, **changes):
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays.update(changes)
+    np.savez(out, **arrays)
+    return out
+
+
+def test_files_that_are_not_partitions_say_what_they_are_and_never_mention_pickles(tmp_path):
+    import pickle
+
+    cases = {
+        "pickle.npz": (pickle.dumps({"data_partition": [0, 1]}), "it is a Python pickle"),
+        "array.npz": (None, "it is a single .npy array, not an .npz archive"),
+        "notes.npz": (b"owner: rank 0\n", "it is a text file"),
+        "empty.npz": (b"", "the file is empty"),
+    }
+    for name, (content, what) in cases.items():
+        path = tmp_path / name
+        if content is None:
+            with open(path, "wb") as handle:
+                np.save(handle, np.arange(3))
+        else:
+            path.write_bytes(content)
+        with pytest.raises(PartitionError) as err:
+            Partition.load(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}: not a partition file: {what}"), message
+        assert "python -m ecorec.planner.partition" in message and "allow_pickle" not in message
+    _, good = _small_partition(tmp_path)
+    objects = np.empty(6, dtype=object)
+    with pytest.raises(PartitionError, match="array 'data_partition' holds Python objects") as err:
+        Partition.load(_resave(good, tmp_path / "objects.npz", data_partition=objects))
+    assert "allow_pickle" not in str(err.value)
+
+
+def test_load_checks_the_whole_file_not_only_what_the_caller_asks(tmp_path):
+    part, path = _small_partition(tmp_path)
+    back = Partition.load(path, world_size=2, features=["f0", "f1"], num_rows=6, fingerprint="fp")
+    assert np.array_equal(back.owner, part.owner)
+    with pytest.raises(PartitionError, match=r"features is \['f0', 'f1'\] but this run needs \['f1', 'f0'\]"):
+        Partition.load(path, features=["f1", "f0"], fingerprint="fp")  # named before the opaque fingerprint
+    bad_owner = part.owner.copy()
+    bad_owner[0] = 7
+    damaged = {
+        "ranks": (
+            {"embed_partition": bad_owner.astype(np.int32)},
+            r"'embed_partition': ranks outside \[0, 2\)",
+        ),
+        "shape": (
+            {"data_partition": np.zeros(2, np.int32)},
+            r"'data_partition': shape \(2,\), but the header",
+        ),
+        "priorities": (
+            {"priority_ids": np.zeros(int(part.owner.size), np.int64)},
+            r"'priority_ids': rank \d's list must hold exactly the \d+ rows it does not own, each once",
+        ),
+        "fetch": ({"fetch_matrix": np.full((2, 2), np.nan)}, r"'fetch_matrix': expected \[2, 2\] finite"),
+        "header": ({"header": np.array('{"format_version": 1, "world_size": "two"}')}, r"header.world_size"),
+    }
+    for name, (changes, message) in damaged.items():
+        with pytest.raises(PartitionError, match=message):
+            Partition.load(_resave(path, tmp_path / f"{name}.npz", **changes))  # no expectation given

@@ -172,7 +172,8 @@ def make_task_set(
             raise TaskError(
                 f"the {pool_name} pool has {len(pool)} tables (of {len(names)}, "
                 f"train_fraction={train_fraction}); "
-                f"tables_per_task max {hi} does not fit"
+                f"tables_per_task max {hi} does not fit: lower tables_per_task to <= {len(pool)}, or use a "
+                "dataset with more tables"
             )
 
     def draw(prefix: str, pool: tuple[str, ...], count: int) -> tuple[Task, ...]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,47 +134,199 @@ class Partition:
         fingerprint: str | None = None,
         num_samples: int | None = None,
         num_rows: int | None = None,
+        features: list[str] | None = None,
     ) -> Partition:
-        """Read a partition file; every given expectation is checked and a mismatch raises
-        ``PartitionError`` naming the file, the field, and both values."""
+        """Read a partition file and check it whole: the format, every header field the arrays depend on,
+        the arrays' shapes, dtypes and ranges against the header and each other (sample ranks, row owners,
+        each rank's priority list = its non-owned rows, the fetch matrix). Every given expectation (this
+        run's world size, dataset fingerprint, sample and row counts, features) is checked too. A mismatch
+        raises ``PartitionError`` naming the file, the field, both values and the fix. Never unpickles."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(str(z["header"][()]))
-                data = z["data_partition"].astype(np.int64)
-                owner = z["embed_partition"].astype(np.int64)
-                offsets = z["priority_offsets"]
-                ids = z["priority_ids"].astype(np.int64)
-                fetch = z["fetch_matrix"].astype(np.float64)
-        except FileNotFoundError:
-            raise
-        except (OSError, KeyError, ValueError) as err:
-            raise PartitionError(f"{path}: not a partition file: {err}") from None
-        if header.get("format_version") != FORMAT_VERSION:
-            raise PartitionError(
-                f"{path}: format_version {header.get('format_version')!r}, expected {FORMAT_VERSION}"
-            )
-        expect = {
-            "world_size": world_size,
-            "dataset_fingerprint": fingerprint,
-            "num_samples": num_samples,
-            "num_rows": num_rows,
-        }
-        for key, want in expect.items():
-            if want is not None and header.get(key) != want:
-                raise PartitionError(
-                    f"{path}: {key} is {header.get(key)!r} but this run needs {want!r}; "
-                    "the partition was made for another dataset, split or world size"
-                )
-        P = int(header["world_size"])
-        if data.size != header["num_samples"] or owner.size != header["num_rows"] or offsets.size != P + 1:
-            raise PartitionError(f"{path}: array sizes do not match the header")
-        if (data.size and (data.min() < 0 or data.max() >= P)) or (
-            owner.size and (owner.min() < 0 or owner.max() >= P)
-        ):
-            raise PartitionError(f"{path}: ranks outside [0, {P})")
-        prios = [ids[offsets[i] : offsets[i + 1]] for i in range(P)]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such partition file{_MAKE_ONE}")
+        arrays = _read_arrays(path)
+        header = _parse_header(path, arrays.pop("header"))
+        _check_expectations(
+            path,
+            header,
+            {  # the specific facts first: the fingerprint covers them all
+                "world_size": world_size,
+                "features": None if features is None else list(features),
+                "num_samples": num_samples,
+                "num_rows": num_rows,
+                "dataset_fingerprint": fingerprint,
+            },
+        )
+        data, owner, prios, fetch = _check_arrays(path, header, arrays)
         return cls(data, owner, prios, fetch, header)
+
+
+#: Where a partition file comes from (said by every "not a partition" error).
+_MAKE_ONE = (
+    "; a partition is the .npz archive written by `python -m ecorec.planner.partition DATASET OUT.npz -n P` "
+    "(rule hetgmp_partition) for this dataset's train split, features and world size: point "
+    "hetgmp.partition at one, or make one with that command"
+)
+_ARRAYS = ("header", "data_partition", "embed_partition", "priority_offsets", "priority_ids", "fetch_matrix")
+
+
+def _what_is(path: Path) -> str:
+    """What the file looks like instead (by its first bytes)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array, not an .npz archive of the partition's arrays"
+    if head[:1] == b"\x80" or head.startswith((b"(dp", b"(lp", b"ccopy_reg")):
+        return "it is a Python pickle (which is never loaded: it could run code)"
+    if head.startswith(b"PK"):
+        return "it is a zip archive, but not a readable .npz archive"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "it is a text file"
+    return f"it is not an .npz archive (it starts with bytes {head.hex()})"
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise PartitionError(f"{path}: not a partition file: {_what_is(path)}{_MAKE_ONE}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise PartitionError(f"{path}: not a partition file: {_what_is(path)}{_MAKE_ONE}")
+    with loaded as z:
+        missing = [name for name in _ARRAYS if name not in z.files]
+        if missing:
+            raise PartitionError(
+                f"{path}: not a partition file: the .npz archive lacks {missing} (it has {sorted(z.files)})"
+                f"{_MAKE_ONE}"
+            )
+        out = {}
+        for name in _ARRAYS:
+            try:
+                out[name] = z[name]
+            except ValueError as err:  # an object array: reading it would unpickle
+                if "bject arrays" not in str(err):
+                    raise PartitionError(f"{path}: array '{name}' cannot be read: {err}{_MAKE_ONE}") from None
+                raise PartitionError(
+                    f"{path}: not a partition file: array '{name}' holds Python objects, which are never "
+                    f"loaded (unpickling could run code){_MAKE_ONE}"
+                ) from None
+            except (OSError, EOFError, zipfile.BadZipFile) as err:  # a truncated or damaged member
+                raise PartitionError(
+                    f"{path}: array '{name}' cannot be read ({type(err).__name__}: {err}): the file is "
+                    f"damaged{_MAKE_ONE}"
+                ) from None
+        return out
+
+
+def _parse_header(path: Path, raw: np.ndarray) -> dict[str, Any]:
+    if raw.shape != () or raw.dtype.kind not in "US":
+        raise PartitionError(f"{path}: field 'header': expected a 0-d string array of JSON{_MAKE_ONE}")
+    try:
+        header = json.loads(str(raw[()]))
+    except json.JSONDecodeError as err:
+        raise PartitionError(f"{path}: field 'header': invalid JSON ({err}){_MAKE_ONE}") from None
+    if not isinstance(header, dict):
+        raise PartitionError(f"{path}: field 'header': expected a JSON object{_MAKE_ONE}")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise PartitionError(
+            f"{path}: header.format_version is {header.get('format_version')!r}, this ecorec reads "
+            f"{FORMAT_VERSION}: make the partition again with this version"
+        )
+    for key in ("world_size", "num_samples", "num_rows"):
+        value = header.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "world_size" else 0):
+            raise PartitionError(f"{path}: header.{key}: expected a non-negative integer, got {value!r}")
+    features, offsets = header.get("features"), header.get("feature_offsets")
+    if features or offsets not in (None, [0]):  # graphs built from lists have no features
+        if (
+            not isinstance(features, list)
+            or not isinstance(offsets, list)
+            or len(offsets) != len(features) + 1
+            or offsets[:1] != [0]
+            or offsets[-1] != header["num_rows"]
+            or any(not isinstance(a, int) or a > b for a, b in zip(offsets, offsets[1:]))
+        ):
+            raise PartitionError(
+                f"{path}: header.feature_offsets {offsets!r} do not split header.num_rows "
+                f"{header['num_rows']} over header.features {features!r}"
+            )
+    return header
+
+
+def _check_expectations(path: Path, header: dict[str, Any], expect: dict[str, Any]) -> None:
+    for key, want in expect.items():
+        if want is None:
+            continue
+        have = header.get(key)
+        if have != want:
+            shown = (lambda v: v) if key != "features" else (lambda v: v if v is None else v[:10])
+            raise PartitionError(
+                f"{path}: {key} is {shown(have)!r} but this run needs {shown(want)!r}; the partition was "
+                "made for another dataset (or the dataset changed since), split, feature list or world "
+                "size: make it again for this run "
+                "(`python -m ecorec.planner.partition DATASET OUT.npz -n P`, rule hetgmp_partition)"
+            )
+
+
+def _check_arrays(
+    path: Path, header: dict[str, Any], z: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    P, N, E = header["world_size"], header["num_samples"], header["num_rows"]
+
+    def fail(name: str, problem: str) -> PartitionError:
+        return PartitionError(f"{path}: array '{name}': {problem} (the file is damaged or not this format)")
+
+    def integers(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        a = z[name]
+        if a.dtype.kind not in "iu":
+            raise fail(name, f"expected integers, got dtype {a.dtype}")
+        if a.shape != shape:
+            raise fail(name, f"shape {a.shape}, but the header makes it {shape}")
+        return a.astype(np.int64)
+
+    data = integers("data_partition", (N,))
+    owner = integers("embed_partition", (E,))
+    for name, a in (("data_partition", data), ("embed_partition", owner)):
+        if a.size and (a.min() < 0 or a.max() >= P):
+            raise fail(name, f"ranks outside [0, {P}) (min {a.min()}, max {a.max()})")
+    offsets = integers("priority_offsets", (P + 1,))
+    ids = z["priority_ids"]
+    if ids.dtype.kind not in "iu" or ids.ndim != 1:
+        raise fail("priority_ids", f"expected a 1-d integer array, got {ids.dtype} {ids.shape}")
+    ids = ids.astype(np.int64)
+    if offsets[0] != 0 or offsets[-1] != ids.size or np.any(np.diff(offsets) < 0):
+        raise fail("priority_offsets", f"must rise from 0 to len(priority_ids) = {ids.size}, got {offsets}")
+    if ids.size and (ids.min() < 0 or ids.max() >= E):
+        raise fail("priority_ids", f"row ids outside [0, {E})")
+    owned = np.bincount(owner, minlength=P)
+    prios = [ids[offsets[i] : offsets[i + 1]] for i in range(P)]
+    for rank, plist in enumerate(prios):
+        problem = None
+        if plist.size != E - owned[rank]:
+            problem = f"{plist.size} rows"
+        elif plist.size and np.any(owner[plist] == rank):
+            problem = f"row {int(plist[owner[plist] == rank][0])}, which rank {rank} owns"
+        elif np.unique(plist).size != plist.size:
+            problem = "a row twice"
+        if problem is not None:
+            raise fail(
+                "priority_ids",
+                f"rank {rank}'s list must hold exactly the {E - owned[rank]} rows it does not own, each "
+                f"once; it has {problem}",
+            )
+    fetch = z["fetch_matrix"]
+    if (
+        fetch.shape != (P, P)
+        or fetch.dtype.kind != "f"
+        or not np.all(np.isfinite(fetch))
+        or np.any(fetch < 0)
+    ):
+        raise fail(
+            "fetch_matrix", f"expected [{P}, {P}] finite non-negative floats, got {fetch.dtype} {fetch.shape}"
+        )
+    return data, owner, prios, fetch.astype(np.float64)
 
 
 def _round_robin_unreferenced(owner: np.ndarray, degrees: np.ndarray, P: int) -> None:

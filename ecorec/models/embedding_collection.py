@@ -284,7 +284,14 @@ def tt_optimizer_from_fused_params(fused_params: Mapping[str, Any], *, table: st
             f"TT table {table!r}: fused param {key}={value!r} has no TT counterpart (the TT update takes "
             f"optimizer, lr and eps only)"
         )
+    if kind is TTOptimizerKind.SGD:  # eps has no role in SGD: the config's default keeps equal updates equal
+        return TTOptimizerConfig(kind=kind, lr=float(lr))
     return TTOptimizerConfig(kind=kind, lr=float(lr), eps=FBGEMM_DEFAULT_EPS if eps is None else float(eps))
+
+
+def _same_update(a: TTOptimizerConfig, b: TTOptimizerConfig) -> bool:
+    """Whether two fused updates apply the same rule (``eps`` only matters to the Adagrad kinds)."""
+    return a.kind == b.kind and a.lr == b.lr and (a.kind is TTOptimizerKind.SGD or a.eps == b.eps)
 
 
 def resolve_tt_optimizer(
@@ -308,7 +315,7 @@ def resolve_tt_optimizer(
     merged = merge_fused_params(dict(sharder_fused_params or {}), param_params)
     from_torchrec = tt_optimizer_from_fused_params(merged, table=name)
     own = table.optimizer
-    if from_torchrec is not None and own is not None and from_torchrec != own:
+    if from_torchrec is not None and own is not None and not _same_update(from_torchrec, own):
         raise ValueError(
             f"TT table {name!r}: its TTEmbeddingBagCollection optimizer {own} differs from the torchrec "
             f"optimizer {from_torchrec} (apply_optimizer_in_backward / sharder fused_params); set one of them"

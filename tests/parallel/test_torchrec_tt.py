@@ -12,6 +12,12 @@ uninterrupted run (resume). The planner tests need no process group.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -412,3 +418,27 @@ def test_tt_table_planned_otherwise_is_refused_by_name():
     del plan["t4"]
     with pytest.raises(ValueError, match=r"no entry for tables \['t4'\]"):
         ShardedTTEmbeddingBagCollection(collection, plan, env=None)  # type: ignore[arg-type]
+
+
+# ---- the example, as a user runs it ---------------------------------------------------------------------------
+
+
+def test_example_runs_under_torchrun(repo_root, tmp_path):
+    script = repo_root / "examples" / "torchrec_tt_dlrm.py"
+    rows = ",".join(["20000"] * 4 + ["300"] * 22)
+    args = ["--num_embeddings_per_feature", rows, "--batch_size", "32", "--num_batches", "3", "--eval_batches", "1"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run([*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TT: 3 batches of 32 per rank" in done.stdout
+    # the ranks together hold every table exactly once: 4 TT tables as their cores, 22 plain ones whole
+    spec = importlib.util.spec_from_file_location("torchrec_tt_dlrm", script)
+    example = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(example)  # type: ignore[union-attr]
+    configs = example.table_configs(example.parse_args(args))
+    collection = TTEmbeddingBagCollection(configs, device="meta", tt_min_rows=10_000)
+    expected = sum(p.numel() * 4 for p in collection.parameters())
+    held = [int(n) for n in re.findall(r"embedding tables (\d+) bytes", done.stdout)]
+    assert len(held) == 2 and sum(held) == expected
+    assert collection.compressed_tables() == [f"t_cat_{i}" for i in range(4)]

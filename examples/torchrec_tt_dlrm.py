@@ -2,10 +2,10 @@
 
 The loop is TorchRec's own (``torchrec/github/examples/dlrm/dlrm_main.py``): random Criteo-shaped data
 (``RandomRecDataset``), ``DLRM`` + ``DLRMTrain``, the embedding optimizer applied in backward, the planner,
-``DistributedModelParallel``, ``CombinedOptimizer`` over ``dmp.fused_optimizer`` and a ``KeyedOptimizerWrapper``,
-``TrainPipelineSparseDist``. What changes for TT tables is marked ``# TT:``: the table configs (and the
-collection that holds them), the sharder list and the planner's estimators. ``--uncompressed`` runs the same
-script as plain TorchRec.
+``DistributedModelParallel``, ``CombinedOptimizer`` over ``dmp.fused_optimizer`` and a
+``KeyedOptimizerWrapper``, ``TrainPipelineSparseDist``. What changes for TT tables is marked ``# TT:``: the
+table configs (and the collection that holds them), the sharder list and the planner's estimators.
+``--uncompressed`` runs the same script as plain TorchRec.
 
     torchrun --standalone --nproc_per_node 2 examples/torchrec_tt_dlrm.py                # CPU, gloo
     torchrun --standalone --nproc_per_node 2 examples/torchrec_tt_dlrm.py --uncompressed  # TorchRec as is
@@ -47,8 +47,12 @@ from ecorec.planner.torchrec_tt import tt_enumerator  # TT: the planner's storag
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_embeddings_per_feature", type=str, default=",".join(["200000"] * 8 + ["500"] * 18),
-                        help="rows of each of the 26 Criteo tables (comma separated)")
+    parser.add_argument(
+        "--num_embeddings_per_feature",
+        type=str,
+        default=",".join(["200000"] * 8 + ["500"] * 18),
+        help="rows of each of the 26 Criteo tables (comma separated)",
+    )
     parser.add_argument("--embedding_dim", type=int, default=16)
     parser.add_argument("--dense_arch_layer_sizes", type=str, default="64,16")
     parser.add_argument("--over_arch_layer_sizes", type=str, default="64,32,1")
@@ -58,7 +62,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=0.05)
     parser.add_argument("--adagrad", action="store_true", help="Adagrad instead of row-wise Adagrad")
     parser.add_argument("--tt_ranks", type=str, default="16,16", help="TT: inner TT ranks")
-    parser.add_argument("--tt_min_rows", type=int, default=10_000, help="TT: smaller tables stay uncompressed")
+    parser.add_argument(
+        "--tt_min_rows", type=int, default=10_000, help="TT: smaller tables stay uncompressed"
+    )
     parser.add_argument("--memory_cap_bytes", type=int, default=None, help="per-rank memory for the planner")
     parser.add_argument("--uncompressed", action="store_true", help="plain TorchRec: no TT table")
     parser.add_argument("--seed", type=int, default=0)
@@ -69,11 +75,17 @@ def table_configs(args: argparse.Namespace) -> list[EmbeddingBagConfig]:
     """One table per Criteo categorical feature; TT: the large ones are TTEmbeddingBagConfigs."""
     rows = [int(n) for n in args.num_embeddings_per_feature.split(",")]
     if len(rows) != len(DEFAULT_CAT_NAMES):
-        raise ValueError(f"--num_embeddings_per_feature needs {len(DEFAULT_CAT_NAMES)} values, got {len(rows)}")
+        raise ValueError(
+            f"--num_embeddings_per_feature needs {len(DEFAULT_CAT_NAMES)} values, got {len(rows)}"
+        )
     configs: list[EmbeddingBagConfig] = []
     for name, num_embeddings in zip(DEFAULT_CAT_NAMES, rows):
-        common = {"name": f"t_{name}", "embedding_dim": args.embedding_dim, "num_embeddings": num_embeddings,
-                  "feature_names": [name]}
+        common = {
+            "name": f"t_{name}",
+            "embedding_dim": args.embedding_dim,
+            "num_embeddings": num_embeddings,
+            "feature_names": [name],
+        }
         if not args.uncompressed and num_embeddings >= args.tt_min_rows:  # TT
             tt_ranks = [int(r) for r in args.tt_ranks.split(",")]
             configs.append(TTEmbeddingBagConfig(**common, tt_ranks=tt_ranks))
@@ -137,7 +149,11 @@ def main(argv: Sequence[str]) -> None:
         local_world_size=get_local_size(),
         world_size=world_size,
         compute_device=device.type,
-        **({"hbm_cap" if device.type == "cuda" else "ddr_cap": args.memory_cap_bytes} if args.memory_cap_bytes else {}),
+        **(
+            {"hbm_cap" if device.type == "cuda" else "ddr_cap": args.memory_cap_bytes}
+            if args.memory_cap_bytes
+            else {}
+        ),
     )
     planner_kwargs = {}
     if not args.uncompressed:
@@ -192,7 +208,10 @@ def main(argv: Sequence[str]) -> None:
     value = float(auroc.compute())  # every rank's own samples
     if rank == 0:
         kind = "uncompressed" if args.uncompressed else "TT"
-        print(f"{kind}: {steps} batches of {args.batch_size} per rank; first loss {losses[0]:.4f}, last {losses[-1]:.4f}")
+        print(
+            f"{kind}: {steps} batches of {args.batch_size} per rank; "
+            f"first loss {losses[0]:.4f}, last {losses[-1]:.4f}"
+        )
         for r, row in enumerate(gathered):
             print(f"rank {r}: {1e3 * float(row[0]):.1f} ms/batch, embedding tables {int(row[1])} bytes")
         print(f"eval AUROC (rank 0, random labels: about 0.5) {value:.3f}")

@@ -249,14 +249,17 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
         return next(self.parameters()).device
 
 
-def tt_optimizer_from_fused_params(fused_params: Mapping[str, Any], *, table: str) -> TTOptimizerConfig | None:
-    """The TT fused update equal to torchrec/fbgemm fused params (``{"optimizer": EmbOptimType, "learning_rate",
-    "eps"}``, what ``apply_optimizer_in_backward`` and a sharder's ``fused_params`` become); ``None`` when they
-    name no optimizer.
+def tt_optimizer_from_fused_params(
+    fused_params: Mapping[str, Any], *, table: str
+) -> TTOptimizerConfig | None:
+    """The TT fused update equal to torchrec/fbgemm fused params (``{"optimizer": EmbOptimType,
+    "learning_rate", "eps"}``, what ``apply_optimizer_in_backward`` and a sharder's ``fused_params`` become);
+    ``None`` when they name no optimizer.
 
-    ``EXACT_SGD`` -> ``sgd``, ``EXACT_ADAGRAD`` -> ``adagrad``, ``EXACT_ROWWISE_ADAGRAD`` -> ``rowwise_adagrad``
-    (the rules of :mod:`ecorec.tt.optim`, which equal fbgemm's); ``eps`` defaults to fbgemm's ``1e-8``. Any other
-    optimizer, or a keyword without a TT meaning (``weight_decay=0.01``), raises ``ValueError`` naming the table.
+    ``EXACT_SGD`` -> ``sgd``, ``EXACT_ADAGRAD`` -> ``adagrad``, ``EXACT_ROWWISE_ADAGRAD`` ->
+    ``rowwise_adagrad`` (the rules of :mod:`ecorec.tt.optim`, which equal fbgemm's); ``eps`` defaults to
+    fbgemm's ``1e-8``. Any other optimizer, or a keyword without a TT meaning (``weight_decay=0.01``), raises
+    ``ValueError`` naming the table.
     """
     params = dict(fused_params)
     if "lr" in params:

@@ -58,8 +58,8 @@ def build_distributed_model(
         mode: ``dp``, ``mp``, ``bwp``, ``twp`` or ``torchrec``.
         specs: every table, in the global feature order (the order of the head's F pooled embeddings).
         head: the model over pooled embeddings, initialised identically on every rank.
-        table_settings: TT or uncompressed per table (``torchrec``: ``algorithm="none"`` is TorchRec's EBC, a TT
-            algorithm its DMP over a ``TTEmbeddingBagCollection``, ``ecorec.parallel.torchrec_tt``).
+        table_settings: TT or uncompressed per table (``torchrec``: ``algorithm="none"`` is TorchRec's EBC,
+            a TT algorithm its DMP over a ``TTEmbeddingBagCollection``, ``ecorec.parallel.torchrec_tt``).
         dense_optimizer, embedding_optimizer: optimizer settings.
         seed: run seed (table initialisation).
         placement: ``{rank: [tables]}`` for mp, bwp and twp.

@@ -1,5 +1,5 @@
-"""TorchRec's own training path ("torchrec" mode): ``DistributedModelParallel``, planner-chosen sharding, fused
-embedding optimizers, ``TrainPipelineSparseDist``.
+"""TorchRec's own training path ("torchrec" mode): ``DistributedModelParallel``, planner-chosen sharding,
+fused embedding optimizers, ``TrainPipelineSparseDist``.
 
 - Uncompressed (``algorithm: none``, the baseline users would pick instead): an ``EmbeddingBagCollection``
   sharded by torchrec's ``EmbeddingBagCollectionSharder`` (fbgemm's fused TBE).
@@ -13,7 +13,8 @@ Same model (head), same initial weights (each uncompressed table from ``uncompre
 TT table the cores ``build_tables`` makes, copied into whatever shards the planner made), same samples and the
 same gradients as a single process on the global batch, by TorchRec's own convention: each rank backpropagates
 its local mean loss; DDP averages the head's gradients, and TorchRec's pooled all-to-all divides the embedding
-gradients by the world size in backward (``torchrec.distributed.comm_ops`` gradient division, checked to be on).
+gradients by the world size in backward (``torchrec.distributed.comm_ops`` gradient division, checked to be
+on).
 
 Traps handled (``torchrec_on_cpu.md``): DMP rewrites the ``optimizer_kwargs`` dict of
 ``apply_optimizer_in_backward`` in place (a fresh dict is passed); ``TrainPipelineSparseDist.progress``
@@ -34,9 +35,8 @@ from torchrec.distributed.comm_ops import get_gradient_division
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
-from torchrec.distributed.types import ModuleSharder
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
-from torchrec.distributed.types import ShardingEnv
+from torchrec.distributed.types import ModuleSharder, ShardingEnv
 from torchrec.models.dlrm import SparseArch
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
@@ -57,10 +57,10 @@ from ecorec.models import (
 from ecorec.parallel.comm import world_of
 from ecorec.parallel.optim import make_dense_optimizer, set_embedding_learning_rates, set_learning_rate
 from ecorec.parallel.torchrec_tt import ShardedTTEmbeddingBagCollection, TTEmbeddingBagCollectionSharder
+from ecorec.parallel.types import BatchLike, DenseOptimizerSettings, InputLayout, ParallelMode, StepOutput
 from ecorec.planner.cost_model import CostCalibration
 from ecorec.planner.torchrec_tt import tt_enumerator
 from ecorec.tt import TTOptimizerConfig
-from ecorec.parallel.types import BatchLike, DenseOptimizerSettings, InputLayout, ParallelMode, StepOutput
 
 __all__ = ["TorchRecBaseline", "TorchRecTrainModel"]
 
@@ -164,7 +164,9 @@ class TorchRecBaseline:
         self.rank, self.world_size = world_of(group)
         self.specs = list(specs)
         self.features = [s.name for s in self.specs]
-        self.table_settings = table_settings if table_settings is not None else TableSettings(algorithm="none")
+        self.table_settings = (
+            table_settings if table_settings is not None else TableSettings(algorithm="none")
+        )
         if embedding_optimizer.update != "fused":
             raise ValueError("mode 'torchrec' fuses the embedding update: set update='fused'")
         if not get_gradient_division():
@@ -185,7 +187,9 @@ class TorchRecBaseline:
             if embedding_optimizer.kind != "sgd"
             else {"lr": embedding_optimizer.lr},
         )
-        sharders: list[ModuleSharder[nn.Module]] = [EmbeddingBagCollectionSharder()]  # type: ignore[list-item]
+        sharders: list[ModuleSharder[nn.Module]] = [
+            EmbeddingBagCollectionSharder()  # type: ignore[list-item]
+        ]
         topology = Topology(
             world_size=self.world_size,
             compute_device=self.device.type,
@@ -195,7 +199,9 @@ class TorchRecBaseline:
         if isinstance(collection, TTEmbeddingBagCollection):
             sharders.insert(0, TTEmbeddingBagCollectionSharder())  # type: ignore[arg-type]
             enumerator = tt_enumerator(topology, local_batch_size, calibration=calibration)
-        planner = EmbeddingShardingPlanner(topology=topology, batch_size=local_batch_size, enumerator=enumerator)
+        planner = EmbeddingShardingPlanner(
+            topology=topology, batch_size=local_batch_size, enumerator=enumerator
+        )
         self.sharding_plan = planner.collective_plan(model, sharders, self.group)
         self.model = DistributedModelParallel(
             module=model,
@@ -250,7 +256,9 @@ class TorchRecBaseline:
             configs,
             device=meta,
             tt_min_rows=1,
-            optimizer=TTOptimizerConfig(embedding_optimizer.kind, embedding_optimizer.tt_rate, embedding_optimizer.eps),
+            optimizer=TTOptimizerConfig(
+                embedding_optimizer.kind, embedding_optimizer.tt_rate, embedding_optimizer.eps
+            ),
         )
 
     @property
@@ -266,7 +274,8 @@ class TorchRecBaseline:
         return out
 
     def _embedding_weights(self) -> dict[str, Any]:
-        """``{table: weight}`` (ShardedTensor or tensor) of the uncompressed tables, from the DMP state dict."""
+        """``{table: weight}`` (ShardedTensor or tensor) of the uncompressed tables, from the DMP state
+        dict."""
         out = {}
         for key, value in self.model.state_dict().items():
             parts = key.split(".")
@@ -287,8 +296,8 @@ class TorchRecBaseline:
 
     @torch.no_grad()
     def local_table_weights(self) -> dict[str, list[tuple[int, int, torch.Tensor]]]:
-        """``{table: [(row offset, col offset, weight block)]}`` of the tables this rank holds (a TT table: its
-        dense ``[N, D]`` reconstruction, ``full_weight()``)."""
+        """``{table: [(row offset, col offset, weight block)]}`` of the tables this rank holds (a TT table:
+        its dense ``[N, D]`` reconstruction, ``full_weight()``)."""
         out: dict[str, list[tuple[int, int, torch.Tensor]]] = {}
         for name, value in self._embedding_weights().items():
             shards = value.local_shards() if isinstance(value, ShardedTensor) else None
@@ -323,7 +332,8 @@ class TorchRecBaseline:
         if local_tt:
             reference = build_tables(self.specs, self.table_settings, seed, names=list(local_tt))
             for name, table in local_tt.items():
-                for core, source in zip(table.cores, reference[name].cores, strict=True):  # type: ignore[arg-type]
+                sources = reference[name].cores
+                for core, source in zip(table.cores, sources, strict=True):  # type: ignore[arg-type]
                     core.copy_(source)
 
     def _torchrec_batches(self, batches: Iterator[BatchLike]) -> Iterator[TorchRecBatch]:

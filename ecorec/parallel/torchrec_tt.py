@@ -1,8 +1,8 @@
 """TT tables inside TorchRec: a ``ModuleSharder`` for :class:`ecorec.models.TTEmbeddingBagCollection`.
 
 ``DistributedModelParallel(model, plan=plan, sharders=[TTEmbeddingBagCollectionSharder(),
-EmbeddingBagCollectionSharder()])`` shards a model whose ``TTEmbeddingBagCollection`` holds TT tables (large) and
-plain tables (small) next to any ordinary ``EmbeddingBagCollection``.
+EmbeddingBagCollectionSharder()])`` shards a model whose ``TTEmbeddingBagCollection`` holds TT tables (large)
+and plain tables (small) next to any ordinary ``EmbeddingBagCollection``.
 
 How it plugs in (torchrec 1.9's own seams; nothing of torchrec is copied):
 
@@ -42,9 +42,9 @@ from torch import nn
 from torch.distributed._shard.sharded_tensor import Shard, ShardedTensor, ShardedTensorMetadata
 from torch.distributed._shard.sharded_tensor.metadata import TensorProperties
 from torch.distributed._shard.sharding_spec import ShardMetadata
+from torchrec.distributed.embedding_kernel import BaseEmbedding
 from torchrec.distributed.embedding_lookup import GroupedPooledEmbeddingsLookup
 from torchrec.distributed.embedding_sharding import EmbeddingSharding, EmbeddingShardingInfo
-from torchrec.distributed.embedding_kernel import BaseEmbedding
 from torchrec.distributed.embedding_types import (
     BaseEmbeddingSharder,
     BaseGroupedFeatureProcessor,
@@ -116,7 +116,8 @@ class TTKernelSpec:
 
     @classmethod
     def of(cls, table: TTEmbeddingBag, optimizer: TTOptimizerConfig | None) -> TTKernelSpec:
-        """The spec of an unsharded table (any device, ``meta`` included) with the fused update ``optimizer``."""
+        """The spec of an unsharded table (any device, ``meta`` included) with the fused update
+        ``optimizer``."""
         return cls(
             shapes=table.shapes,
             mode=table.mode,
@@ -186,8 +187,8 @@ def _single_shard_tensor(
     owner_placement: str,
     pg: dist.ProcessGroup | None,
 ) -> ShardedTensor:
-    """A ``ShardedTensor`` of ``shape`` held whole by one rank: ``local`` there (shared storage), no local shard
-    elsewhere. No collective: every rank builds the same metadata."""
+    """A ``ShardedTensor`` of ``shape`` held whole by one rank: ``local`` there (shared storage), no local
+    shard elsewhere. No collective: every rank builds the same metadata."""
     meta = ShardMetadata(shard_offsets=[0] * len(shape), shard_sizes=list(shape), placement=owner_placement)
     global_meta = ShardedTensorMetadata(
         shards_metadata=[meta],
@@ -260,7 +261,9 @@ class TTEmbeddingBagKernel(BaseEmbedding, FusedOptimizerModule):
     bags (a fused update then runs once per batch, as in :class:`ecorec.models.TTEmbeddingBagCollection`).
     """
 
-    def __init__(self, config: GroupedEmbeddingConfig, pg: dist.ProcessGroup | None, device: torch.device | None):
+    def __init__(
+        self, config: GroupedEmbeddingConfig, pg: dist.ProcessGroup | None, device: torch.device | None
+    ):
         super().__init__()
         self._config = config
         self._device = device if device is not None else torch.device("cpu")
@@ -299,7 +302,9 @@ class TTEmbeddingBagKernel(BaseEmbedding, FusedOptimizerModule):
             ids = values[value_start : value_start + count]
             w = weights[value_start : value_start + count] if weights is not None else None
             pooled = table(ids, offsets, per_sample_weights=w).float()  # [F_t * B, D]
-            outputs.append(pooled.view(num_features, batch, dim).transpose(0, 1).reshape(batch, num_features * dim))
+            outputs.append(
+                pooled.view(num_features, batch, dim).transpose(0, 1).reshape(batch, num_features * dim)
+            )
             key += num_features
             value_start += count
         return torch.cat(outputs, dim=1) if outputs else values.new_empty(batch, 0, dtype=torch.float32)
@@ -318,8 +323,8 @@ class TTEmbeddingBagKernel(BaseEmbedding, FusedOptimizerModule):
 
 class TTGroupedPooledEmbeddingsLookup(GroupedPooledEmbeddingsLookup):
     """torchrec's pooled lookup with the TT kernel for ``customized_kernel`` groups (every other group keeps
-    torchrec's kernels). TT kernels stay out of the lookup's state dict: the sharded collection publishes their
-    cores as ``ShardedTensor``s itself."""
+    torchrec's kernels). TT kernels stay out of the lookup's state dict: the sharded collection publishes
+    their cores as ``ShardedTensor``s itself."""
 
     def _create_embedding_kernel(
         self,
@@ -423,7 +428,9 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
         module_fqn: str | None = None,
     ) -> None:
         if not isinstance(module, TTEmbeddingBagCollection):
-            raise TypeError(f"ShardedTTEmbeddingBagCollection shards a TTEmbeddingBagCollection, got {type(module)}")
+            raise TypeError(
+                f"ShardedTTEmbeddingBagCollection shards a TTEmbeddingBagCollection, got {type(module)}"
+            )
         tt_names = module.compressed_tables()
         plan = _checked_plan(module, table_name_to_parameter_sharding, tt_names)
         self._tt_names: list[str] = tt_names
@@ -439,7 +446,7 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
         if module.device.type != "meta":
             self._copy_weights_from(module)
 
-    # --- construction hooks of ShardedEmbeddingBagCollection -------------------------------------------------
+    # --- construction hooks of ShardedEmbeddingBagCollection ------------------------------------------------
 
     @classmethod
     def create_grouped_sharding_infos(  # type: ignore[override]
@@ -531,11 +538,14 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
                 holder.cores = table.cores
             else:
                 holder.cores = nn.ParameterList([nn.Parameter(torch.empty(0)) for _ in spec.core_shapes()])
-            placement = _placement(pg, owner, self._device if self._device is not None else torch.device("cpu"))
+            placement = _placement(
+                pg, owner, self._device if self._device is not None else torch.device("cpu")
+            )
             for t, shape in enumerate(spec.core_shapes()):
                 core = holder.cores[t]
                 if spec.optimizer is not None:
-                    # out of the dense optimizers' reach (torchrec.optim.optimizers.in_backward_optimizer_filter)
+                    # out of the dense optimizers' reach
+                    # (torchrec.optim.optimizers.in_backward_optimizer_filter)
                     core._in_backward_optimizers = [EmptyFusedOptimizer()]  # type: ignore[attr-defined]
                 self._tt_sharded_cores[f"embedding_bags.{name}.cores.{t}"] = _single_shard_tensor(
                     core if table is not None else None, shape, spec.dtype, placement, pg
@@ -562,16 +572,21 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
                 with torch.no_grad():
                     dist.broadcast(param.data, src=0, group=self._env.process_group)
 
-    # --- TT tables --------------------------------------------------------------------------------------------
+    # --- TT tables ------------------------------------------------------------------------------------------
 
     def tt_kernels(self) -> list[TTEmbeddingBagKernel]:
         """This rank's TT kernels."""
-        return [k for lookup in self._lookups if isinstance(lookup, TTGroupedPooledEmbeddingsLookup)
-                for k in lookup.tt_kernels()]
+        return [
+            k
+            for lookup in self._lookups
+            if isinstance(lookup, TTGroupedPooledEmbeddingsLookup)
+            for k in lookup.tt_kernels()
+        ]
 
     def tt_tables(self) -> dict[str, TTEmbeddingBag]:
         """``{name: TTEmbeddingBag}`` of the TT tables this rank holds."""
-        return {name: table for k in self.tt_kernels() for name, table in k.tables.items()}  # type: ignore[misc]
+        tables = [k.tables.items() for k in self.tt_kernels()]
+        return {name: table for items in tables for name, table in items}  # type: ignore[misc]
 
     def tt_specs(self) -> dict[str, TTKernelSpec]:
         """``{name: TTKernelSpec}`` of every TT table of the collection (all ranks)."""
@@ -603,8 +618,8 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
                 weight.copy_(full)
             else:
                 raise NotImplementedError(
-                    f"table {config.name!r}: keeping the weights of a {ps.sharding_type} table is not supported; "
-                    f"shard a meta-device module instead"
+                    f"table {config.name!r}: keeping the weights of a {ps.sharding_type} table is not "
+                    f"supported; shard a meta-device module instead"
                 )
 
 
@@ -642,8 +657,8 @@ def _tt_pre_load_state_dict_hook(
 def _checked_plan(
     module: TTEmbeddingBagCollection, plan: Mapping[str, ParameterSharding], tt_names: Sequence[str]
 ) -> dict[str, ParameterSharding]:
-    """The plan with ``customized_kernel`` uncompressed tables mapped to torchrec's ``fused`` kernel; a TT table
-    planned otherwise than ``table_wise`` / ``customized_kernel`` raises ``ValueError`` naming it."""
+    """The plan with ``customized_kernel`` uncompressed tables mapped to torchrec's ``fused`` kernel; a TT
+    table planned otherwise than ``table_wise`` / ``customized_kernel`` raises ``ValueError`` naming it."""
     names = [c.name for c in module.embedding_bag_configs()]
     missing = [n for n in names if n not in plan]
     if missing:
@@ -655,9 +670,9 @@ def _checked_plan(
         if name in tt:
             if ps.sharding_type != TT_SHARDING_TYPE or ps.compute_kernel != TT_KERNEL:
                 raise ValueError(
-                    f"TT table {name!r} is planned {ps.sharding_type}/{ps.compute_kernel}; TT tables are sharded "
-                    f"{TT_SHARDING_TYPE}/{TT_KERNEL} (plan with TTEmbeddingBagCollectionSharder and the TT "
-                    f"estimators of ecorec.planner.torchrec_tt)"
+                    f"TT table {name!r} is planned {ps.sharding_type}/{ps.compute_kernel}; TT tables are "
+                    f"sharded {TT_SHARDING_TYPE}/{TT_KERNEL} (plan with TTEmbeddingBagCollectionSharder and "
+                    f"the TT estimators of ecorec.planner.torchrec_tt)"
                 )
             out[name] = ps
         elif ps.compute_kernel == TT_KERNEL:
@@ -689,13 +704,13 @@ class TTEmbeddingBagCollectionSharder(BaseEmbeddingSharder[TTEmbeddingBagCollect
     Every table is offered ``table_wise`` with the ``customized_kernel`` (TT tables: the TT lookup; the
     collection's uncompressed tables: torchrec's fused TBE). ``fused_params`` as torchrec's sharders (e.g.
     ``{"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": 0.1}``; an ``apply_optimizer_in_backward`` on
-    the tables' parameters takes precedence, per table). For the planner, a TT table's shardable parameter is a
-    ``meta`` tensor of its logical ``[N, D]`` shape (what torchrec's shard sizes describe); its storage and cost
-    come from :mod:`ecorec.planner.torchrec_tt`.
+    the tables' parameters takes precedence, per table). For the planner, a TT table's shardable parameter is
+    a ``meta`` tensor of its logical ``[N, D]`` shape (what torchrec's shard sizes describe); its storage and
+    cost come from :mod:`ecorec.planner.torchrec_tt`.
 
     Example:
         >>> sharders = [TTEmbeddingBagCollectionSharder(), EmbeddingBagCollectionSharder()]
-        >>> planner = EmbeddingShardingPlanner(topology, batch_size=b, estimator=tt_shard_estimators(topology))
+        >>> planner = EmbeddingShardingPlanner(topology, batch_size=b, enumerator=tt_enumerator(topology, b))
         >>> model = DistributedModelParallel(model, plan=planner.collective_plan(model, sharders, pg),
         ...                                  sharders=sharders)
     """
@@ -720,7 +735,8 @@ class TTEmbeddingBagCollectionSharder(BaseEmbeddingSharder[TTEmbeddingBagCollect
 
     def shardable_parameters(self, module: TTEmbeddingBagCollection) -> dict[str, nn.Parameter]:
         """``{table: parameter}``: an uncompressed table's weight; for a TT table a ``meta`` parameter of its
-        logical ``[N, D]`` shape and dtype (no memory), carrying the cores' in-backward optimizer attributes."""
+        logical ``[N, D]`` shape and dtype (no memory), carrying the cores' in-backward optimizer
+        attributes."""
         out: dict[str, nn.Parameter] = {}
         for name, table in module.embedding_bags.items():
             if isinstance(table, TTEmbeddingBag):
@@ -750,4 +766,3 @@ class TTEmbeddingBagCollectionSharder(BaseEmbeddingSharder[TTEmbeddingBagCollect
     @property
     def sharded_module_type(self) -> type[ShardedTTEmbeddingBagCollection]:
         return ShardedTTEmbeddingBagCollection
-

@@ -65,7 +65,9 @@ class TableCost:
         return self.parameter_bytes + self.optimizer_state_bytes
 
 
-def _state_bytes(optimizer: str, rows: Sequence[int], elements: int, element_bytes: int = _FLOAT_BYTES) -> int:
+def _state_bytes(
+    optimizer: str, rows: Sequence[int], elements: int, element_bytes: int = _FLOAT_BYTES
+) -> int:
     if optimizer == "sgd":
         return 0
     if optimizer == "adagrad":
@@ -78,11 +80,13 @@ def _state_bytes(optimizer: str, rows: Sequence[int], elements: int, element_byt
 def tt_table_memory(
     shapes: TTShapes, optimizer: str | None, element_bytes: int = _FLOAT_BYTES
 ) -> tuple[int, int]:
-    """``(parameter bytes, optimizer state bytes)`` of a TT table on its rank: its cores, and the fused update's
-    state (``None``/``"sgd"``: none; ``"adagrad"``: one value per core entry; ``"rowwise_adagrad"``: one per core
-    row, ``sum(p)``), in elements of ``element_bytes`` (the cores' dtype)."""
+    """``(parameter bytes, optimizer state bytes)`` of a TT table on its rank: its cores, and the fused
+    update's state (``None``/``"sgd"``: none; ``"adagrad"``: one value per core entry; ``"rowwise_adagrad"``:
+    one per core row, ``sum(p)``), in elements of ``element_bytes`` (the cores' dtype)."""
     parameters = shapes.num_parameters()
-    state = 0 if optimizer is None else _state_bytes(optimizer, list(shapes.p_shapes), parameters, element_bytes)
+    state = (
+        0 if optimizer is None else _state_bytes(optimizer, list(shapes.p_shapes), parameters, element_bytes)
+    )
     return parameters * element_bytes, state
 
 

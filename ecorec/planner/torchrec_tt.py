@@ -4,22 +4,22 @@
 ``EmbeddingShardingPlanner(topology, batch_size=b, enumerator=tt_enumerator(topology, batch_size=b))`` (with
 the sharders ``[TTEmbeddingBagCollectionSharder(), EmbeddingBagCollectionSharder()]`` of
 :mod:`ecorec.parallel.torchrec_tt`); :func:`tt_enumerator` is torchrec's ``EmbeddingEnumerator`` with the
-estimators of :func:`tt_shard_estimators`. Each estimator handles the sharding options of TT tables itself and gives
-every other option to torchrec's own estimator (an uncompressed table of a TT collection is estimated as the
-``fused`` table it runs as):
+estimators of :func:`tt_shard_estimators`. Each estimator handles the sharding options of TT tables itself and
+gives every other option to torchrec's own estimator (an uncompressed table of a TT collection is estimated as
+the ``fused`` table it runs as):
 
-- :class:`TTEmbeddingStorageEstimator`: a TT table costs exactly its cores' bytes plus its fused update's state
-  (``ecorec.planner.cost_model.tt_table_memory``: Adagrad one value per core entry, row-wise Adagrad one per
-  core row, SGD none), in the memory of the compute device (HBM on GPUs, DDR on CPUs). Unlike torchrec's
-  estimate of an uncompressed table, no input/output buffers are added: they are the same ``[b, D]`` blocks
-  an uncompressed table of the same shape has, and small beside its table.
+- :class:`TTEmbeddingStorageEstimator`: a TT table costs exactly its cores' bytes plus its fused update's
+  state (``ecorec.planner.cost_model.tt_table_memory``: Adagrad one value per core entry, row-wise Adagrad
+  one per core row, SGD none), in the memory of the compute device (HBM on GPUs, DDR on CPUs). Unlike
+  torchrec's estimate of an uncompressed table, no input/output buffers are added: they are the same
+  ``[b, D]`` blocks an uncompressed table of the same shape has, and small beside its table.
 - :class:`TTEmbeddingPerfEstimator`: compute from this project's cost model
   (:func:`ecorec.planner.cost_model.estimate_table_cost`: the TT GEMM FLOPs of the table's algorithm at the
   global batch, table-wise), in seconds through a :class:`~ecorec.planner.cost_model.CostCalibration` when
   given (``t = a * flops + b``, split forward/backward by their FLOPs), else at a nominal rate
-  (:data:`DEFAULT_TT_RATES`);
-  communication exactly as torchrec's estimator models a table-wise table of the same ``[N, D]`` shape (the
-  pooled all-to-all and the input dist do not depend on how the table is stored). Lookup statistics: measured
+  (:data:`DEFAULT_TT_RATES`); communication exactly as torchrec's estimator models a table-wise table of the
+  same ``[N, D]`` shape (the pooled all-to-all and the input dist do not depend on how the table is stored).
+  Lookup statistics: measured
   rows of ``ecorec.stats`` at the global batch when given, else ids drawn uniformly (an upper bound on the
   distinct rows and prefixes a skewed workload has).
 """
@@ -31,19 +31,19 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.planner.enumerators import EmbeddingEnumerator
 from torchrec.distributed.planner.shard_estimators import EmbeddingPerfEstimator, EmbeddingStorageEstimator
 from torchrec.distributed.planner.types import (
     ParameterConstraints,
     Perf,
     Shard,
+    SharderDataMap,
     ShardEstimator,
     ShardingOption,
     Storage,
     Topology,
 )
-from torchrec.distributed.embedding_types import EmbeddingComputeKernel
-from torchrec.distributed.planner.types import SharderDataMap
 
 from ecorec.models import TTEmbeddingBagCollection
 from ecorec.models.embedding_collection import resolve_tt_optimizer
@@ -61,10 +61,11 @@ __all__ = [
     "uniform_lookup_stats",
 ]
 
-#: Nominal ``(FLOP/s, seconds per lookup)`` of TT GEMMs when no calibration is given, the ``t = a * flops + b``
-#: of :class:`CostCalibration` with ``a = 1 / rate``: orders of magnitude of this project's torch kernels (a
-#: few GFLOP/s and about half a millisecond of per-call work, forward and backward, on one CPU core; a GPU's
-#: small batched GEMMs at about 1 TFLOP/s and tens of microseconds of launches). Calibrate for real plans.
+#: Nominal ``(FLOP/s, seconds per lookup)`` of TT GEMMs when no calibration is given, the
+#: ``t = a * flops + b`` of :class:`CostCalibration` with ``a = 1 / rate``: orders of magnitude of this
+#: project's torch kernels (a few GFLOP/s and about half a millisecond of per-call work, forward and
+#: backward, on one CPU core; a GPU's small batched GEMMs at about 1 TFLOP/s and tens of microseconds of
+#: launches). Calibrate for real plans.
 DEFAULT_TT_RATES = {"cpu": (5.0e9, 5.0e-4), "cuda": (1.0e12, 5.0e-5)}
 _FUSED = EmbeddingComputeKernel.FUSED.value
 
@@ -109,10 +110,13 @@ class TTEmbeddingStorageEstimator(ShardEstimator):
     rest.
 
     Args:
-        topology, constraints: as torchrec's ``EmbeddingStorageEstimator`` (which estimates the other options).
+        topology, constraints: as torchrec's ``EmbeddingStorageEstimator`` (which estimates the other
+        options).
     """
 
-    def __init__(self, topology: Topology, constraints: dict[str, ParameterConstraints] | None = None) -> None:
+    def __init__(
+        self, topology: Topology, constraints: dict[str, ParameterConstraints] | None = None
+    ) -> None:
         self._topology = topology
         self._torchrec = EmbeddingStorageEstimator(topology=topology, constraints=constraints)
 
@@ -124,11 +128,15 @@ class TTEmbeddingStorageEstimator(ShardEstimator):
                 fused = sharder_data_map[option.module_type_key].fused_params
                 optimizer = resolve_tt_optimizer(table, option.name, fused)
                 params, state = tt_table_memory(
-                    table.shapes, None if optimizer is None else optimizer.kind.value, table.cores[0].element_size()
+                    table.shapes,
+                    None if optimizer is None else optimizer.kind.value,
+                    table.cores[0].element_size(),
                 )
                 on_gpu = self._topology.compute_device in ("cuda", "mtia")
                 for shard in option.shards:
-                    shard.storage = Storage(hbm=params + state if on_gpu else 0, ddr=0 if on_gpu else params + state)
+                    shard.storage = Storage(
+                        hbm=params + state if on_gpu else 0, ddr=0 if on_gpu else params + state
+                    )
             elif _is_tt_collection(option):
                 proxies.append((option, _fused_proxy(option)))
             else:
@@ -174,7 +182,9 @@ class TTEmbeddingPerfEstimator(ShardEstimator):
                 raise ValueError(f"TTEmbeddingPerfEstimator: flops_per_second must be > 0, got {rate}")
             fit = (1.0 / rate, per_call)
             calibration = CostCalibration(
-                device=device, fits={a.value: fit for a in Algorithm.tt()}, source="nominal (DEFAULT_TT_RATES)"
+                device=device,
+                fits={a.value: fit for a in Algorithm.tt()},
+                source="nominal (DEFAULT_TT_RATES)",
             )
         elif flops_per_second is not None:
             raise ValueError("TTEmbeddingPerfEstimator: give a calibration or flops_per_second, not both")

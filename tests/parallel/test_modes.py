@@ -100,8 +100,8 @@ CASES |= {
         {"stages": TWP_STAGES},
         TT_MICRO,
     ),
-    # TorchRec's DMP over a TTEmbeddingBagCollection (ecorec.parallel.torchrec_tt): TT tables in the TT sharder's
-    # kernel, the small ones in fbgemm's fused TBE; the same tables and optimizers as mp_tt_adagrad.
+    # TorchRec's DMP over a TTEmbeddingBagCollection (ecorec.parallel.torchrec_tt): TT tables in the TT
+    # sharder's kernel, the small ones in fbgemm's fused TBE; the same tables and optimizers as mp_tt_adagrad.
     "torchrec_tt": Case("torchrec", ADAM, EmbeddingOptimizerSettings("adagrad", lr=0.1, tt_lr=0.2), {}, TT),
     "mp_tt_adagrad": Case("mp", ADAM, EmbeddingOptimizerSettings("adagrad", lr=0.1, tt_lr=0.2), {}, TT),
 }
@@ -294,7 +294,9 @@ def test_torchrec_tt_equals_mp(distributed_runs):
     # tables step with fbgemm's Adagrad here and torch's in mp (measured: 3e-7 absolute after 5 steps).
     mp, trec = distributed_runs["mp_tt_adagrad"], distributed_runs["torchrec_tt"]
     assert trec["losses"][0] != mp["losses"][0][:1] * len(mp["losses"][0]), "the runs must actually train"
-    torch.testing.assert_close(torch.tensor(trec["losses"][0]), torch.tensor(mp["losses"][0]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(trec["losses"][0]), torch.tensor(mp["losses"][0]), rtol=1e-6, atol=0
+    )
     for name in FEATURES:
         torch.testing.assert_close(trec["weights"][name], mp["weights"][name], rtol=1e-5, atol=1e-6)
 

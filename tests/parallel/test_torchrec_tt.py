@@ -73,17 +73,23 @@ def _table_configs() -> list[EmbeddingBagConfig]:
     out: list[EmbeddingBagConfig] = []
     for name, rows in ROWS.items():
         common = {"name": name, "num_embeddings": rows, "embedding_dim": DIM, "feature_names": [name]}
-        out.append(TTEmbeddingBagConfig(**common, tt_ranks=[3, 3]) if name in TT_TABLES else EmbeddingBagConfig(**common))
+        out.append(
+            TTEmbeddingBagConfig(**common, tt_ranks=[3, 3])
+            if name in TT_TABLES
+            else EmbeddingBagConfig(**common)
+        )
     return out
 
 
 def _model(seed: int, device: str = "cpu") -> DLRMTrain:
-    """torchrec's DLRM over a TTEmbeddingBagCollection, with the embedding optimizer applied in backward (torch's
-    Adagrad; the TT sharder maps it onto the TT tables' fused update, fbgemm onto the others)."""
+    """torchrec's DLRM over a TTEmbeddingBagCollection, with the embedding optimizer applied in backward
+    (torch's Adagrad; the TT sharder maps it onto the TT tables' fused update, fbgemm onto the others)."""
     torch.manual_seed(seed)
     tables = TTEmbeddingBagCollection(_table_configs(), device=device, tt_min_rows=TT_MIN_ROWS)
     model = DLRMTrain(DLRM(tables, NUM_DENSE, [16, DIM], [16, 1]))  # type: ignore[arg-type]
-    apply_optimizer_in_backward(torch.optim.Adagrad, model.model.sparse_arch.parameters(), {"lr": 0.1, "eps": 1e-8})
+    apply_optimizer_in_backward(
+        torch.optim.Adagrad, model.model.sparse_arch.parameters(), {"lr": 0.1, "eps": 1e-8}
+    )
     return model
 
 
@@ -103,9 +109,15 @@ def _sharded(seed: int) -> tuple[DistributedModelParallel, CombinedOptimizer, Sh
     )
     plan = planner.collective_plan(model, _sharders(), dist.group.WORLD)
     dmp = DistributedModelParallel(
-        model, device=torch.device("cpu"), plan=plan, sharders=_sharders(), env=ShardingEnv.from_process_group(dist.group.WORLD)
+        model,
+        device=torch.device("cpu"),
+        plan=plan,
+        sharders=_sharders(),
+        env=ShardingEnv.from_process_group(dist.group.WORLD),
     )
-    dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())), _dense_optimizer)
+    dense = KeyedOptimizerWrapper(
+        dict(in_backward_optimizer_filter(dmp.named_parameters())), _dense_optimizer
+    )
     return dmp, CombinedOptimizer([dmp.fused_optimizer, dense]), plan
 
 
@@ -151,7 +163,9 @@ def _worker(rank: int, world: int, out_dir: str) -> None:
     plain = []
     for step, batch in enumerate(batches):
         if step == RESUME_AT:
-            dcp.save({"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}, checkpoint_id=checkpoint)
+            dcp.save(
+                {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}, checkpoint_id=checkpoint
+            )
         plain.append(_plain_step(dmp, optimizer, batch))
     weights = _local_weights(dmp)
     fused_keys = sorted(dmp.fused_optimizer.state_dict()["state"])
@@ -175,7 +189,10 @@ def _worker(rank: int, world: int, out_dir: str) -> None:
             "resumed": resumed,
             "weights": weights,
             "fused_keys": fused_keys,
-            "plan": {n: (p.sharding_type, p.compute_kernel, p.ranks) for n, p in plan.plan["model.sparse_arch.embedding_bag_collection"].items()},
+            "plan": {
+                n: (p.sharding_type, p.compute_kernel, p.ranks)
+                for n, p in plan.plan["model.sparse_arch.embedding_bag_collection"].items()
+            },
         },
         f"{out_dir}/rank-{rank}.pt",
     )
@@ -201,7 +218,9 @@ def _single_process() -> tuple[list[float], dict[str, torch.Tensor]]:
         dense.step()
         losses.append(loss.item())
     tables = model.model.sparse_arch.embedding_bag_collection.embedding_bags
-    weights = {n: (t.full_weight() if n in TT_TABLES else t.weight).detach().clone() for n, t in tables.items()}
+    weights = {
+        n: (t.full_weight() if n in TT_TABLES else t.weight).detach().clone() for n, t in tables.items()
+    }
     return losses, weights
 
 
@@ -230,13 +249,19 @@ def test_tt_update_is_in_torchrec_fused_optimizer(runs):
     # dmp.fused_optimizer (what CombinedOptimizer wraps) holds the Adagrad state of every TT core of the rank
     keys = runs[0]["fused_keys"] + runs[1]["fused_keys"]
     tt_keys = [k for k in keys if ".cores." in k]
-    want = [f"model.sparse_arch.embedding_bag_collection.embedding_bags.{n}.cores.{t}" for n in TT_TABLES for t in range(3)]
+    want = [
+        f"model.sparse_arch.embedding_bag_collection.embedding_bags.{n}.cores.{t}"
+        for n in TT_TABLES
+        for t in range(3)
+    ]
     assert sorted(tt_keys) == sorted(want)
 
 
 def test_pipeline_matches_plain_loop(runs):
     for run in runs:
-        torch.testing.assert_close(torch.tensor(run["pipeline"]), torch.tensor(run["plain"]), rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            torch.tensor(run["pipeline"]), torch.tensor(run["plain"]), rtol=1e-6, atol=0
+        )
 
 
 def test_sharded_checkpoint_resumes_exactly(runs):
@@ -244,7 +269,8 @@ def test_sharded_checkpoint_resumes_exactly(runs):
         assert run["resumed"] == run["plain"][RESUME_AT:]
 
 
-# ---- planner (no process group) -------------------------------------------------------------------------------
+# ---- planner (no process group) ----------------------------------------------------------------------------
+
 
 class _TwoCollections(nn.Module):
     """A TT collection (TT and plain tables) beside an ordinary EBC: both sharders plan it."""
@@ -252,7 +278,9 @@ class _TwoCollections(nn.Module):
     def __init__(self, rows: dict[str, int], optimizer: type[torch.optim.Optimizer]) -> None:
         super().__init__()
         configs = [
-            TTEmbeddingBagConfig(name=n, num_embeddings=r, embedding_dim=16, feature_names=[n], tt_ranks=[8, 8])
+            TTEmbeddingBagConfig(
+                name=n, num_embeddings=r, embedding_dim=16, feature_names=[n], tt_ranks=[8, 8]
+            )
             for n, r in rows.items()
         ]
         self.tt = TTEmbeddingBagCollection(configs, device="meta", tt_min_rows=10_000)
@@ -368,29 +396,40 @@ def test_perf_estimate_comes_from_the_cost_model():
         option = next(o for o in options if o.name == name)
         perf = option.shards[0].perf
         cost = estimator.table_cost(option, model.tt.embedding_bags[name])
-        # compute: the cost model's FLOPs through the (here nominal) calibration, split by forward/backward FLOPs
+        # compute: the cost model's FLOPs through the (here nominal) calibration, split by forward/backward
+        # FLOPs
         assert perf.fwd_compute + perf.bwd_compute == pytest.approx(estimator.calibration.seconds(cost))
         assert perf.fwd_compute / perf.bwd_compute == pytest.approx(cost.forward_flops / cost.backward_flops)
         # communication: torchrec's table-wise model, the same as an uncompressed table of the same dim
         u = u_tw.shards[0].perf
-        assert (perf.fwd_comms, perf.bwd_comms, perf.input_dist_comms) == (u.fwd_comms, u.bwd_comms, u.input_dist_comms)
+        assert (perf.fwd_comms, perf.bwd_comms, perf.input_dist_comms) == (
+            u.fwd_comms,
+            u.bwd_comms,
+            u.input_dist_comms,
+        )
         assert perf.fwd_comms > 0
     bigger = estimator.table_cost(next(o for o in options if o.name == "a"), model.tt.embedding_bags["a"])
     smaller = estimator.table_cost(next(o for o in options if o.name == "d"), model.tt.embedding_bags["d"])
     assert bigger.flops > smaller.flops, "more distinct rows and prefixes cost more TT FLOPs"
 
 
-# ---- optimizer resolution and plan checks (no process group) --------------------------------------------------
+# ---- optimizer resolution and plan checks (no process group) -----------------------------------------------
 
 
 def test_tt_optimizer_follows_torchrec_sources():
-    config = TTEmbeddingBagConfig(name="t", num_embeddings=1000, embedding_dim=8, feature_names=["t"], tt_ranks=[2, 2])
+    config = TTEmbeddingBagConfig(
+        name="t", num_embeddings=1000, embedding_dim=8, feature_names=["t"], tt_ranks=[2, 2]
+    )
     plain = TTEmbeddingBagCollection([config], tt_min_rows=1).embedding_bags["t"]
     assert resolve_tt_optimizer(plain, "t") is None
-    assert resolve_tt_optimizer(plain, "t", {"optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD, "learning_rate": 0.3}) == TTOptimizerConfig("rowwise_adagrad", 0.3, 1e-8)
+    assert resolve_tt_optimizer(
+        plain, "t", {"optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD, "learning_rate": 0.3}
+    ) == TTOptimizerConfig("rowwise_adagrad", 0.3, 1e-8)
     apply_optimizer_in_backward(torch.optim.SGD, plain.parameters(), {"lr": 0.2})
     # the in-backward optimizer wins over the sharder's fused params, as for torchrec's own tables
-    assert resolve_tt_optimizer(plain, "t", {"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": 0.3}) == TTOptimizerConfig("sgd", 0.2)
+    assert resolve_tt_optimizer(
+        plain, "t", {"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": 0.3}
+    ) == TTOptimizerConfig("sgd", 0.2)
     own = TTEmbeddingBagCollection([config], tt_min_rows=1, optimizer=TTOptimizerConfig("adagrad", 0.1, 1e-8))
     table = own.embedding_bags["t"]
     assert resolve_tt_optimizer(table, "t") == TTOptimizerConfig("adagrad", 0.1, 1e-8)
@@ -411,7 +450,12 @@ def test_tt_table_planned_otherwise_is_refused_by_name():
     per_table = {n: table_wise(rank=0, compute_kernel=TT_KERNEL) for n in FEATURES}
     per_table["t2"] = table_wise(rank=0, compute_kernel=EmbeddingComputeKernel.FUSED.value)
     plan = construct_module_sharding_plan(
-        collection, per_table, sharder=sharder, local_size=2, world_size=2, device_type="cpu"  # type: ignore[arg-type]
+        collection,
+        per_table,
+        sharder=sharder,
+        local_size=2,
+        world_size=2,
+        device_type="cpu",  # type: ignore[arg-type]
     )
     with pytest.raises(ValueError, match="TT table 't2' is planned table_wise/fused"):
         ShardedTTEmbeddingBagCollection(collection, plan, env=None)  # type: ignore[arg-type]
@@ -420,16 +464,35 @@ def test_tt_table_planned_otherwise_is_refused_by_name():
         ShardedTTEmbeddingBagCollection(collection, plan, env=None)  # type: ignore[arg-type]
 
 
-# ---- the example, as a user runs it ---------------------------------------------------------------------------
+# ---- the example, as a user runs it ------------------------------------------------------------------------
 
 
 def test_example_runs_under_torchrun(repo_root, tmp_path):
     script = repo_root / "examples" / "torchrec_tt_dlrm.py"
     rows = ",".join(["20000"] * 4 + ["300"] * 22)
-    args = ["--num_embeddings_per_feature", rows, "--batch_size", "32", "--num_batches", "3", "--eval_batches", "1"]
+    args = [
+        "--num_embeddings_per_feature",
+        rows,
+        "--batch_size",
+        "32",
+        "--num_batches",
+        "3",
+        "--eval_batches",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    done = subprocess.run([*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+    ]
+    done = subprocess.run(
+        [*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "TT: 3 batches of 32 per rank" in done.stdout
     # the ranks together hold every table exactly once: 4 TT tables as their cores, 22 plain ones whole

@@ -173,22 +173,16 @@ class TTKernelSpec:
         return self.optimizer.state_shapes(self.core_shapes())
 
 
-def _placement(pg: dist.ProcessGroup | None, group_rank: int, device: torch.device) -> str:
-    """``rank:<global rank>/<device>`` of ``group_rank`` (ShardedTensor checks placements against global
-    ranks)."""
-    global_rank = dist.get_global_rank(pg, group_rank) if pg is not None else group_rank
-    return f"rank:{global_rank}/{device}"
-
-
 def _single_shard_tensor(
     local: torch.Tensor | None,
     shape: Sequence[int],
     dtype: torch.dtype,
-    owner_placement: str,
+    owner_placement: Any,
     pg: dist.ProcessGroup | None,
 ) -> ShardedTensor:
     """A ``ShardedTensor`` of ``shape`` held whole by one rank: ``local`` there (shared storage), no local
-    shard elsewhere. No collective: every rank builds the same metadata."""
+    shard elsewhere. ``owner_placement``: the table's placement in the plan (``rank:<r>/<device>``). No
+    collective: every rank builds the same metadata."""
     meta = ShardMetadata(shard_offsets=[0] * len(shape), shard_sizes=list(shape), placement=owner_placement)
     global_meta = ShardedTensorMetadata(
         shards_metadata=[meta],
@@ -212,18 +206,17 @@ class TTFusedOptimizer(FusedOptimizer):
     def __init__(
         self,
         tables: Mapping[str, TTEmbeddingBag],
+        placements: Mapping[str, Any],
         pg: dist.ProcessGroup | None,
-        device: torch.device,
     ) -> None:
         self._tables = dict(tables)
-        rank = dist.get_rank(pg) if dist.is_initialized() else 0
-        placement = _placement(pg, rank, device)
         params: dict[str, ShardedTensor] = {}
         state: dict[Any, dict[str, Any]] = {}
         lrs = set()
         for name, table in self._tables.items():
             if table.optimizer is None:
                 continue
+            placement = placements[name]
             lrs.add(table.optimizer.lr)
             for t, (core, buffer) in enumerate(zip(table.cores, table.optimizer_states(), strict=True)):
                 key = f"{name}.cores.{t}"
@@ -270,12 +263,16 @@ class TTEmbeddingBagKernel(BaseEmbedding, FusedOptimizerModule):
         self.tables = nn.ModuleDict()
         self._features_per_table: list[int] = []
         self._dims: list[int] = []
+        placements = {}
         for table in config.embedding_tables:
             spec: TTKernelSpec = (table.fused_params or {})[_SPEC_KEY]
             self.tables[table.name] = spec.build(self._device)
             self._features_per_table.append(table.num_features())
             self._dims.append(table.embedding_dim)
-        self._optim = TTFusedOptimizer(dict(self.tables.items()), pg, self._device)  # type: ignore[arg-type]
+            assert table.local_metadata is not None
+            placements[table.name] = table.local_metadata.placement
+        tables = dict(self.tables.items())
+        self._optim = TTFusedOptimizer(tables, placements, pg)  # type: ignore[arg-type]
 
     @property
     def config(self) -> GroupedEmbeddingConfig:
@@ -530,7 +527,9 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
         pg = self._env.process_group
         self._tt_sharded_cores: dict[str, ShardedTensor] = {}
         for name in self._tt_names:
-            owner = self.module_sharding_plan[name].ranks[0]  # type: ignore[index]
+            spec_of_plan = self.module_sharding_plan[name].sharding_spec
+            assert spec_of_plan is not None
+            placement = spec_of_plan.shards[0].placement  # type: ignore[attr-defined]
             table = local.get(name)
             spec = specs[name]
             holder = self.embedding_bags[name]
@@ -538,9 +537,6 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
                 holder.cores = table.cores
             else:
                 holder.cores = nn.ParameterList([nn.Parameter(torch.empty(0)) for _ in spec.core_shapes()])
-            placement = _placement(
-                pg, owner, self._device if self._device is not None else torch.device("cpu")
-            )
             for t, shape in enumerate(spec.core_shapes()):
                 core = holder.cores[t]
                 if spec.optimizer is not None:

@@ -430,6 +430,7 @@ class ShardedTTEmbeddingBagCollection(ShardedEmbeddingBagCollection):
             )
         tt_names = module.compressed_tables()
         plan = _checked_plan(module, table_name_to_parameter_sharding, tt_names)
+        # set before torchrec's __init__, whose construction hooks (overridden below) read it
         self._tt_names: list[str] = tt_names
         super().__init__(
             module=module,  # type: ignore[arg-type]

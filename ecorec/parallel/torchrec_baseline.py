@@ -273,6 +273,15 @@ class TorchRecBaseline:
                 out[name] = ps.sharding_type
         return out
 
+    def placement(self) -> dict[int, list[str]]:
+        """``{rank: [tables]}``: the tables with a shard on each rank (every rank for data-parallel ones)."""
+        out: dict[int, list[str]] = {r: [] for r in range(self.world_size)}
+        for module_plan in self.sharding_plan.plan.values():
+            for name, ps in module_plan.items():  # type: ignore[union-attr]
+                for rank in sorted(set(ps.ranks or range(self.world_size))):
+                    out[rank].append(name)
+        return out
+
     def _embedding_weights(self) -> dict[str, Any]:
         """``{table: weight}`` (ShardedTensor or tensor) of the uncompressed tables, from the DMP state
         dict."""

@@ -178,6 +178,7 @@ def _worker(rank: int, world_size: int, out_dir: str) -> None:
                 "resumed": resumed_losses,
                 "weights": _final_weights(model, rank),
                 "eval": scored,
+                "placement": model.placement() if hasattr(model, "placement") else None,
             },
             f"{out_dir}/{key}-{rank}.pt",
         )
@@ -249,6 +250,7 @@ def distributed_runs(tmp_path_factory):
             "losses": [p["losses"] for p in per_rank],
             "resumed": per_rank[0]["resumed"],
             "eval": [p["eval"] for p in per_rank],
+            "placement": per_rank[0]["placement"],
             "weights": weights,
         }
     return results
@@ -293,6 +295,8 @@ def test_torchrec_tt_equals_mp(distributed_runs):
     # is computed: the mp mode's losses (1e-6) and weights. Weights to the single-process tolerance: the small
     # tables step with fbgemm's Adagrad here and torch's in mp (measured: 3e-7 absolute after 5 steps).
     mp, trec = distributed_runs["mp_tt_adagrad"], distributed_runs["torchrec_tt"]
+    placed = [name for names in trec["placement"].values() for name in names]
+    assert sorted(placed) == sorted(FEATURES), "table-wise: every table on exactly one rank"
     assert trec["losses"][0] != mp["losses"][0][:1] * len(mp["losses"][0]), "the runs must actually train"
     torch.testing.assert_close(
         torch.tensor(trec["losses"][0]), torch.tensor(mp["losses"][0]), rtol=1e-6, atol=0

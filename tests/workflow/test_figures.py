@@ -128,7 +128,7 @@ def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
     (tmp_path / "results" / "datasets" / default["dataset"]).mkdir(parents=True)
     counts = dry_run_job_counts("figures", "--configfile", str(REPO_ROOT / "config.yaml"), workdir=tmp_path)
     _assert_one_job_per_point(counts, default)
-    assert len(_training_points(default)) == 19
+    assert len(_training_points(default)) == 22  # fig10: 5 systems x 3 table counts, + fig12, fig16
 
     paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
     paper_dir = tmp_path / "paper"

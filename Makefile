@@ -26,12 +26,12 @@ $(STAMP): requirements/cpu.txt requirements/torchrec.txt pyproject.toml
 	touch $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check ecorec tests workflow_scripts
-	$(BIN)/ruff format --check ecorec tests workflow_scripts
+	$(BIN)/ruff check ecorec tests workflow_scripts examples
+	$(BIN)/ruff format --check ecorec tests workflow_scripts examples
 
 format: setup
-	$(BIN)/ruff check --fix ecorec tests workflow_scripts
-	$(BIN)/ruff format ecorec tests workflow_scripts
+	$(BIN)/ruff check --fix ecorec tests workflow_scripts examples
+	$(BIN)/ruff format ecorec tests workflow_scripts examples
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

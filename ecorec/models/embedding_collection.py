@@ -10,11 +10,14 @@ the paper: a rank-32 TT of a 32-wide table only compresses from about 10^4 rows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from fbgemm_gpu.split_embedding_configs import EmbOptimType
 from torch import nn
+from torchrec.distributed.utils import merge_fused_params, optimizer_type_to_emb_opt_type
 from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig, pooling_type_to_str
 from torchrec.modules.embedding_modules import (
     EmbeddingBagCollectionInterface,
@@ -25,9 +28,32 @@ from torchrec.modules.embedding_modules import (
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from ecorec.models.tables import check_ids, check_kjt
-from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig
+from ecorec.tt import TTEmbeddingBag, TTOptimizerConfig, TTOptimizerKind
 
 DEFAULT_TT_MIN_ROWS = 10_000
+
+#: fbgemm's fused optimizers that have a TT counterpart (``ecorec.tt.optim``), and back.
+TT_OPTIMIZER_OF_EMB_OPT = {
+    EmbOptimType.EXACT_SGD: TTOptimizerKind.SGD,
+    EmbOptimType.EXACT_ADAGRAD: TTOptimizerKind.ADAGRAD,
+    EmbOptimType.EXACT_ROWWISE_ADAGRAD: TTOptimizerKind.ROWWISE_ADAGRAD,
+}
+#: fbgemm's default ``eps`` of the Adagrad kinds (``SplitTableBatchedEmbeddingBagsCodegen``), used for a TT
+#: table when the fused params name none, so TT and uncompressed tables of one model follow the same rule.
+FBGEMM_DEFAULT_EPS = 1.0e-8
+# Optimizer keywords that a TT update accepts only at the value it implies (torch's defaults).
+_NEUTRAL_OPTIMIZER_KWARGS: dict[str, Any] = {
+    "weight_decay": 0,
+    "initial_accumulator_value": 0,
+    "lr_decay": 0,
+    "momentum": 0,
+    "dampening": 0,
+    "nesterov": False,
+    "maximize": False,
+    "foreach": None,
+    "differentiable": False,
+    "fused": None,
+}
 
 
 @dataclass
@@ -218,3 +244,85 @@ class TTEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     def compressed_tables(self) -> list[str]:
         """Names of the TT-compressed tables."""
         return [name for name, module in self.embedding_bags.items() if isinstance(module, TTEmbeddingBag)]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the tables live (torchrec's ``EmbeddingBagCollection.device``; ``meta`` before sharding)."""
+        return next(self.parameters()).device
+
+
+def tt_optimizer_from_fused_params(
+    fused_params: Mapping[str, Any], *, table: str
+) -> TTOptimizerConfig | None:
+    """The TT fused update equal to torchrec/fbgemm fused params (``{"optimizer": EmbOptimType,
+    "learning_rate", "eps"}``, what ``apply_optimizer_in_backward`` and a sharder's ``fused_params`` become);
+    ``None`` when they name no optimizer.
+
+    ``EXACT_SGD`` -> ``sgd``, ``EXACT_ADAGRAD`` -> ``adagrad``, ``EXACT_ROWWISE_ADAGRAD`` ->
+    ``rowwise_adagrad`` (the rules of :mod:`ecorec.tt.optim`, which equal fbgemm's); ``eps`` defaults to
+    fbgemm's ``1e-8``. Any other optimizer, or a keyword without a TT meaning (``weight_decay=0.01``), raises
+    ``ValueError`` naming the table.
+    """
+    params = dict(fused_params)
+    if "lr" in params:
+        params["learning_rate"] = params.pop("lr")
+    optimizer = params.pop("optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        emb_opt = EmbOptimType(optimizer)
+        kind = TT_OPTIMIZER_OF_EMB_OPT[emb_opt]
+    except (ValueError, KeyError):
+        allowed = [str(k) for k in TT_OPTIMIZER_OF_EMB_OPT]
+        raise ValueError(
+            f"TT table {table!r}: fused optimizer {optimizer!s} has no TT update; use one of {allowed} "
+            f"(torch.optim.SGD, torch.optim.Adagrad, torchrec.optim.RowWiseAdagrad)"
+        ) from None
+    lr = params.pop("learning_rate", None)
+    if lr is None:
+        raise ValueError(f"TT table {table!r}: fused optimizer {emb_opt!s} needs a learning rate ('lr')")
+    eps = params.pop("eps", None)
+    for key, value in params.items():
+        if value is None or (key in _NEUTRAL_OPTIMIZER_KWARGS and value == _NEUTRAL_OPTIMIZER_KWARGS[key]):
+            continue
+        raise ValueError(
+            f"TT table {table!r}: fused param {key}={value!r} has no TT counterpart (the TT update takes "
+            f"optimizer, lr and eps only)"
+        )
+    if kind is TTOptimizerKind.SGD:  # eps has no role in SGD: the config's default keeps equal updates equal
+        return TTOptimizerConfig(kind=kind, lr=float(lr))
+    return TTOptimizerConfig(kind=kind, lr=float(lr), eps=FBGEMM_DEFAULT_EPS if eps is None else float(eps))
+
+
+def _same_update(a: TTOptimizerConfig, b: TTOptimizerConfig) -> bool:
+    """Whether two fused updates apply the same rule (``eps`` only matters to the Adagrad kinds)."""
+    return a.kind == b.kind and a.lr == b.lr and (a.kind is TTOptimizerKind.SGD or a.eps == b.eps)
+
+
+def resolve_tt_optimizer(
+    table: TTEmbeddingBag, name: str, sharder_fused_params: Mapping[str, Any] | None = None
+) -> TTOptimizerConfig | None:
+    """The fused update a sharded TT table applies, from the sources torchrec reads for its own tables.
+
+    In order: an optimizer applied to the cores with ``apply_optimizer_in_backward`` (their
+    ``_optimizer_classes`` / ``_optimizer_kwargs``, merged over the sharder's ``fused_params`` as torchrec
+    merges them), else the sharder's ``fused_params`` when they name an ``optimizer``, else the table's own
+    :class:`~ecorec.tt.TTOptimizerConfig` (``TTEmbeddingBagCollection(optimizer=...)``); ``None``: plain
+    gradients on the cores. Two sources that disagree raise ``ValueError`` naming the table.
+    """
+    classes = getattr(table.cores[0], "_optimizer_classes", None)
+    kwargs = getattr(table.cores[0], "_optimizer_kwargs", None)
+    param_params: dict[str, Any] = {}
+    if classes:
+        if len(classes) != 1 or kwargs is None or len(kwargs) != 1:
+            raise ValueError(f"TT table {name!r}: one in-backward optimizer per table, got {len(classes)}")
+        param_params = {**kwargs[0], "optimizer": optimizer_type_to_emb_opt_type(classes[0])}
+    merged = merge_fused_params(dict(sharder_fused_params or {}), param_params)
+    from_torchrec = tt_optimizer_from_fused_params(merged, table=name)
+    own = table.optimizer
+    if from_torchrec is not None and own is not None and not _same_update(from_torchrec, own):
+        raise ValueError(
+            f"TT table {name!r}: its TTEmbeddingBagCollection optimizer {own} differs from the torchrec "
+            f"optimizer {from_torchrec} (apply_optimizer_in_backward / sharder fused_params); set one of them"
+        )
+    return from_torchrec if from_torchrec is not None else own

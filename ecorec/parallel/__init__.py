@@ -4,7 +4,8 @@
 - ``mp``  ``ModelParallelEmbeddings``: my tables for the global batch, pooled embeddings by all-to-all;
 - ``bwp`` ``BatchWisePipeline``: mp over micro-batches, all-to-all of m overlapping compute of m+1;
 - ``twp`` ``TableWisePipeline``: EcoRec's table-wise pipeline, stages of tables overlapping their all-to-alls;
-- ``torchrec`` ``TorchRecBaseline``: TorchRec DMP + ``TrainPipelineSparseDist`` over uncompressed tables;
+- ``torchrec`` ``TorchRecBaseline``: TorchRec DMP + ``TrainPipelineSparseDist`` over uncompressed tables, or
+  over TT tables with ``torchrec_tt.TTEmbeddingBagCollectionSharder`` (the ``torchrec_tt`` system);
 - ``hetgmp`` ``HetGMPEmbeddings``: HET-GMP's partitioned rows, mirrors and bounded staleness (own samples).
 
 All modes put the same samples on the same ranks and produce the gradients of the mean loss over the global

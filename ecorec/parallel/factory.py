@@ -60,7 +60,8 @@ def build_distributed_model(
         mode: ``dp``, ``mp``, ``bwp``, ``twp`` or ``torchrec``.
         specs: every table, in the global feature order (the order of the head's F pooled embeddings).
         head: the model over pooled embeddings, initialised identically on every rank.
-        table_settings: TT or uncompressed per table (``torchrec`` needs ``algorithm="none"``).
+        table_settings: TT or uncompressed per table (``torchrec``: ``algorithm="none"`` is TorchRec's EBC,
+            a TT algorithm its DMP over a ``TTEmbeddingBagCollection``, ``ecorec.parallel.torchrec_tt``).
         dense_optimizer, embedding_optimizer: optimizer settings.
         seed: run seed (table initialisation).
         placement: ``{rank: [tables]}`` for mp, bwp and twp.
@@ -83,12 +84,18 @@ def build_distributed_model(
     if mode is ParallelMode.TORCHREC:
         if precision != "fp32":
             raise ValueError(f"mode 'torchrec' trains in fp32 only, got precision {precision!r}")
-        if table_settings.algorithm != "none":
-            raise ValueError("mode 'torchrec' trains uncompressed tables: set the TT algorithm to 'none'")
         if local_batch_size is None:
             raise ValueError("mode 'torchrec' needs local_batch_size for its planner")
         return TorchRecBaseline(
-            specs, head, dense_optimizer, embedding_optimizer, seed, local_batch_size, group, device
+            specs,
+            head,
+            dense_optimizer,
+            embedding_optimizer,
+            seed,
+            local_batch_size,
+            group,
+            device,
+            table_settings=table_settings,
         )
     if mode is ParallelMode.HETGMP:
         if table_settings.algorithm != "none":

@@ -13,6 +13,7 @@ from ecorec.planner.cost_model import (
     stats_file_profiles,
     table_costs,
     table_profiles,
+    tt_table_memory,
 )
 from ecorec.planner.pipeline import execution_order, pipeline_stages, split_into_stages, stage_sizes
 from ecorec.planner.sharding import (
@@ -31,6 +32,7 @@ __all__ = [
     "estimate_table_cost",
     "table_costs",
     "table_profiles",
+    "tt_table_memory",
     "PlanError",
     "ShardingMethod",
     "ShardingPlan",

@@ -65,14 +65,29 @@ class TableCost:
         return self.parameter_bytes + self.optimizer_state_bytes
 
 
-def _state_bytes(optimizer: str, rows: Sequence[int], elements: int) -> int:
+def _state_bytes(
+    optimizer: str, rows: Sequence[int], elements: int, element_bytes: int = _FLOAT_BYTES
+) -> int:
     if optimizer == "sgd":
         return 0
     if optimizer == "adagrad":
-        return elements * _FLOAT_BYTES
+        return elements * element_bytes
     if optimizer == "rowwise_adagrad":
-        return sum(rows) * _FLOAT_BYTES
+        return sum(rows) * element_bytes
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got optimizer={optimizer!r}")
+
+
+def tt_table_memory(
+    shapes: TTShapes, optimizer: str | None, element_bytes: int = _FLOAT_BYTES
+) -> tuple[int, int]:
+    """``(parameter bytes, optimizer state bytes)`` of a TT table on its rank: its cores, and the fused
+    update's state (``None``/``"sgd"``: none; ``"adagrad"``: one value per core entry; ``"rowwise_adagrad"``:
+    one per core row, ``sum(p)``), in elements of ``element_bytes`` (the cores' dtype)."""
+    parameters = shapes.num_parameters()
+    state = (
+        0 if optimizer is None else _state_bytes(optimizer, list(shapes.p_shapes), parameters, element_bytes)
+    )
+    return parameters * element_bytes, state
 
 
 def estimate_table_cost(
@@ -112,14 +127,15 @@ def estimate_table_cost(
     forward, backward = tt_gemm_flops(
         shapes, round(row["nnz"]), round(row["unique"]), round(row["groups"]), algorithm, level_counts=levels
     )
+    parameter_bytes, state_bytes = tt_table_memory(shapes, optimizer)
     return TableCost(
         table=str(row["table"]),
         algorithm=algorithm.value,
         forward_flops=float(forward),
         backward_flops=float(backward),
         alltoall_bytes=alltoall,
-        parameter_bytes=shapes.num_parameters() * _FLOAT_BYTES,
-        optimizer_state_bytes=_state_bytes(optimizer, list(shapes.p_shapes), shapes.num_parameters()),
+        parameter_bytes=parameter_bytes,
+        optimizer_state_bytes=state_bytes,
     )
 
 

@@ -32,6 +32,7 @@ SYSTEM_LABELS = {
     "elrec": "EL-Rec (dp)",
     "ttrec": "TT-Rec (mp, round-robin)",
     "torchrec": "TorchRec (uncompressed)",
+    "torchrec_tt": "TorchRec + TT sharder (ecorec)",
     "dp": "data parallel",
     "mp": "model parallel",
     "bwp": "batch-wise pipeline",

@@ -21,6 +21,7 @@ COLORS = {
     Algorithm.FBTT: "#7570b3",
     "ttrec": "#7570b3",  # a system name of config.yaml (TT-Rec = fbtt under mp)
     ParallelMode.TORCHREC: "#e7298a",
+    "torchrec_tt": "#e6ab02",  # a system name of config.yaml (TorchRec DMP over TT tables)
     Algorithm.NONE: "#666666",
     BenchVariant.NN_EMBEDDING_BAG: "#666666",
     BenchVariant.FBGEMM_TBE: "#a6761d",

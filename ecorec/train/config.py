@@ -406,11 +406,6 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
             f"{src}: parallel.num_micro_uidx: micro-batches over unique indices apply to algorithm "
             f"'ecorec' only, got embeddings.algorithm={e.algorithm!r}"
         )
-    if p.mode == "torchrec" and e.algorithm != "none":
-        raise ConfigError(
-            f"{src}: embeddings.algorithm: mode 'torchrec' trains uncompressed tables; set it to 'none' "
-            f"(got {e.algorithm!r})"
-        )
     if p.mode == "torchrec" and e.update != "fused":
         raise ConfigError(f"{src}: embeddings.update: mode 'torchrec' always fuses the embedding update")
     for lr_field, value in (("embeddings.lr", e.lr), ("dense_optimizer.lr", cfg.dense_optimizer.lr)):

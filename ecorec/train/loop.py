@@ -13,7 +13,8 @@ Run record (``<output_dir>/record.json``, written atomically; an ``ecorec.record
             allocator's peak of the run's first step (ecorec.utils.memory.measure_step_memory: state + the
             step's peak; that step runs under the profiler on CPU, so leave it out with timing_warmup_steps),
         "eval": [{"step", "split", "auroc", "bce", "samples"}], "final_auroc": {"val": ..., "test": ...},
-        "plan": {rank: [tables]}, "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec),
+        "plan": {rank: [tables]} (torchrec: the ranks of each table's shards),
+        "stages": {rank: [[tables]]} (twp), "sharding_types" (torchrec),
         "cluster": the emulated cluster's settings (``$ECOREC_CLUSTER``, set by ``ecorec.cluster``) or None}}
 """
 
@@ -598,6 +599,7 @@ def _run(
         metrics["hetgmp"] = hetgmp_metrics(model, partition, hetgmp_stats)
     if hasattr(model, "sharding_types"):
         metrics["sharding_types"] = model.sharding_types()
+        metrics["plan"] = {str(r): names for r, names in model.placement().items()}
     record = RunRecord(
         config=cfg.to_dict(), environment=environment_record(ctx.device, ctx.world_size), metrics=metrics
     ).to_dict()

@@ -98,7 +98,10 @@ def test_unknown_section_and_missing_dataset(tmp_path, dataset_dir):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"parallel": {"mode": "torchrec"}}, "embeddings.algorithm: mode 'torchrec' trains uncompressed"),
+        (
+            {"parallel": {"mode": "torchrec"}, "embeddings": {"algorithm": "ecorec", "update": "plain"}},
+            "embeddings.update: mode 'torchrec' always fuses",
+        ),
         (
             {"parallel": {"mode": "twp", "num_micro_uidx": 4}, "embeddings": {"algorithm": "fbtt"}},
             "num_micro_uidx",
@@ -121,6 +124,15 @@ def test_inconsistent_settings_are_named(dataset_dir, changes, message):
         data[section] = {**data.get(section, {}), **values}
     with pytest.raises(ConfigError, match=message):
         run_config_from_dict(data, "cfg")
+
+
+@pytest.mark.parametrize("algorithm", ["none", "ecorec"])
+def test_torchrec_mode_takes_uncompressed_and_tt_tables(dataset_dir, algorithm):
+    # none: TorchRec's EBC (the torchrec system); a TT algorithm: its DMP over TT tables (torchrec_tt)
+    data = {**_base(dataset_dir), "parallel": {"mode": "torchrec", "world_size": 2}}
+    data["embeddings"] = {"algorithm": algorithm}
+    cfg = run_config_from_dict(data, "cfg")
+    assert (cfg.parallel.mode, cfg.embeddings.algorithm) == ("torchrec", algorithm)
 
 
 def test_features_subset_checks_the_dataset(dataset_dir):

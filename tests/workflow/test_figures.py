@@ -103,8 +103,9 @@ def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
     (tmp_path / "results" / "datasets" / default["dataset"]).mkdir(parents=True)
     counts = dry_run_job_counts("figures", "--configfile", str(REPO_ROOT / "config.yaml"), workdir=tmp_path)
     _assert_one_job_per_point(counts, default)
-    # fig10: 4 systems x 2 table counts; fig12: 3 systems x 3 worlds; fig16: 4 systems
-    assert len(_training_points(default)) == 8 + 9 + 4 and _launches(counts) == 2 + 3 + 1
+    # fig10: 5 systems (torchrec_tt: EcoRec's TT sharder in TorchRec) x 2 table counts; fig12: 3 systems x 3
+    # worlds; fig16: 4 systems
+    assert len(_training_points(default)) == 10 + 9 + 4 and _launches(counts) == 2 + 3 + 1
 
     paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
     paper_dir = tmp_path / "paper"

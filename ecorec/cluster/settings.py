@@ -65,7 +65,8 @@ def dilation_record(
     measurement: dict[str, Any] = {**rates, "measured": True}
     if weight is None:
         weight = float(split["tt_weight"])  # type: ignore[index]
-        measurement["split"] = dict(split)  # type: ignore[arg-type]
+    if split is not None:
+        measurement["split"] = dict(split)
     target = cluster.get("target_world")
     world = int(cluster.get("world", cluster["ranks_per_node"]))
     d = compute_dilation(
@@ -74,7 +75,7 @@ def dilation_record(
         int(cluster["ranks_per_node"]),
         link_gbit=cluster.get("link_gbit"),
         shape_intra_node=bool(cluster.get("shape_intra_node", False)),
-        here_gemm_gflops=rates.get("gemm_gflops") if kernel != "tt" else None,
+        here_gemm_gflops=rates.get("gemm_gflops") if profile.fp32_tflops is not None else None,
         tt_weight=weight,
         world=world,
         target_world=int(target) if target is not None else None,

@@ -500,11 +500,9 @@ class WorkflowConfig:
         return inputs
 
     def regime_figures(self) -> tuple[str, ...]:
-        """The training figures whose regime is modelled: on the emulated cluster with the ``mix`` dilation
-        (the model scales the measured compute split)."""
-        if self.cluster["emulate"] and self.cluster.get("kernel") == "mix":
-            return TRAINING_FIGURES
-        return ()
+        """The training figures whose regime is modelled: those on the emulated cluster (the model scales the
+        measured compute split)."""
+        return TRAINING_FIGURES if self.cluster["emulate"] else ()
 
     def bench_flags(self, name: str) -> str:
         """Flags of ``python -m ecorec.bench tt`` from a figure's section (:func:`bench_flags`)."""

@@ -14,7 +14,7 @@ wildcard_constraints:
     world=r"\d+",
     batch=r"\d+",
     target=r"\d+",
-    kernel=r"tt|gemm|mix",
+    kernel=r"tt|gemm|mix|auto",
 
 
 rule train_config:

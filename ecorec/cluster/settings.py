@@ -20,7 +20,14 @@ from ecorec.cluster.network import ClusterCapabilityError, check_capabilities
 
 _LOG = logging.getLogger(__name__)
 
-__all__ = ["dilation_record", "emulated_network", "emulated_nodes", "emulation_args", "measure_rates"]
+__all__ = [
+    "dilation_record",
+    "dominant_kernel",
+    "emulated_network",
+    "emulated_nodes",
+    "emulation_args",
+    "measure_rates",
+]
 
 
 def emulated_nodes(world: int, ranks_per_node: int) -> tuple[int, int]:
@@ -46,6 +53,19 @@ def measure_rates(concurrency: int, *, threads: int = 1, repeats: int = 5) -> di
     return {"concurrency": concurrency, "threads": threads, **median_rates(results), "processes": results}
 
 
+def dominant_kernel(profile: Any, rates: Mapping[str, Any], split: Mapping[str, Any]) -> str:
+    """``"tt"`` or ``"gemm"``: the kernel that takes the larger part of the target's compute, i.e. the larger
+    of the split's embedding time x the TT factor and its dense time x the GEMM factor (a profile without an
+    FP32 rate: ``"tt"``)."""
+    if profile.fp32_tflops is None:
+        return "tt"
+    tt_factor = profile.target_us / float(rates["us_per_lookup"])
+    gemm_factor = float(rates["gemm_gflops"]) / profile.target_gemm_gflops
+    embedding = float(split["embedding_s"]) * tt_factor
+    dense = float(split["dense_s"]) * gemm_factor
+    return "tt" if embedding >= dense else "gemm"
+
+
 def dilation_record(
     cluster: Mapping[str, Any], rates: Mapping[str, Any], *, split: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -53,20 +73,25 @@ def dilation_record(
     (the ``--dilation-file`` of ``python -m ecorec.cluster run``), from this machine's ``rates``
     (:func:`measure_rates` with as many concurrent processes as the run has ranks).
 
-    ``cluster.kernel``: ``tt`` (the TT reference kernel alone), ``gemm`` (the FP32 GEMM alone) or ``mix``
-    (both, weighted by ``split["tt_weight"]``, the embedding share of a rank's compute from ``python -m
-    ecorec.bench split``); ``cluster.world`` and ``cluster.target_world``: the run's ranks and the target
-    world it stands for (the link's fan-out)."""
+    ``cluster.kernel``: ``tt`` (the TT reference kernel alone), ``gemm`` (the FP32 GEMM alone), ``mix``
+    (both, weighted by ``split["tt_weight"]``, the embedding share of a rank's compute here from ``python -m
+    ecorec.bench split``) or ``auto`` (the one that dominates the *target's* compute: the split's embedding
+    and dense times, each dilated by its kernel's factor); ``cluster.world`` and ``cluster.target_world``:
+    the run's ranks and the target world it stands for (the link's fan-out)."""
     profile = profile_from_config(cluster["profile"], cluster["profiles"])
     kernel = cluster.get("kernel", "tt")
-    if kernel == "mix" and split is None:
-        raise ValueError("cluster.kernel 'mix' needs the compute split (python -m ecorec.bench split)")
-    weight = {"tt": 1.0, "gemm": 0.0}.get(kernel)
+    if kernel in ("mix", "auto") and split is None:
+        raise ValueError(f"cluster.kernel {kernel!r} needs the compute split (python -m ecorec.bench split)")
     measurement: dict[str, Any] = {**rates, "measured": True}
-    if weight is None:
-        weight = float(split["tt_weight"])  # type: ignore[index]
     if split is not None:
         measurement["split"] = dict(split)
+    gemm = rates.get("gemm_gflops") if profile.fp32_tflops is not None else None
+    if kernel == "auto":
+        kernel = dominant_kernel(profile, rates, split)  # type: ignore[arg-type]
+        measurement["auto"] = kernel
+    weight = {"tt": 1.0, "gemm": 0.0}.get(kernel)
+    if weight is None:
+        weight = float(split["tt_weight"])  # type: ignore[index]
     target = cluster.get("target_world")
     world = int(cluster.get("world", cluster["ranks_per_node"]))
     d = compute_dilation(
@@ -75,7 +100,7 @@ def dilation_record(
         int(cluster["ranks_per_node"]),
         link_gbit=cluster.get("link_gbit"),
         shape_intra_node=bool(cluster.get("shape_intra_node", False)),
-        here_gemm_gflops=rates.get("gemm_gflops") if profile.fp32_tflops is not None else None,
+        here_gemm_gflops=gemm,
         tt_weight=weight,
         world=world,
         target_world=int(target) if target is not None else None,

@@ -61,11 +61,20 @@ def _fig10(rows: Sequence[Row], settings: Mapping[str, Any]) -> Claim:
             if s != "ecorec" and s in point
         )
         parts.append(f"T={t}: ecorec {ours['time_per_iter_ms']:.0f} ms, others {ratios}")
-        holds &= all(ours["time_per_iter_ms"] <= r["time_per_iter_ms"] for s, r in point.items())
+        holds &= all(
+            ours["time_per_iter_ms"] <= r["time_per_iter_ms"]
+            for s, r in point.items()
+            if s in _PAPER_BASELINES
+        )
     return Claim("fig10", _FIG10, "; ".join(parts), holds)
 
 
-_FIG10 = "EcoRec has the lowest time per iteration at every table count (up to 3.1x faster than EL-Rec)"
+_FIG10 = (
+    "EcoRec has a lower time per iteration than EL-Rec and TT-Rec at every table count (up to 3.1x faster "
+    "than EL-Rec; the other systems' ratios are shown too)"
+)
+#: The systems the paper compares EcoRec with in figures 10 and 12 (TorchRec: this project's extra baseline).
+_PAPER_BASELINES = ("elrec", "ttrec")
 
 
 def _fig12(rows: Sequence[Row], settings: Mapping[str, Any]) -> Claim:

@@ -603,7 +603,7 @@ class WorkflowConfig:
         """A dilation's inputs: this machine's kernel rates with as many concurrent processes as the run has
         ranks, and the compute split of a ``mix`` dilation."""
         inputs = {"rates": f"results/cluster/rates-c{int(wildcards.world)}.json"}
-        if wildcards.kernel == "mix":
+        if wildcards.kernel in ("mix", "auto"):
             inputs["split"] = self.compute_split_file()
         return inputs
 

@@ -246,8 +246,8 @@ def _sparse_array(
         raise ValueError(f"sparse column {name!r}: ids must be integers or strings, got type {flat.type}")
     elif vocabulary is not None:
         raise ValueError(
-            f"vocabularies[{name!r}]: column {name!r} holds integer ids (type {flat.type}); a vocabulary maps "
-            "strings to ids"
+            f"vocabularies[{name!r}]: column {name!r} holds integer ids (type {flat.type}); a vocabulary "
+            "maps strings to ids"
         )
     ids = flat.cast(pa.int64()).to_numpy(zero_copy_only=False)
     offsets = np.asarray(lists.offsets, dtype=np.int64)
@@ -267,7 +267,9 @@ def _extend_vocabulary(name: str, vocabulary: Sequence[str] | None, present: lis
     if vocabulary is None:
         return present
     if isinstance(vocabulary, str) or not all(isinstance(w, str) for w in vocabulary):
-        raise ValueError(f"vocabularies[{name!r}]: expected a list of strings (the string of id i at position i)")
+        raise ValueError(
+            f"vocabularies[{name!r}]: expected a list of strings (the string of id i at position i)"
+        )
     known = list(vocabulary)
     if len(set(known)) != len(known):
         duplicate = next(w for i, w in enumerate(known) if w in known[:i])
@@ -289,7 +291,9 @@ def _dense_transforms(
     if isinstance(spec, str):
         spec = {name: spec for name in dense}
     if not isinstance(spec, Mapping):
-        raise TypeError(f"dense_transform: expected a name or a mapping of columns, got {type(spec).__name__}")
+        raise TypeError(
+            f"dense_transform: expected a name or a mapping of columns, got {type(spec).__name__}"
+        )
     unknown = sorted(set(spec) - set(dense))
     if unknown:
         raise ValueError(f"dense_transform: {unknown} are not dense columns (dense: {list(dense)})")

@@ -183,7 +183,9 @@ class HetGMPEmbeddings(EmbeddingStrategy):
                 f"{type(env).__name__}"
             )
         if env.placement is not None:
-            raise ValueError("hetgmp places rows by `owner`, not tables: give a ShardingEnv without placement")
+            raise ValueError(
+                "hetgmp places rows by `owner`, not tables: give a ShardingEnv without placement"
+            )
         D = {s.embedding_dim for s in specs}
         if len(D) != 1:
             raise ValueError(f"hetgmp needs one embedding_dim for every table, got {sorted(D)}")
@@ -205,7 +207,9 @@ class HetGMPEmbeddings(EmbeddingStrategy):
                 f"owner: ranks must be in [0, {env.world_size}) (the env's world size), got "
                 f"[{int(owner_t.min())}, {int(owner_t.max())}]"
             )
-        store = self._build_store(owner_t, torch.as_tensor(np.asarray(mirrors), dtype=torch.long), seed, env.rank)
+        store = self._build_store(
+            owner_t, torch.as_tensor(np.asarray(mirrors), dtype=torch.long), seed, env.rank
+        )
         super().__init__(
             nn.ModuleDict({"hetgmp": store}),
             env,

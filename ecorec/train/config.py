@@ -168,8 +168,8 @@ class LRScheduleSection:
         )
         if decay and start < warmup:
             raise ConfigError(
-                f"{where}.decay_start_step: with {total_steps} steps the decay starts at step {start}, inside "
-                f"the warm-up of {warmup} steps"
+                f"{where}.decay_start_step: with {total_steps} steps the decay starts at step {start}, "
+                f"inside the warm-up of {warmup} steps"
             )
         return warmup, start, decay
 
@@ -462,11 +462,11 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
         if fraction is None:
             continue
         if not 0.0 <= fraction <= 1.0:
-            raise ConfigError(f"{src}: lr_schedule.{name}: a fraction of the run's steps in [0, 1], got {fraction}")
-        if getattr(s, steps_name):
             raise ConfigError(
-                f"{src}: lr_schedule.{name}: give lr_schedule.{steps_name} or {name}, not both"
+                f"{src}: lr_schedule.{name}: a fraction of the run's steps in [0, 1], got {fraction}"
             )
+        if getattr(s, steps_name):
+            raise ConfigError(f"{src}: lr_schedule.{name}: give lr_schedule.{steps_name} or {name}, not both")
     if s.decay_steps and s.decay_start_step < s.warmup_steps and s.warmup_fraction is None:
         raise ConfigError(
             f"{src}: lr_schedule.decay_start_step: decay must start after the warm-up "

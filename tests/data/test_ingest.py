@@ -67,10 +67,14 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     meta = read_metadata(tmp_path / "data" / "clicks")
     assert meta.source == "my_clicks" and meta.num_samples == 512 and meta.num_dense == 2
     assert meta.provenance["url"] == "https://example.org/clicks" and meta.provenance["shuffled"]
-    assert meta.provenance["vocabularies"] == {"site": ["blog", "news", "shop", "tv"]}  # sorted, id = position
+    assert meta.provenance["vocabularies"] == {
+        "site": ["blog", "news", "shop", "tv"]
+    }  # sorted, id = position
 
     run_yaml = re.search(r"```yaml\n# clicks.yaml\n(.*?)```", section, re.S).group(1)
-    command = re.search(r"```bash\n\.venv/bin/python -m ecorec\.train (.*?)(?:  +#.*)?\n```", section).group(1)
+    command = re.search(r"```bash\n\.venv/bin/python -m ecorec\.train (.*?)(?:  +#.*)?\n```", section).group(
+        1
+    )
     assert command == "--config clicks.yaml"
     (tmp_path / "clicks.yaml").write_text(run_yaml)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -268,7 +272,9 @@ def test_string_vocabularies_are_stored_and_reused(tmp_path):
     vocab = meta.provenance["vocabularies"]
     assert vocab == {"site": ["blog", "news", "shop"], "tags": ["x", "z"]}
     second = pl.DataFrame({"y": [1, 0, 0], "site": ["tv", "news", "blog"], "tags": [["w"], ["x"], ["z"]]})
-    meta = write_dataset(tmp_path / "b", second, source="b", sparse=["site", "tags"], label="y", vocabularies=vocab)
+    meta = write_dataset(
+        tmp_path / "b", second, source="b", sparse=["site", "tags"], label="y", vocabularies=vocab
+    )
     got = read_metadata(tmp_path / "b").provenance["vocabularies"]
     assert got == {"site": ["blog", "news", "shop", "tv"], "tags": ["x", "z", "w"]}
     assert meta.num_embeddings == {"site": 4, "tags": 3}  # the whole vocabulary, "shop" included
@@ -278,18 +284,31 @@ def test_string_vocabularies_are_stored_and_reused(tmp_path):
     assert bags["site"][1] == [1]  # "news": the first file's id
 
     def bad(**kwargs):
-        return write_dataset(tmp_path / "bad", second, source="b", sparse=["site", "tags"], label="y", **kwargs)
+        return write_dataset(
+            tmp_path / "bad", second, source="b", sparse=["site", "tags"], label="y", **kwargs
+        )
 
     with pytest.raises(ValueError, match=r"vocabularies: \['y'\] are not sparse columns"):
         bad(vocabularies={"y": ["0"]})
     with pytest.raises(ValueError, match=r"vocabularies\['site'\]: 'tv' appears twice"):
         bad(vocabularies={"site": ["tv", "tv"]})
-    with pytest.raises(ValueError, match=r"num_embeddings\['site'\] = 3 is smaller than the column's vocabulary"):
-        write_dataset(tmp_path / "bad", first, source="a", sparse=["site", "tags"], label="y", vocabularies=got,
-                      num_embeddings={"site": 3, "tags": 3})  # ids 0..2 fit, the 4-string vocabulary does not
+    with pytest.raises(
+        ValueError, match=r"num_embeddings\['site'\] = 3 is smaller than the column's vocabulary"
+    ):
+        write_dataset(
+            tmp_path / "bad",
+            first,
+            source="a",
+            sparse=["site", "tags"],
+            label="y",
+            vocabularies=got,
+            num_embeddings={"site": 3, "tags": 3},
+        )  # ids 0..2 fit, the 4-string vocabulary does not
     frame = pl.DataFrame({"y": [0, 1], "uid": [3, 4]})
     with pytest.raises(ValueError, match=r"vocabularies\['uid'\]: column 'uid' holds integer ids"):
-        write_dataset(tmp_path / "bad", frame, source="b", sparse=["uid"], label="y", vocabularies={"uid": ["a"]})
+        write_dataset(
+            tmp_path / "bad", frame, source="b", sparse=["uid"], label="y", vocabularies={"uid": ["a"]}
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -324,7 +343,9 @@ def test_dense_transforms_are_applied_and_recorded(tmp_path):
 
     with pytest.raises(ValueError, match=r"dense_transform: \['hour'\] are not dense columns"):
         bad({"hour": "log1p"})
-    with pytest.raises(ValueError, match=r"dense_transform\['price'\]: 'log' is not one of log1p, standardize"):
+    with pytest.raises(
+        ValueError, match=r"dense_transform\['price'\]: 'log' is not one of log1p, standardize"
+    ):
         bad("log")
     with pytest.raises(ValueError, match=r"dense_transform\['price'\]: give both mean and std"):
         bad({"price": {"kind": "standardize", "mean": 1.0}})

@@ -154,9 +154,9 @@ def test_per_kind_learning_rates(update):
 
 @pytest.mark.parametrize("ranks", [(8, 8), (16,)])
 def test_tt_tables_start_at_the_scale_of_the_table_they_replace(ranks):
-    """The default TT init (TT-Rec's sampled Gaussian) gives the reconstructed rows the std of the uncompressed
-    init (oracle: the empirical std of uncompressed_init); the artifact's "normal" (every core entry
-    N(0, 1/N)) starts orders of magnitude smaller."""
+    """The default TT init (TT-Rec's sampled Gaussian) gives the reconstructed rows the std of the
+    uncompressed init (oracle: the empirical std of uncompressed_init); the artifact's "normal" (every core
+    entry N(0, 1/N)) starts orders of magnitude smaller."""
     spec = TableSpec("t", 5000, 16)
     dense_std = float(uncompressed_init(spec, seed=1).std())
     assert dense_std == pytest.approx(uncompressed_init_std(5000), rel=0.02)
@@ -166,10 +166,14 @@ def test_tt_tables_start_at_the_scale_of_the_table_they_replace(ranks):
         weight = table.full_weight().detach()
         assert abs(float(weight.mean())) < 0.05 * dense_std
         assert float(weight.std()) == pytest.approx(dense_std, rel=0.15)
-    normal = build_tables([spec], TableSettings("ecorec", ranks, tt_min_rows=0, tt_init="normal"), seed=0)["t"]
+    normal = build_tables([spec], TableSettings("ecorec", ranks, tt_min_rows=0, tt_init="normal"), seed=0)[
+        "t"
+    ]
     assert float(normal.full_weight().detach().std()) < 0.1 * dense_std
     given = TableSettings("ecorec", ranks, tt_min_rows=0, tt_init_std=0.5)
-    assert float(build_tables([spec], given, seed=0)["t"].full_weight().detach().std()) == pytest.approx(0.5, rel=0.15)
+    assert float(build_tables([spec], given, seed=0)["t"].full_weight().detach().std()) == pytest.approx(
+        0.5, rel=0.15
+    )
     with pytest.raises(ValueError, match="tt_init must be one of"):
         TableSettings(tt_init="xavier")
     with pytest.raises(ValueError, match="tt_init_std is not used by tt_init 'uniform'"):

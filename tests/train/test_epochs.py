@@ -119,7 +119,8 @@ def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log
     monkeypatch.setattr(MLPerfSchedule, "rates", lambda self, step: used.setdefault(step, rates(self, step)))
     record = run_training(cfg)
     assert record is not None
-    # dense lr 0.1: half of it in step 0 of the warm-up, full until step 10, then 0.01 + 0.09 * (remaining/10)^2
+    # dense lr 0.1: half of it in step 0 of the warm-up, full until step 10, then
+    # 0.01 + 0.09 * (remaining / 10)^2
     dense = {step: pair[0] for step, pair in used.items()}
     assert sorted(dense) == list(range(20))
     assert [dense[s] for s in (0, 1, 9, 10, 15, 19)] == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.0325, 0.0109])

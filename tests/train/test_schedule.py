@@ -35,7 +35,11 @@ def test_dense_and_embedding_rates_follow_the_same_curve():
 
 def test_fractions_of_the_run_become_steps():
     """Each length is a fraction of the run's steps, rounded half up (hand-counted), or given in steps."""
-    assert schedule_steps(20, warmup_fraction=0.15, decay_start_fraction=0.5, decay_fraction=0.5) == (3, 10, 10)
+    assert schedule_steps(20, warmup_fraction=0.15, decay_start_fraction=0.5, decay_fraction=0.5) == (
+        3,
+        10,
+        10,
+    )
     assert schedule_steps(300, warmup_fraction=0.15, decay_start_fraction=0.5, decay_fraction=0.5) == (
         45,
         150,
@@ -57,8 +61,14 @@ def _cfg(schedule: dict) -> dict:
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        ({"warmup_steps": 3, "warmup_fraction": 0.1}, "lr_schedule.warmup_fraction: give lr_schedule.warmup_steps"),
-        ({"decay_fraction": 2.0, "decay_end_lr": 0.1}, r"lr_schedule.decay_fraction: a fraction .* in \[0, 1\]"),
+        (
+            {"warmup_steps": 3, "warmup_fraction": 0.1},
+            "lr_schedule.warmup_fraction: give lr_schedule.warmup_steps",
+        ),
+        (
+            {"decay_fraction": 2.0, "decay_end_lr": 0.1},
+            r"lr_schedule.decay_fraction: a fraction .* in \[0, 1\]",
+        ),
         (
             {"warmup_fraction": 0.5, "decay_start_fraction": 0.2, "decay_fraction": 0.2, "decay_end_lr": 0.1},
             "lr_schedule.decay_start_fraction: decay must start after the warm-up",
@@ -74,7 +84,11 @@ def test_bad_fractions_name_the_field(schedule, message):
 def test_a_mixed_schedule_whose_decay_starts_in_the_warm_up_fails_at_its_length():
     """Steps and fractions may mix; whether the decay starts after the warm-up is known once the run's length
     is: checked then, naming the field."""
-    section = LRScheduleSection(warmup_steps=30, decay_start_fraction=0.5, decay_fraction=0.5, decay_end_lr=0.1)
+    section = LRScheduleSection(
+        warmup_steps=30, decay_start_fraction=0.5, decay_fraction=0.5, decay_end_lr=0.1
+    )
     assert section.resolve(100) == (30, 50, 50)
-    with pytest.raises(ConfigError, match="run.yaml: lr_schedule.decay_start_step: with 40 steps the decay starts"):
+    with pytest.raises(
+        ConfigError, match="run.yaml: lr_schedule.decay_start_step: with 40 steps the decay starts"
+    ):
         section.resolve(40, "run.yaml: lr_schedule")

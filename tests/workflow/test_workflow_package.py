@@ -304,7 +304,10 @@ def test_epochs_and_model_preset_reach_the_run_configs():
     assert cfg.train.epochs == 2 and cfg.train.steps is None
     preset = MODEL_PRESETS["torchrec_dlrm"].model
     assert cfg.model.preset == "torchrec_dlrm"
-    assert (cfg.model.embedding_dim, cfg.model.interaction) == (preset["embedding_dim"], preset["interaction"])
+    assert (cfg.model.embedding_dim, cfg.model.interaction) == (
+        preset["embedding_dim"],
+        preset["interaction"],
+    )
     assert cfg.model.over_arch == [32, 1] and cfg.model.dense_arch == [512, 256, 64]
     with pytest.raises(ValueError, match="config train.epochs: give train.steps or train.epochs, not both"):
         WorkflowConfig({**CONFIG, "train": {**train, "steps": 20}}, REPO_ROOT)
@@ -346,7 +349,9 @@ def test_a_run_asking_for_more_tables_than_its_dataset_has_is_named(tmp_path, mo
     wf = WorkflowConfig(CONFIG, REPO_ROOT)
     tables = CONFIG["datasets"]["synthetic"]["num_tables"]
     _run_config(wf, tables=str(tables))
-    with pytest.raises(ValueError, match=rf"T{tables + 1}-R1-b64: asks for the first {tables + 1} tables but"):
+    with pytest.raises(
+        ValueError, match=rf"T{tables + 1}-R1-b64: asks for the first {tables + 1} tables but"
+    ):
         _run_config(wf, tables=str(tables + 1))
     monkeypatch.chdir(tmp_path)
     datasets = {**CONFIG["datasets"], "clicks": {"source": "parquet", "path": "data/clicks"}}

@@ -466,7 +466,10 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
                 f"{src}: lr_schedule.{name}: a fraction of the run's steps in [0, 1], got {fraction}"
             )
         if getattr(s, steps_name):
-            raise ConfigError(f"{src}: lr_schedule.{name}: give lr_schedule.{steps_name} or {name}, not both")
+            raise ConfigError(
+                f"{src}: lr_schedule.{name}: give lr_schedule.{steps_name} or {name}, not both (in a config "
+                "overlay over fractions, set the fractions to null)"
+            )
     if s.decay_steps and s.decay_start_step < s.warmup_steps and s.warmup_fraction is None:
         raise ConfigError(
             f"{src}: lr_schedule.decay_start_step: decay must start after the warm-up "

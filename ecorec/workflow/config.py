@@ -323,7 +323,7 @@ class WorkflowConfig:
             "model": _given(train["model"]),
             "embeddings": {**train["embeddings"], "algorithm": Algorithm.parse(wildcards.algorithm).value},
             "dense_optimizer": train["dense_optimizer"],
-            "lr_schedule": train["lr_schedule"],
+            "lr_schedule": _given(train["lr_schedule"]),
             "parallel": {**{k: v for k, v in system.items() if k != "algorithm"}, "world_size": world},
             "train": {
                 **{k: train[k] for k in TRAIN_LOOP_KEYS if train.get(k) is not None},

@@ -363,3 +363,29 @@ def test_a_run_asking_for_more_tables_than_its_dataset_has_is_named(tmp_path, mo
     _run_config(wf, dataset="clicks", tables="2")
     with pytest.raises(ValueError, match=r"dataset 'clicks' has 2 \(data/clicks/metadata.json\)"):
         _run_config(wf, dataset="clicks", tables="3")
+
+
+def _deep_merge(base: dict, overlay: dict) -> dict:
+    """Snakemake's merge of config files: mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _deep_merge(base[key], value) if both else value
+    return out
+
+
+def test_overlays_keep_their_schedules():
+    """config.paper.yaml's schedule is the 20 / 100 / 100 steps of its 200 it always was; an overlay may give
+    steps instead of config.yaml's fractions by setting those to null (without: an error saying so)."""
+    from ecorec.train import ConfigError
+
+    paper = _deep_merge(CONFIG, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
+    cfg = _run_config(WorkflowConfig(paper, REPO_ROOT), dataset=paper["dataset"])
+    assert cfg.lr_schedule.resolve(paper["train"]["steps"]) == (20, 100, 100)
+    steps = {"warmup_steps": 2, "decay_start_step": 5, "decay_steps": 5}
+    nulls = {"warmup_fraction": None, "decay_start_fraction": None, "decay_fraction": None}
+    mine = _deep_merge(CONFIG, {"train": {"lr_schedule": {**steps, **nulls}}})
+    assert _run_config(WorkflowConfig(mine, REPO_ROOT)).lr_schedule.resolve(20) == (2, 5, 5)
+    mine = _deep_merge(CONFIG, {"train": {"lr_schedule": steps}})
+    with pytest.raises(ConfigError, match="give lr_schedule.warmup_steps or warmup_fraction, not both"):
+        _run_config(WorkflowConfig(mine, REPO_ROOT))

@@ -40,7 +40,8 @@ TINY = {
         "eval_splits": ["val"],
         "model": {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
         "embeddings": {"tt_ranks": [4, 4], "tt_min_rows": 500},
-        "lr_schedule": {"warmup_fraction": 0.2, "decay_start_fraction": 0.6, "decay_fraction": 0.4},  # 1, 3, 2
+        # of the 5 steps: warm-up 1, decay from step 3 over 2
+        "lr_schedule": {"warmup_fraction": 0.2, "decay_start_fraction": 0.6, "decay_fraction": 0.4},
         "runs": [],
     },
     "fig10": {"systems": ["ecorec", "elrec"], "tables": [4, 2], "world": 2, "batch": 64},

@@ -270,11 +270,11 @@ def _extend_vocabulary(name: str, vocabulary: Sequence[str] | None, present: lis
         raise ValueError(
             f"vocabularies[{name!r}]: expected a list of strings (the string of id i at position i)"
         )
-    known = list(vocabulary)
-    if len(set(known)) != len(known):
-        duplicate = next(w for i, w in enumerate(known) if w in known[:i])
-        raise ValueError(f"vocabularies[{name!r}]: {duplicate!r} appears twice")
-    seen = set(known)
+    known, seen = list(vocabulary), set()
+    for word in known:
+        if word in seen:
+            raise ValueError(f"vocabularies[{name!r}]: {word!r} appears twice")
+        seen.add(word)
     return known + [w for w in present if w not in seen]
 
 
@@ -374,7 +374,8 @@ def write_dataset(
         vocabularies: ``{column: [string of id 0, string of id 1, ...]}`` to reuse for string columns (e.g.
             ``read_metadata(first).provenance["vocabularies"]``): known strings keep their ids, new ones get
             the next ids (sorted). Every string column's vocabulary is stored in ``metadata.json``
-            (``provenance.vocabularies``) either way; its table has at least as many rows as the vocabulary.
+            (``provenance.vocabularies``) either way (a million strings make it tens of MB); its table has
+            at least as many rows as the vocabulary.
         dense_transform: ``None`` (values as given), ``"log1p"`` (``log(1 + max(x, 0))``, the Criteo
             converters' transform), ``"standardize"`` (``(x - mean) / std``, the statistics of the train
             split, or of all rows without one), or ``{column: one of those | None}``; an entry may also be a

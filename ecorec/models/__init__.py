@@ -12,7 +12,9 @@ from ecorec.models.embedding_collection import TTEmbeddingBagCollection, TTEmbed
 from ecorec.models.heads import MODEL_KINDS, ModelSettings, build_head, head_parameters
 from ecorec.models.rec_model import RecModel, pooled_embeddings
 from ecorec.models.tables import (
+    DEFAULT_TT_INIT,
     TT_ALGORITHMS,
+    TT_INITS,
     EmbeddingOptimizerSettings,
     TableSettings,
     TableSpec,
@@ -24,13 +26,16 @@ from ecorec.models.tables import (
     tt_compression_ratio,
     tt_num_parameters,
     uncompressed_init,
+    uncompressed_init_std,
 )
 from ecorec.models.wide_deep import WideDeepHead
 
 __all__ = [
+    "DEFAULT_TT_INIT",
     "INTERACTIONS",
     "MODEL_KINDS",
     "TT_ALGORITHMS",
+    "TT_INITS",
     "CatInteraction",
     "DCNHead",
     "DLRMHead",
@@ -53,4 +58,5 @@ __all__ = [
     "tt_compression_ratio",
     "tt_num_parameters",
     "uncompressed_init",
+    "uncompressed_init_std",
 ]

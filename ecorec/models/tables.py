@@ -41,10 +41,16 @@ __all__ = [
     "tt_compression_ratio",
     "tt_num_parameters",
     "uncompressed_init",
+    "uncompressed_init_std",
 ]
 
 TT_ALGORITHMS = tuple(a.value for a in Algorithm.tt())
 ALGORITHMS = tuple(a.value for a in Algorithm)
+#: TT core initialisations (``ecorec.tt.init.WEIGHT_INITS``; listed here so that configs need no torch).
+TT_INITS = ("sampled_gaussian", "normal", "uniform")
+#: The TT initialisation of training runs: TT-Rec's sampled Gaussian at the uncompressed tables' scale (the
+#: README's "TT recipe" has the measurements behind it).
+DEFAULT_TT_INIT = "sampled_gaussian"
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,12 @@ class TableSettings:
         tt_min_compression: a table is TT only if its TT cores are at least this many times smaller than
             the uncompressed table (``N * D / TT parameters``, :func:`tt_compression_ratio`); the default 1.0
             never builds TT cores larger than the table they replace.
+        tt_init: initialisation of the TT cores (``ecorec.tt.init``: ``"sampled_gaussian"``, TT-Rec's,
+            ``"normal"`` or ``"uniform"``).
+        tt_init_std: with ``"sampled_gaussian"``, the std of the reconstructed rows' entries; ``None``:
+            :func:`uncompressed_init_std`, the std of an uncompressed table's initial entries, so a TT
+            table starts at the scale of the table it replaces. With ``"normal"``: the std of every core
+            entry (``None``: ``1/sqrt(N)``). Not accepted with ``"uniform"``.
     """
 
     algorithm: str = "ecorec"
@@ -84,6 +96,8 @@ class TableSettings:
     tt_min_rows: int = 1000
     micro_batches: int = 1
     tt_min_compression: float = 1.0
+    tt_init: str = DEFAULT_TT_INIT
+    tt_init_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -96,6 +110,19 @@ class TableSettings:
             raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
         if not self.tt_min_compression >= 0:
             raise ValueError(f"tt_min_compression must be >= 0, got {self.tt_min_compression}")
+        if self.tt_init not in TT_INITS:
+            raise ValueError(f"tt_init must be one of {TT_INITS}, got {self.tt_init!r}")
+        if self.tt_init_std is not None and not self.tt_init_std > 0:
+            raise ValueError(f"tt_init_std must be > 0, got {self.tt_init_std}")
+        if self.tt_init_std is not None and self.tt_init == "uniform":
+            raise ValueError("tt_init_std is not used by tt_init 'uniform'; leave it unset")
+
+    def tt_init_kwargs(self, spec: TableSpec) -> dict[str, Any]:
+        """``weight_init`` and ``init_std`` of ``ecorec.tt.TTEmbeddingBag`` for the TT table ``spec``."""
+        std = self.tt_init_std
+        if std is None and self.tt_init == "sampled_gaussian":
+            std = uncompressed_init_std(spec.num_embeddings)
+        return {"weight_init": self.tt_init, "init_std": std}
 
     def compresses(self, spec: TableSpec) -> bool:
         """Whether ``spec`` becomes a TT table: a TT algorithm, at least ``tt_min_rows`` rows, and TT cores at
@@ -187,6 +214,11 @@ def derive_seed(seed: int, *names: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def uncompressed_init_std(num_embeddings: int) -> float:
+    """Std of the entries of :func:`uncompressed_init` (uniform on ``±1/sqrt(N)``): ``1/sqrt(3 N)``."""
+    return 1.0 / math.sqrt(3.0 * num_embeddings)
+
+
 def uncompressed_init(spec: TableSpec, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The initial ``[N, D]`` weight of an uncompressed table: uniform(-1/sqrt(N), 1/sqrt(N)) (torchrec's
     ``EmbeddingBagConfig`` default), drawn from a generator seeded by ``derive_seed(seed, name)``."""
@@ -230,6 +262,7 @@ def _build_tt(
             algorithm=settings.algorithm,
             micro_batches=settings.micro_batches,
             optimizer=fused,
+            **settings.tt_init_kwargs(spec),
         )
 
 

@@ -57,7 +57,7 @@ def build_distributed_model(
     """Build this rank's part of the model for ``mode``.
 
     Args:
-        mode: ``dp``, ``mp``, ``bwp``, ``twp`` or ``torchrec``.
+        mode: ``dp``, ``mp``, ``bwp``, ``twp``, ``torchrec`` or ``hetgmp``.
         specs: every table, in the global feature order (the order of the head's F pooled embeddings).
         head: the model over pooled embeddings, initialised identically on every rank.
         table_settings: TT or uncompressed per table (``torchrec``: ``algorithm="none"`` is TorchRec's EBC,
@@ -71,9 +71,16 @@ def build_distributed_model(
         group, device: process group; device.
         precision: ``fp32`` | ``bf16`` | ``fp16`` autocast of the head (``ecorec.parallel.precision``); the
             ``torchrec`` mode trains in fp32 only.
-        hetgmp: owner, mirrors, bound and prefetch of the ``hetgmp`` mode (uncompressed tables only).
+        hetgmp: owner, mirrors, bound and prefetch of the ``hetgmp`` mode (``HetGMPSettings``; required
+            there, uncompressed tables only: ``table_settings.algorithm`` ``"none"``). Its model
+            (``HetGMPModel``) trains each rank on its own samples; ``placement``, ``stages``,
+            ``num_micro_batches`` and ``local_batch_size`` are not read.
+
         comm_meter: records the bytes each exchange sends and the time blocked waiting for it (dp, mp, bwp,
             twp; the ``torchrec`` and ``hetgmp`` modes are not metered).
+
+    Returns ``HybridParallelModel`` (dp, mp, bwp, twp; ``HetGMPModel``, a subclass, for hetgmp) or
+    ``TorchRecBaseline`` (torchrec).
     """
     mode = ParallelMode(mode)
     features = [s.name for s in specs]
@@ -104,14 +111,13 @@ def build_distributed_model(
             raise ValueError("mode 'hetgmp' needs HetGMPSettings (owner, mirrors, bound, prefetch)")
         store = HetGMPEmbeddings(
             specs,
+            ShardingEnv.from_group(group, device=device),
             hetgmp.owner,
             hetgmp.mirrors,
             embedding_optimizer,
             bound=hetgmp.bound,
             seed=seed,
             prefetch=hetgmp.prefetch,
-            group=group,
-            device=device,
         )
         return HetGMPModel(
             head, store, dense_optimizer, embedding_optimizer, group=group, device=device, precision=precision

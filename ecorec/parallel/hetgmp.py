@@ -146,15 +146,21 @@ def _counts(send_counts: torch.Tensor, group: dist.ProcessGroup | None) -> list[
 class HetGMPEmbeddings(EmbeddingStrategy):
     """HET-GMP's embedding store as an ``EmbeddingStrategy`` (``layout="local"``).
 
-    Args:
+    Args (``HetGMPEmbeddings(specs, env, owner, mirrors, optimizer, *, bound, seed, prefetch=False)``):
         specs: every table in the global feature order (uncompressed; one global id space).
+        env: :class:`~ecorec.parallel.env.ShardingEnv` (rank, world size, group, device; no placement: rows,
+            not tables, are placed, by ``owner``), as every other strategy takes.
         owner: ``[E]`` owner rank of every global row (``Partition.owner``).
         mirrors: global ids this rank mirrors (``Partition.mirrors_of(rank, store_rate)``).
         optimizer: ``sgd`` or ``rowwise_adagrad`` (applied by the owner).
         bound: staleness bound (0 = synchronous).
         seed: run seed; initial rows are ``uncompressed_init`` of every table (the other modes' weights).
         prefetch: pull step t+1's rows during step t's backward (``HetGMPModel`` feeds the next batch).
-        group, device: process group; device.
+
+    The store (``tables["hetgmp"]``, a :class:`HetGMPStore`) holds the rank's owned rows, its mirrors and the
+    mirrors' not-yet-pushed updates, so its ``state_dict`` is this rank's complete embedding state; reading
+    it is local (no collective). :meth:`flush`, which brings every pending update to its owner, is a
+    collective: every rank must call it.
     """
 
     mode = ParallelMode.HETGMP
@@ -163,6 +169,7 @@ class HetGMPEmbeddings(EmbeddingStrategy):
     def __init__(
         self,
         specs: Sequence[TableSpec],
+        env: ShardingEnv,
         owner: np.ndarray | torch.Tensor,
         mirrors: np.ndarray | torch.Tensor,
         optimizer: EmbeddingOptimizerSettings,
@@ -170,9 +177,16 @@ class HetGMPEmbeddings(EmbeddingStrategy):
         bound: int,
         seed: int,
         prefetch: bool = False,
-        group: dist.ProcessGroup | None = None,
-        device: torch.device | str | None = None,
     ) -> None:
+        if not isinstance(env, ShardingEnv):
+            raise TypeError(
+                f"env: expected a ShardingEnv (ShardingEnv.from_group(group, device=...)), got "
+                f"{type(env).__name__}"
+            )
+        if env.placement is not None:
+            raise ValueError(
+                "hetgmp places rows by `owner`, not tables: give a ShardingEnv without placement"
+            )
         D = {s.embedding_dim for s in specs}
         if len(D) != 1:
             raise ValueError(f"hetgmp needs one embedding_dim for every table, got {sorted(D)}")
@@ -189,12 +203,17 @@ class HetGMPEmbeddings(EmbeddingStrategy):
                 f"owner has {owner_t.numel()} rows but the tables have {int(offsets[-1])} in all; "
                 "the partition was made for other tables"
             )
+        if owner_t.numel() and not 0 <= int(owner_t.min()) <= int(owner_t.max()) < env.world_size:
+            raise ValueError(
+                f"owner: ranks must be in [0, {env.world_size}) (the env's world size), got "
+                f"[{int(owner_t.min())}, {int(owner_t.max())}]"
+            )
         store = self._build_store(
-            owner_t, torch.as_tensor(np.asarray(mirrors), dtype=torch.long), seed, group
+            owner_t, torch.as_tensor(np.asarray(mirrors), dtype=torch.long), seed, env.rank
         )
         super().__init__(
             nn.ModuleDict({"hetgmp": store}),
-            ShardingEnv.from_group(group, device=device),
+            env,
             features=[s.name for s in specs],
             embedding_dim=D.pop(),
         )
@@ -212,10 +231,7 @@ class HetGMPEmbeddings(EmbeddingStrategy):
         self._next_sparse: KeyedJaggedTensor | None = None
         self._prefetched: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _build_store(
-        self, owner: torch.Tensor, mirrors: torch.Tensor, seed: int, group: dist.ProcessGroup | None
-    ) -> HetGMPStore:
-        rank = dist.get_rank(group) if dist.is_initialized() else 0
+    def _build_store(self, owner: torch.Tensor, mirrors: torch.Tensor, seed: int, rank: int) -> HetGMPStore:
         owned = torch.nonzero(owner == rank).flatten()
         mirrors = torch.unique(mirrors)
         if mirrors.numel() and (owner[mirrors] == rank).any():
@@ -492,5 +508,9 @@ class HetGMPModel(HybridParallelModel):
         self.strategy.set_learning_rate(embedding_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        self.strategy.flush()
+        """This rank's state, read locally (no collective: one rank may save alone): the head, the optimizers
+        and the store, whose buffers include the mirrors' not-yet-pushed gradients and deltas, so loading it
+        continues training exactly. For the trained rows with every update at its owner (e.g. to export
+        them), call ``strategy.flush()`` on every rank first (a collective), then
+        ``strategy.owned_rows()``."""
         return super().state_dict()

@@ -10,9 +10,11 @@ defaults (see ``docs/architecture.md`` and the README's "Training" section for a
 - ``model``: ``ecorec.models.ModelSettings`` (dlrm / wide_deep / dcn);
 - ``embeddings``: TT algorithm (or none) and ranks, row threshold, minimum compression of a TT table
   (``tt_min_compression``: TT cores at least that many times smaller than the table, else uncompressed), the
-  embedding optimizer and its update, ``lr`` (uncompressed tables) and ``tt_lr`` (TT tables; default ``lr``);
+  embedding optimizer and its update, ``lr`` (uncompressed tables) and ``tt_lr`` (TT tables; default ``lr``),
+  the TT cores' initialisation (``tt_init``, ``tt_init_std``; ``ecorec.models.TableSettings``);
 - ``dense_optimizer``: sgd / adagrad / adam;
-- ``lr_schedule``: MLPerf DLRM warm-up and polynomial decay (``ecorec.train.schedule``);
+- ``lr_schedule``: MLPerf DLRM warm-up and polynomial decay (``ecorec.train.schedule``), lengths in steps or
+  as fractions of the run (``LRScheduleSection``);
 - ``parallel``: mode and world size, sharding plan (file or planner method), twp stages, bwp micro-batches;
 - ``train``: global batch size, steps, evaluation, AUROC target, checkpoints, timing windows;
 - ``hetgmp``: the ``hetgmp`` mode's partition file, store_rate, bound, prefetch (``HetGMPSection``).
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ecorec.config_effects import model_key_errors, parallel_key_errors, setting_warnings
-from ecorec.models import INTERACTIONS, MODEL_KINDS
+from ecorec.models import DEFAULT_TT_INIT, INTERACTIONS, MODEL_KINDS, TT_INITS
 from ecorec.types import Algorithm, ParallelMode, ShardingMethod
 from ecorec.utils.yamlfile import YamlFileError, load_yaml_text
 
@@ -121,6 +123,8 @@ class EmbeddingsSection:
     update: str = "fused"
     tt_min_compression: float = 1.0
     tt_lr: float | None = None
+    tt_init: str = DEFAULT_TT_INIT  # sampled_gaussian (TT-Rec) | normal | uniform (ecorec.tt.init)
+    tt_init_std: float | None = None  # sampled_gaussian: None = the uncompressed tables' std, 1/sqrt(3N)
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,42 @@ class DenseOptimizerSection:
 
 @dataclass(frozen=True)
 class LRScheduleSection:
+    """MLPerf DLRM's warm-up and poly(2) decay (``ecorec.train.schedule``). Each of the three lengths is given
+    in steps (``warmup_steps``, ...) or as a fraction of the run's steps (``warmup_fraction``, ..., so the
+    curve follows ``train.steps`` / ``train.epochs``), not both."""
+
     warmup_steps: int = 0
     decay_start_step: int = 0
     decay_steps: int = 0
     decay_end_lr: float = 0.0
+    warmup_fraction: float | None = None
+    decay_start_fraction: float | None = None
+    decay_fraction: float | None = None
+
+    def decays(self) -> bool:
+        """Whether the rate decays (a decay length in steps or as a fraction > 0)."""
+        return bool(self.decay_steps) or bool(self.decay_fraction)
+
+    def resolve(self, total_steps: int, where: str = "lr_schedule") -> tuple[int, int, int]:
+        """``(warmup_steps, decay_start_step, decay_steps)`` of a run of ``total_steps`` steps; a decay that
+        would start inside the warm-up is a ``ConfigError`` naming ``where`` and the fields."""
+        from ecorec.train.schedule import schedule_steps
+
+        warmup, start, decay = schedule_steps(
+            total_steps,
+            warmup_steps=self.warmup_steps,
+            decay_start_step=self.decay_start_step,
+            decay_steps=self.decay_steps,
+            warmup_fraction=self.warmup_fraction,
+            decay_start_fraction=self.decay_start_fraction,
+            decay_fraction=self.decay_fraction,
+        )
+        if decay and start < warmup:
+            raise ConfigError(
+                f"{where}.decay_start_step: with {total_steps} steps the decay starts at step {start}, "
+                f"inside the warm-up of {warmup} steps"
+            )
+        return warmup, start, decay
 
 
 @dataclass(frozen=True)
@@ -375,6 +411,11 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     _positive(e.tt_min_compression, f"{src}: embeddings.tt_min_compression", minimum=0)
     if e.tt_lr is not None and not e.tt_lr > 0:
         raise ConfigError(f"{src}: embeddings.tt_lr: must be > 0, got {e.tt_lr}")
+    _choice(e.tt_init, TT_INITS, f"{src}: embeddings.tt_init")
+    if e.tt_init_std is not None and not e.tt_init_std > 0:
+        raise ConfigError(f"{src}: embeddings.tt_init_std: must be > 0, got {e.tt_init_std}")
+    if e.tt_init_std is not None and e.tt_init == "uniform":
+        raise ConfigError(f"{src}: embeddings.tt_init_std: not used by tt_init 'uniform'; leave it unset")
     _positive(cfg.dataset.prefetch, f"{src}: dataset.prefetch", minimum=0)
     if cfg.dataset.features is not None:
         twice = sorted({f for f in cfg.dataset.features if cfg.dataset.features.count(f) > 1})
@@ -414,12 +455,39 @@ def _check(cfg: RunConfig, src: str, check_paths: bool) -> None:
     s = cfg.lr_schedule
     for name in ("warmup_steps", "decay_start_step", "decay_steps"):
         _positive(getattr(s, name), f"{src}: lr_schedule.{name}", minimum=0)
-    if s.decay_steps and s.decay_start_step < s.warmup_steps:
+    for steps_name, name in (
+        ("warmup_steps", "warmup_fraction"),
+        ("decay_start_step", "decay_start_fraction"),
+        ("decay_steps", "decay_fraction"),
+    ):
+        fraction = getattr(s, name)
+        if fraction is None:
+            continue
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(
+                f"{src}: lr_schedule.{name}: a fraction of the run's steps in [0, 1], got {fraction}"
+            )
+        if getattr(s, steps_name):
+            raise ConfigError(
+                f"{src}: lr_schedule.{name}: give lr_schedule.{steps_name} or {name}, not both (in a config "
+                "overlay over fractions, set the fractions to null)"
+            )
+    if s.decay_steps and s.decay_start_step < s.warmup_steps and s.warmup_fraction is None:
         raise ConfigError(
             f"{src}: lr_schedule.decay_start_step: decay must start after the warm-up "
             f"({s.decay_start_step} < warmup_steps={s.warmup_steps})"
         )
-    if s.decay_steps and not s.decay_end_lr > 0 and e.algorithm != "none" and e.update == "fused":
+    if (
+        s.decay_fraction
+        and s.warmup_fraction is not None
+        and s.decay_start_fraction is not None
+        and s.decay_start_fraction < s.warmup_fraction
+    ):
+        raise ConfigError(
+            f"{src}: lr_schedule.decay_start_fraction: decay must start after the warm-up "
+            f"({s.decay_start_fraction} < warmup_fraction={s.warmup_fraction})"
+        )
+    if s.decays() and not s.decay_end_lr > 0 and e.algorithm != "none" and e.update == "fused":
         raise ConfigError(
             f"{src}: lr_schedule.decay_end_lr: fused TT updates need a learning rate > 0 throughout"
         )

@@ -154,7 +154,15 @@ def model_settings(cfg: RunConfig) -> ModelSettings:
 def _settings(cfg: RunConfig) -> tuple[TableSettings, EmbeddingOptimizerSettings, DenseOptimizerSettings]:
     e, p = cfg.embeddings, cfg.parallel
     micro = p.num_micro_uidx if (p.mode == "twp" and e.algorithm == "ecorec") else 1
-    tables = TableSettings(e.algorithm, tuple(e.tt_ranks), e.tt_min_rows, micro, e.tt_min_compression)
+    tables = TableSettings(
+        e.algorithm,
+        tuple(e.tt_ranks),
+        e.tt_min_rows,
+        micro,
+        e.tt_min_compression,
+        tt_init=e.tt_init,
+        tt_init_std=e.tt_init_std,
+    )
     emb_opt = EmbeddingOptimizerSettings(e.optimizer, e.lr, e.eps, e.update, e.tt_lr)
     d = cfg.dense_optimizer
     dense = DenseOptimizerSettings(kind=d.kind, lr=d.lr, eps=d.eps, weight_decay=d.weight_decay)
@@ -179,10 +187,12 @@ def _loader(
     )
 
 
-def _mlperf_log(cfg: RunConfig, ctx: DistributedContext, epochs: EpochPlan, metadata: Any, step: int) -> Any:
+def _mlperf_log(
+    cfg: RunConfig, ctx: DistributedContext, schedule: MLPerfSchedule, metadata: Any, step: int
+) -> Any:
     """Rank 0's MLPerf log (``train.mlperf_log``), its header written (a no-op logger otherwise)."""
     mlog = MLPerfRunLog(cfg.output_dir / "mlperf.log", enabled=cfg.train.mlperf_log and ctx.rank == 0)
-    s = cfg.lr_schedule
+    s = schedule  # the run's step counts (fractions of the run resolved)
     train, val = (metadata.splits.get(n, (0, 0)) for n in ("train", "val"))
     mlog.run_header(
         {
@@ -438,9 +448,7 @@ def _run(
     schedule = MLPerfSchedule(
         cfg.dense_optimizer.lr,
         cfg.embeddings.lr,
-        cfg.lr_schedule.warmup_steps,
-        cfg.lr_schedule.decay_start_step,
-        cfg.lr_schedule.decay_steps,
+        *cfg.lr_schedule.resolve(epochs.total_steps, f"{cfg.source}: lr_schedule"),
         cfg.lr_schedule.decay_end_lr,
     )
     state = _RunState()
@@ -480,7 +488,7 @@ def _run(
         epochs.steps_per_epoch,
         f", plan {plan.assignment}" if plan is not None else "",
     )
-    mlog = _mlperf_log(cfg, ctx, epochs, metadata, state.step)
+    mlog = _mlperf_log(cfg, ctx, schedule, metadata, state.step)
     dist.barrier()
     times: list[float] = []
     comm_samples: list[CommSample] = []

@@ -9,13 +9,54 @@ For update number ``s`` (0-based) and base rate ``lr0``:
 
 ``decay_steps = 0`` disables the decay, ``warmup_steps = 0`` the warm-up. The dense and the embedding rates
 follow the same curve: the embedding one ends at ``decay_end_lr * embedding_lr0 / dense_lr0``.
+
+The three step counts may instead be fractions of the run's ``T`` steps (:func:`schedule_steps`), so that the
+curve follows a run's length (``train.steps`` or ``train.epochs``): ``warmup_fraction``,
+``decay_start_fraction`` and ``decay_fraction`` become ``floor(f * T + 1/2)`` steps.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["MLPerfSchedule", "mlperf_lr"]
+__all__ = ["MLPerfSchedule", "mlperf_lr", "schedule_steps"]
+
+
+def _steps_of(fraction: float, total_steps: int) -> int:
+    """``fraction`` of ``total_steps``, rounded half up (the same on every platform)."""
+    return int(math.floor(fraction * total_steps + 0.5))
+
+
+def schedule_steps(
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    decay_start_step: int = 0,
+    decay_steps: int = 0,
+    warmup_fraction: float | None = None,
+    decay_start_fraction: float | None = None,
+    decay_fraction: float | None = None,
+) -> tuple[int, int, int]:
+    """``(warmup_steps, decay_start_step, decay_steps)`` of a run of ``total_steps`` steps: each quantity as
+    given in steps, or as a fraction in ``[0, 1]`` of the run (rounded half up), not both."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    out = []
+    for name, steps, fraction in (
+        ("warmup", warmup_steps, warmup_fraction),
+        ("decay_start", decay_start_step, decay_start_fraction),
+        ("decay", decay_steps, decay_fraction),
+    ):
+        if fraction is None:
+            out.append(int(steps))
+            continue
+        if steps:
+            raise ValueError(f"{name}: give steps or a fraction of the run, not both")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"{name}_fraction must be in [0, 1], got {fraction}")
+        out.append(_steps_of(fraction, total_steps))
+    return out[0], out[1], out[2]
 
 
 def mlperf_lr(

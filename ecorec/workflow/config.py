@@ -33,6 +33,7 @@ HETGMP_RUN_PATTERN = "results/hetgmp/{dataset}/R{world}-b{batch}/{partitioner}"
 #: Keys of config ``train`` that go to the run's ``train`` section as they are.
 TRAIN_LOOP_KEYS = (
     "steps",
+    "epochs",
     "eval_every",
     "eval_batches",
     "eval_splits",
@@ -48,6 +49,13 @@ TRAIN_LOOP_KEYS = (
 )
 #: ``ecorec.data.SyntheticConfig``'s default ``num_tables`` (a synthetic entry that omits the key; tested).
 SYNTHETIC_DEFAULT_NUM_TABLES = 32
+_RUN_WILDCARDS = ("dataset", "system", "algorithm", "tables", "world", "batch", "target")
+
+
+def _given(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a config section that are set (a null in an overlay means "not given": with
+    ``train.model.preset``, the preset's value)."""
+    return {k: v for k, v in section.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -149,9 +157,15 @@ class WorkflowConfig:
             for name, system in config["systems"].items()
             for message in parallel_key_errors(system["mode"], system, where=f"systems.{name}")
         ]
-        errors += model_key_errors(config["train"]["model"], where="train.model")
+        errors += model_key_errors(_given(config["train"]["model"]), where="train.model")
         if errors:  # keys that would be silently ignored (ecorec.config_effects)
             raise ValueError("config: " + "; ".join(errors))
+        train = config["train"]
+        if train.get("steps") is not None and train.get("epochs") is not None:
+            raise ValueError(
+                "config train.epochs: give train.steps or train.epochs, not both (set train.steps: null to "
+                "train for epochs)"
+            )
 
     # ---- helpers ------------------------------------------------------------------------------------------
     @property
@@ -216,6 +230,29 @@ class WorkflowConfig:
         if source in META_DLRM_RELEASES:
             return META_DLRM_RELEASES[source].num_tables
         return CRITEO_NUM_SPARSE
+
+    def known_num_tables(self, dataset: str) -> tuple[int, str] | None:
+        """``(tables, where the count comes from)`` of a dataset, or ``None`` when it cannot be known before
+        the dataset exists (a registered Parquet folder without its ``metadata.json`` yet)."""
+        settings = self.dataset_settings(dataset)
+        if settings["source"] == "parquet":
+            metadata = Path(settings["path"]) / "metadata.json"
+            if not metadata.is_file():
+                return None
+            return len(json.loads(metadata.read_text())["features"]), str(metadata)
+        origin = "num_tables" if settings["source"] == "synthetic" else f"the {settings['source']} source"
+        return self.dataset_num_tables(dataset), f"datasets.{dataset}: {origin}"
+
+    def check_run_tables(self, dataset: str, tables: int, where: str) -> None:
+        """``ValueError`` naming ``where`` when a run asks for more tables than ``dataset`` has (checked at
+        the dry run, for the runs the requested targets need)."""
+        known = self.known_num_tables(dataset)
+        if known is not None and tables > known[0]:
+            raise ValueError(
+                f"{where}: asks for the first {tables} tables but dataset {dataset!r} has {known[0]} "
+                f"({known[1]}); lower `tables` in config train.runs (and the fig10 / fig12 / fig16 sections) "
+                "or select another dataset"
+            )
 
     def parquet_dataset_input(self, wildcards: Any) -> str:
         """The ``metadata.json`` of a ``source: parquet`` dataset (a change re-registers it)."""
@@ -336,16 +373,21 @@ class WorkflowConfig:
         train = self.config["train"]
         system = self.system(wildcards.system)
         world = int(wildcards.world)
+        dataset = getattr(wildcards, "dataset", self.config["dataset"])
+        run = TRAIN_RUN_PATTERN.format(
+            **{k: getattr(wildcards, k, "?") for k in _RUN_WILDCARDS if k != "dataset"}, dataset=dataset
+        )
+        self.check_run_tables(dataset, int(wildcards.tables), f"config: run results/runs/{run}")
         return {
             "run": {"seed": train["seed"], "device": self.device, "name": wildcards.system},
             "dataset": {"num_tables": int(wildcards.tables)},
-            "model": train["model"],
+            "model": _given(train["model"]),
             "embeddings": {**train["embeddings"], "algorithm": Algorithm.parse(wildcards.algorithm).value},
             "dense_optimizer": train["dense_optimizer"],
-            "lr_schedule": train["lr_schedule"],
+            "lr_schedule": _given(train["lr_schedule"]),
             "parallel": {**{k: v for k, v in system.items() if k != "algorithm"}, "world_size": world},
             "train": {
-                **{k: train[k] for k in TRAIN_LOOP_KEYS if k in train},
+                **{k: train[k] for k in TRAIN_LOOP_KEYS if train.get(k) is not None},
                 "global_batch_size": int(wildcards.batch) * world,
             },
         }

@@ -54,6 +54,8 @@ def _all_rows(path, features):
 
 
 def test_readme_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Your own data" end to end: its Python writes the dataset, then its run config and command
+    train on it (one process)."""
     text = (REPO / "README.md").read_text()
     section = text.split("## Your own data", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -65,6 +67,37 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     meta = read_metadata(tmp_path / "data" / "clicks")
     assert meta.source == "my_clicks" and meta.num_samples == 512 and meta.num_dense == 2
     assert meta.provenance["url"] == "https://example.org/clicks" and meta.provenance["shuffled"]
+    assert meta.provenance["vocabularies"] == {
+        "site": ["blog", "news", "shop", "tv"]
+    }  # sorted, id = position
+
+    run_yaml = re.search(r"```yaml\n# clicks.yaml\n(.*?)```", section, re.S).group(1)
+    command = re.search(r"```bash\n\.venv/bin/python -m ecorec\.train (.*?)(?:  +#.*)?\n```", section).group(
+        1
+    )
+    assert command == "--config clicks.yaml"
+    (tmp_path / "clicks.yaml").write_text(run_yaml)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    from ecorec.train.__main__ import main
+
+    assert main(command.split()) == 0
+    record = json.loads((tmp_path / "results" / "runs" / "clicks" / "record.json").read_text())
+    m = record["metrics"]
+    assert m["steps"] == 2 * (384 // 128)  # 2 epochs of the 384 train samples at G = 128
+    assert set(m["final_auroc"]) == {"val"} and 0.0 <= m["final_auroc"]["val"] <= 1.0
+    assert [e["samples"] for e in m["eval"]] == [128]  # the whole val split
+    assert {t["kind"] for t in m["tables"]} == {"uncompressed"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_polars_round_trip_against_the_input(tmp_path):
@@ -228,3 +261,94 @@ def test_register_dataset_verifies_links_and_records_where_from(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(DataFormatError, match=r"afile: is a file; a dataset is a folder"):
         register_dataset(tmp_path / "afile", tmp_path / "results" / "x", name="x")
+
+
+def test_string_vocabularies_are_stored_and_reused(tmp_path):
+    """Each string column's vocabulary goes to metadata.json (id = position, sorted); a second file written
+    with it keeps the first file's ids and appends its new strings (oracle: the input strings, read back
+    through the loader and the stored vocabulary)."""
+    first = pl.DataFrame({"y": [0, 1, 1], "site": ["news", "shop", "blog"], "tags": [["x"], ["z", "x"], []]})
+    meta = write_dataset(tmp_path / "a", first, source="a", sparse=["site", "tags"], label="y")
+    vocab = meta.provenance["vocabularies"]
+    assert vocab == {"site": ["blog", "news", "shop"], "tags": ["x", "z"]}
+    second = pl.DataFrame({"y": [1, 0, 0], "site": ["tv", "news", "blog"], "tags": [["w"], ["x"], ["z"]]})
+    meta = write_dataset(
+        tmp_path / "b", second, source="b", sparse=["site", "tags"], label="y", vocabularies=vocab
+    )
+    got = read_metadata(tmp_path / "b").provenance["vocabularies"]
+    assert got == {"site": ["blog", "news", "shop", "tv"], "tags": ["x", "z", "w"]}
+    assert meta.num_embeddings == {"site": 4, "tags": 3}  # the whole vocabulary, "shop" included
+    _, _, bags = _all_rows(tmp_path / "b", ["site", "tags"])
+    assert [[got["site"][i] for i in bag] for bag in bags["site"]] == [[s] for s in second["site"]]
+    assert [[got["tags"][i] for i in bag] for bag in bags["tags"]] == [list(t) for t in second["tags"]]
+    assert bags["site"][1] == [1]  # "news": the first file's id
+
+    def bad(**kwargs):
+        return write_dataset(
+            tmp_path / "bad", second, source="b", sparse=["site", "tags"], label="y", **kwargs
+        )
+
+    with pytest.raises(ValueError, match=r"vocabularies: \['y'\] are not sparse columns"):
+        bad(vocabularies={"y": ["0"]})
+    with pytest.raises(ValueError, match=r"vocabularies\['site'\]: 'tv' appears twice"):
+        bad(vocabularies={"site": ["tv", "tv"]})
+    with pytest.raises(
+        ValueError, match=r"num_embeddings\['site'\] = 3 is smaller than the column's vocabulary"
+    ):
+        write_dataset(
+            tmp_path / "bad",
+            first,
+            source="a",
+            sparse=["site", "tags"],
+            label="y",
+            vocabularies=got,
+            num_embeddings={"site": 3, "tags": 3},
+        )  # ids 0..2 fit, the 4-string vocabulary does not
+    frame = pl.DataFrame({"y": [0, 1], "uid": [3, 4]})
+    with pytest.raises(ValueError, match=r"vocabularies\['uid'\]: column 'uid' holds integer ids"):
+        write_dataset(
+            tmp_path / "bad", frame, source="b", sparse=["uid"], label="y", vocabularies={"uid": ["a"]}
+        )
+    assert not (tmp_path / "bad").exists()
+
+
+def test_dense_transforms_are_applied_and_recorded(tmp_path):
+    """log1p of max(x, 0) and standardization by the train split's mean and std (oracle: numpy on the input
+    columns), recorded with their statistics, and the recorded statistics applied to another file."""
+    rng = np.random.default_rng(0)
+    price, hour = rng.normal(5.0, 3.0, 40), rng.integers(-2, 24, 40).astype(float)
+    frame = pl.DataFrame({"y": [0, 1] * 20, "uid": list(range(40)), "price": price, "hour": hour})
+    meta = write_dataset(
+        tmp_path / "ds", frame, source="toy", sparse=["uid"], dense=["price", "hour"], label="y",
+        splits={"train": 0.75, "val": 0.25}, dense_transform={"price": "standardize", "hour": "log1p"},
+    )  # fmt: skip
+    recorded = meta.provenance["dense_transform"]
+    mean, std = price[:30].mean(), price[:30].std()  # the train split: the first 30 samples
+    assert recorded["hour"] == {"kind": "log1p"}
+    assert recorded["price"]["kind"] == "standardize"
+    assert (recorded["price"]["mean"], recorded["price"]["std"]) == pytest.approx((mean, std))
+    _, dense, _ = _all_rows(tmp_path / "ds", ["uid"])
+    np.testing.assert_allclose(np.array(dense)[:, 0], (price - mean) / std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(dense)[:, 1], np.log1p(np.maximum(hour, 0.0)), rtol=1e-6)
+    other = frame.head(10).with_columns(price=pl.Series(np.linspace(0.0, 9.0, 10)))
+    write_dataset(tmp_path / "other", other, source="toy", sparse=["uid"], dense=["price", "hour"],
+                  label="y", dense_transform=recorded)  # fmt: skip
+    _, dense, _ = _all_rows(tmp_path / "other", ["uid"])
+    np.testing.assert_allclose(np.array(dense)[:, 0], (np.linspace(0.0, 9.0, 10) - mean) / std, rtol=1e-5)
+    assert read_metadata(tmp_path / "other").provenance["dense_transform"]["price"] == recorded["price"]
+
+    def bad(spec):
+        return write_dataset(tmp_path / "bad", frame, source="t", sparse=["uid"], dense=["price"], label="y",
+                             dense_transform=spec)  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"dense_transform: \['hour'\] are not dense columns"):
+        bad({"hour": "log1p"})
+    with pytest.raises(
+        ValueError, match=r"dense_transform\['price'\]: 'log' is not one of log1p, standardize"
+    ):
+        bad("log")
+    with pytest.raises(ValueError, match=r"dense_transform\['price'\]: give both mean and std"):
+        bad({"price": {"kind": "standardize", "mean": 1.0}})
+    with pytest.raises(ValueError, match=r"dense_transform\['price'\]: std must be > 0"):
+        bad({"price": {"kind": "standardize", "mean": 1.0, "std": 0.0}})
+    assert not (tmp_path / "bad").exists()

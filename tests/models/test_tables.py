@@ -6,13 +6,16 @@ import pytest
 import torch
 
 from ecorec.models import (
+    TT_INITS,
     EmbeddingOptimizerSettings,
     TableSettings,
     TableSpec,
     build_tables,
     uncompressed_init,
+    uncompressed_init_std,
 )
 from ecorec.models.tables import derive_seed, is_tt_table, pool_table
+from ecorec.tt.init import WEIGHT_INITS
 
 SPECS = [TableSpec("small", 40, 8), TableSpec("big", 3000, 8), TableSpec("mid", 1500, 8)]
 
@@ -137,14 +140,16 @@ def test_per_kind_learning_rates(update):
         before = {n: [p.detach().clone() for p in tables[n].parameters()] for n in ("plain", "tt")}
         model.set_learning_rates(0.1, 0.5, tt_lr)
         model.train_step(iter([batch]))
-        return {n: [p.detach() - b for p, b in zip(tables[n].parameters(), before[n])] for n in before}
+        moves = {n: [p.detach() - b for p, b in zip(tables[n].parameters(), before[n])] for n in before}
+        return {**moves, "tt_weights": before["tt"]}
 
     same, tenth = step(0.5), step(0.05)
     for got, want in zip(tenth["plain"], same["plain"]):
         torch.testing.assert_close(got, want)
     assert any(d.abs().max() > 0 for d in same["tt"])
-    for got, want in zip(tenth["tt"], same["tt"]):
-        torch.testing.assert_close(got, want / 10, rtol=1e-4, atol=1e-8)  # float32 rounding of w - w0
+    for got, want, w in zip(tenth["tt"], same["tt"], same["tt_weights"]):
+        ulp = torch.finfo(torch.float32).eps * float(w.abs().max())  # float32 rounding of w - w0
+        torch.testing.assert_close(got, want / 10, rtol=1e-4, atol=2 * ulp)
 
 
 @pytest.mark.parametrize("bad", ["tt", "plain"])
@@ -188,3 +193,32 @@ def test_kjt_lengths_must_count_its_values():
     kjt = KeyedJaggedTensor(keys=["a", "b"], values=torch.arange(9), lengths=torch.ones(8, dtype=torch.long))
     with pytest.raises(ValueError, match=r"keys \['a', 'b'\]: its lengths sum to 8 but it has 9 values"):
         check_kjt(kjt)
+
+
+@pytest.mark.parametrize("ranks", [(8, 8), (16,)])
+def test_tt_tables_start_at_the_scale_of_the_table_they_replace(ranks):
+    """The default TT init (TT-Rec's sampled Gaussian) gives the reconstructed rows the std of the
+    uncompressed init (oracle: the empirical std of uncompressed_init); the artifact's "normal" (every core
+    entry N(0, 1/N)) starts orders of magnitude smaller."""
+    spec = TableSpec("t", 5000, 16)
+    dense_std = float(uncompressed_init(spec, seed=1).std())
+    assert dense_std == pytest.approx(uncompressed_init_std(5000), rel=0.02)
+    for seed in range(3):
+        table = build_tables([spec], TableSettings("ecorec", ranks, tt_min_rows=0), seed=seed)["t"]
+        assert is_tt_table(table) and table.weight_init == "sampled_gaussian"
+        weight = table.full_weight().detach()
+        assert abs(float(weight.mean())) < 0.05 * dense_std
+        assert float(weight.std()) == pytest.approx(dense_std, rel=0.15)
+    normal = build_tables([spec], TableSettings("ecorec", ranks, tt_min_rows=0, tt_init="normal"), seed=0)[
+        "t"
+    ]
+    assert float(normal.full_weight().detach().std()) < 0.1 * dense_std
+    given = TableSettings("ecorec", ranks, tt_min_rows=0, tt_init_std=0.5)
+    assert float(build_tables([spec], given, seed=0)["t"].full_weight().detach().std()) == pytest.approx(
+        0.5, rel=0.15
+    )
+    with pytest.raises(ValueError, match="tt_init must be one of"):
+        TableSettings(tt_init="xavier")
+    with pytest.raises(ValueError, match="tt_init_std is not used by tt_init 'uniform'"):
+        TableSettings(tt_init="uniform", tt_init_std=0.1)
+    assert set(TT_INITS) == set(WEIGHT_INITS)

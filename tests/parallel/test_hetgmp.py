@@ -8,11 +8,14 @@ One 2-rank gloo launch trains every case for a few steps on tiny tables with une
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -28,7 +31,9 @@ from ecorec.models import (
 )
 from ecorec.parallel import (
     DenseOptimizerSettings,
+    HetGMPEmbeddings,
     HetGMPSettings,
+    ShardingEnv,
     build_distributed_model,
     make_dense_optimizer,
     make_embedding_optimizer,
@@ -110,19 +115,70 @@ CASES = {
 }
 
 
+#: The case saved mid-run (bound 100: mirrors hold unpushed updates at the save) and resumed for EXTRA steps.
+RESUME_CASE = "bound100_adagrad"
+EXTRA = 3
+
+
+@contextlib.contextmanager
+def _no_collectives():
+    """Any torch.distributed collective inside raises (so a collective state_dict fails instead of hanging
+    when one rank saves alone)."""
+    names = ("all_to_all_single", "all_reduce", "all_gather", "all_gather_object", "broadcast", "barrier")
+    saved = {n: getattr(dist, n) for n in names}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a collective inside state_dict()")
+
+    try:
+        for n in names:
+            setattr(dist, n, refuse)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(dist, n, fn)
+
+
+def _model(rank: int, key: str):
+    opt, bound, use_mirrors, prefetch = CASES[key]
+    mirrors = MIRRORS[rank] if use_mirrors else np.zeros(0, dtype=np.int64)
+    return build_distributed_model(
+        "hetgmp",
+        SPECS,
+        build_head(MODEL, NUM_DENSE, len(SPECS), SEED),
+        table_settings=TableSettings(algorithm="none"),
+        dense_optimizer=DENSE_OPT,
+        embedding_optimizer=opt,
+        seed=SEED,
+        hetgmp=HetGMPSettings(OWNER, mirrors, bound, prefetch),
+    )
+
+
+def _resume_worker(rank: int, out_dir: str) -> None:
+    """Train RESUME_CASE, save its state_dict with collectives forbidden, load it into a fresh model, and
+    continue both for EXTRA steps on the same batches."""
+    model = _model(rank, RESUME_CASE)
+    for t in range(STEPS):
+        model.train_step(iter([_batch(_rank_samples(rank, t))]))
+    with _no_collectives():
+        saved = copy.deepcopy(model.state_dict())
+    pending = int(model.strategy.store.pending_count.sum())
+    twin = _model(rank, RESUME_CASE)
+    twin.load_state_dict(saved)
+    out = {"pending_at_save": pending}
+    for name, m in (("losses", model), ("twin_losses", twin)):
+        out[name] = [
+            m.train_step(iter([_batch(_rank_samples(rank, t))])).loss for t in range(STEPS, STEPS + EXTRA)
+        ]
+        m.strategy.flush()
+        out[name.replace("losses", "weights")] = m.strategy.owned_rows()[1].clone()
+    torch.save(out, f"{out_dir}/resume-{rank}.pt")
+
+
 def _worker(rank: int, world_size: int, out_dir: str) -> None:
-    for key, (opt, bound, use_mirrors, prefetch) in CASES.items():
-        mirrors = MIRRORS[rank] if use_mirrors else np.zeros(0, dtype=np.int64)
-        model = build_distributed_model(
-            "hetgmp",
-            SPECS,
-            build_head(MODEL, NUM_DENSE, len(SPECS), SEED),
-            table_settings=TableSettings(algorithm="none"),
-            dense_optimizer=DENSE_OPT,
-            embedding_optimizer=opt,
-            seed=SEED,
-            hetgmp=HetGMPSettings(OWNER, mirrors, bound, prefetch),
-        )
+    _resume_worker(rank, out_dir)
+    for key in CASES:
+        model = _model(rank, key)
         stream = iter(_batch(_rank_samples(rank, t)) for t in range(STEPS))
         losses = [model.train_step(stream).loss for _ in range(STEPS)]
         strategy = model.strategy
@@ -169,7 +225,8 @@ def _reference(opt: EmbeddingOptimizerSettings) -> tuple[list[float], torch.Tens
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("hetgmp")
     run_ranks(_worker, WORLD, str(out))
-    return {key: [torch.load(out / f"{key}-{r}.pt") for r in range(WORLD)] for key in CASES}
+    runs = {key: [torch.load(out / f"{key}-{r}.pt") for r in range(WORLD)] for key in CASES}
+    return runs | {"resume": [torch.load(out / f"resume-{r}.pt") for r in range(WORLD)]}
 
 
 def _assembled(per_rank) -> torch.Tensor:
@@ -224,3 +281,29 @@ def test_predicted_fetches_equal_counted(runs):
     for rank, r in enumerate(runs["sync"]):
         assert r["per_step"] == predicted[:, rank].tolist()
     assert predicted.sum() > 0
+
+
+def test_state_dict_is_local_and_resumes_exactly(runs):
+    """Each rank's state_dict() ran with every collective forbidden (so one rank can save alone), and a fresh
+    model loaded from it continues exactly as the saved one: the mirrors' unpushed updates are in it."""
+    for r in runs["resume"]:
+        assert r["pending_at_save"] > 0  # there was something a flush would have pushed
+        assert r["twin_losses"] == r["losses"]
+        torch.testing.assert_close(r["twin_weights"], r["weights"], rtol=0, atol=0)
+
+
+def test_hetgmp_embeddings_take_a_sharding_env():
+    """Like every strategy, the store takes a ShardingEnv: its rank decides the owned rows (oracle: the owner
+    array); anything else, a placement or owners beyond the world are refused by name."""
+    env = ShardingEnv(rank=1, world_size=WORLD)
+    store = HetGMPEmbeddings(SPECS, env, OWNER, MIRRORS[1], SGD, bound=0, seed=SEED)
+    assert store.rank == 1 and store.world_size == WORLD and store.env is env
+    st = store.store
+    assert st.ids[: st.n_own].tolist() == np.flatnonzero(OWNER == 1).tolist()
+    assert st.ids[st.n_own :].tolist() == MIRRORS[1].tolist()
+    with pytest.raises(TypeError, match="env: expected a ShardingEnv"):
+        HetGMPEmbeddings(SPECS, None, OWNER, MIRRORS[1], SGD, bound=0, seed=SEED)
+    with pytest.raises(ValueError, match="not tables"):
+        HetGMPEmbeddings(SPECS, ShardingEnv(placement={0: FEATURES}), OWNER, [], SGD, bound=0, seed=SEED)
+    with pytest.raises(ValueError, match=r"owner: ranks must be in \[0, 1\)"):
+        HetGMPEmbeddings(SPECS, ShardingEnv(), OWNER, [], SGD, bound=0, seed=SEED)

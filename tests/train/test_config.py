@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -116,6 +118,12 @@ def test_unknown_section_and_missing_dataset(tmp_path, dataset_dir):
             "lr_schedule.decay_end_lr: fused TT updates",
         ),
         ({"dataset": {"num_tables": 3, "features": ["a"]}}, "dataset.num_tables: give either"),
+        (
+            {"embeddings": {"tt_init": "xavier"}},
+            "embeddings.tt_init: 'xavier' is not one of sampled_gaussian",
+        ),
+        ({"embeddings": {"tt_init": "uniform", "tt_init_std": 0.1}}, "embeddings.tt_init_std: not used"),
+        ({"embeddings": {"tt_init_std": -1.0}}, "embeddings.tt_init_std: must be > 0"),
     ],
 )
 def test_inconsistent_settings_are_named(dataset_dir, changes, message):
@@ -145,3 +153,21 @@ def test_features_subset_checks_the_dataset(dataset_dir):
     )
     with pytest.raises(ConfigError, match=r"dataset.features: not in the dataset: \['z'\]"):
         cfg.features_of(["a"])
+
+
+def test_the_readme_run_config_is_valid():
+    """The README's run.yaml (section "Training") is a valid run config, with the schedule as fractions."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Training", 1)[1]
+    text = re.search(r"```yaml\n(run: \{seed: 0.*?)```", section, re.S).group(1)
+    cfg = run_config_from_dict(yaml.safe_load(text), "README.md run.yaml", check_paths=False)
+    assert cfg.lr_schedule.resolve(cfg.train.steps) == (5, 15, 15)  # 15 % (4.5 rounds up) / 50 % / 50 % of 30
+    assert cfg.train.eval_batches == 0 and cfg.train.eval_splits == ["val", "test"]
+    with pytest.raises(
+        ConfigError, match="parallel.mode: 'pipeline' is not one of dp, mp, bwp, twp, torchrec, hetgmp"
+    ):
+        run_config_from_dict(
+            {**yaml.safe_load(text), "parallel": {"mode": "pipeline"}}, "run.yaml", check_paths=False
+        )

@@ -101,16 +101,29 @@ def single_process(monkeypatch):
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
 
 
-def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log(tmp_path, single_process):
+def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log(
+    tmp_path, single_process, monkeypatch
+):
     from mlperf_logging.mllog import constants
 
     from ecorec.train.loop import run_training
+    from ecorec.train.schedule import MLPerfSchedule
 
-    cfg = run_config_from_dict(
-        _random_run(tmp_path, epochs=2, evals_per_epoch=3, mlperf_log=True, target_auc=0.99)
-    )
+    data = _random_run(tmp_path, epochs=2, evals_per_epoch=3, mlperf_log=True, target_auc=0.99)
+    # the schedule as fractions of the run: of 20 steps, warm-up 2, decay from step 10 over 10 steps
+    data["lr_schedule"] = {"warmup_fraction": 0.1, "decay_start_fraction": 0.5, "decay_fraction": 0.5}
+    data["lr_schedule"]["decay_end_lr"] = 0.01
+    cfg = run_config_from_dict(data)
+    used: dict[int, float] = {}
+    rates = MLPerfSchedule.rates
+    monkeypatch.setattr(MLPerfSchedule, "rates", lambda self, step: used.setdefault(step, rates(self, step)))
     record = run_training(cfg)
     assert record is not None
+    # dense lr 0.1: half of it in step 0 of the warm-up, full until step 10, then
+    # 0.01 + 0.09 * (remaining / 10)^2
+    dense = {step: pair[0] for step, pair in used.items()}
+    assert sorted(dense) == list(range(20))
+    assert [dense[s] for s in (0, 1, 9, 10, 15, 19)] == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.0325, 0.0109])
     m = record["metrics"]
     # 640 samples / G=64 = 10 steps per epoch; 2 epochs = 20 steps; evaluations after 4, 7, 10, 14, 17, 20
     # plus the final one at the end of the run (random labels: the AUROC target 0.99 is never reached)
@@ -131,3 +144,6 @@ def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log
     assert keys.index(constants.RUN_START) < keys.index(constants.EPOCH_START)
     assert events[-1]["key"] == constants.RUN_STOP and events[-1]["metadata"]["status"] == "aborted"
     assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64
+    header = {e["key"]: e["value"] for e in events}
+    assert header["opt_learning_rate_warmup_steps"] == 2
+    assert (header["opt_learning_rate_decay_start_step"], header["opt_learning_rate_decay_steps"]) == (10, 10)

@@ -3,6 +3,8 @@ through rule register_parquet; a bad registration fails at parse time naming the
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from ecorec.data import read_metadata, write_dataset
@@ -29,6 +31,13 @@ def test_register_parquet_rule_links_the_dataset(tmp_path):
     meta = read_metadata(tmp_path / "results" / "datasets" / "clicks")
     assert meta.source == "my_clicks" and meta.features == ("user", "site") and meta.num_samples == 16
     assert meta.provenance["registered"]["description"] == "sixteen clicks"
+    # config.yaml's runs ask for 32 tables of this 2-table dataset: the dry run says so, naming a run
+    args = ("-n", "--cores", "1", "train_runs", "--configfile", config)
+    proc = run_snakemake(*args, workdir=tmp_path, check=False)
+    assert proc.returncode != 0
+    message = r"T\d+-R\d+-b\d+: asks for the first \d+ tables but dataset 'clicks' has 2 "
+    message += r"\(data/clicks/metadata.json\)"
+    assert re.search(message, proc.stdout + proc.stderr)
 
 
 def test_registration_errors_name_the_key(tmp_path):

@@ -291,3 +291,112 @@ def test_train_rule_resource_functions(wf):
     assert wf.run_resource("mpi")(wc) is None
     with pytest.raises(ValueError, match="'gpus'"):
         wf.run_resource("gpus")
+
+
+def _run_config(wf: WorkflowConfig, **wildcards):
+    """The validated run config a train_config job would write for these wildcards."""
+    from ecorec.train import run_config_from_dict
+
+    wc = {"dataset": "synthetic", "system": "dp", "algorithm": "ecorec", "tables": "8", "world": "1"}
+    settings = wf.train_run_settings(_wc(**{**wc, "batch": "64", **wildcards}))
+    data = {**settings, "dataset": {**settings["dataset"], "path": "x"}}
+    return run_config_from_dict(data, source="test", check_paths=False)
+
+
+def test_epochs_and_model_preset_reach_the_run_configs():
+    """train.epochs replaces train.steps, and train.model.preset gives the run its model: the preset's values
+    (oracle: ecorec.models.presets) where train.model sets a key to null, the given keys elsewhere."""
+    from ecorec.models.presets import MODEL_PRESETS
+
+    model = {"preset": "torchrec_dlrm", "kind": None, "interaction": None, "dense_arch": [512, 256, 64]}
+    model |= {"embedding_dim": None, "over_arch": [32, 1]}
+    train = {**CONFIG["train"], "steps": None, "epochs": 2, "model": model}
+    cfg = _run_config(WorkflowConfig({**CONFIG, "train": train}, REPO_ROOT))
+    assert cfg.train.epochs == 2 and cfg.train.steps is None
+    preset = MODEL_PRESETS["torchrec_dlrm"].model
+    assert cfg.model.preset == "torchrec_dlrm"
+    assert (cfg.model.embedding_dim, cfg.model.interaction) == (
+        preset["embedding_dim"],
+        preset["interaction"],
+    )
+    assert cfg.model.over_arch == [32, 1] and cfg.model.dense_arch == [512, 256, 64]
+    with pytest.raises(ValueError, match="config train.epochs: give train.steps or train.epochs, not both"):
+        WorkflowConfig({**CONFIG, "train": {**train, "steps": 20}}, REPO_ROOT)
+    # the schema knows exactly the presets ecorec has (and the pipeline's default config validates)
+    schema = yaml.safe_load((REPO_ROOT / "schemas" / "config.schema.yaml").read_text())
+    enum = schema["properties"]["train"]["properties"]["model"]["properties"]["preset"]["enum"]
+    assert set(enum) == set(MODEL_PRESETS) | {None}
+    from ecorec.config_schema import check_config
+
+    check_config({**CONFIG, "train": train}, str(REPO_ROOT / "schemas" / "config.schema.yaml"), [])
+
+
+def test_default_runs_evaluate_whole_val_and_test_splits(wf):
+    """config.yaml and the run config agree: every run scores the whole val and test splits at its end."""
+    from ecorec.train.config import TrainSection
+
+    cfg = _run_config(wf)
+    assert cfg.train.eval_batches == 0 == TrainSection().eval_batches
+    assert cfg.train.eval_splits == ["val", "test"] == TrainSection().eval_splits
+
+
+def test_lr_schedule_of_the_default_runs_follows_their_length(wf):
+    """config.yaml's schedule is given as fractions of the run: at the default 20 steps it is the MLPerf
+    curve it always was (warm-up 3, decay over steps 10-20); at 10x the steps every length is 10x."""
+    s = CONFIG["train"]["lr_schedule"]
+    cfg = _run_config(wf)
+    assert cfg.lr_schedule.resolve(20) == (3, 10, 10)
+    assert cfg.lr_schedule.resolve(200) == (30, 100, 100)
+    assert cfg.lr_schedule.decay_end_lr == s["decay_end_lr"]
+
+
+def test_a_run_asking_for_more_tables_than_its_dataset_has_is_named(tmp_path, monkeypatch):
+    """The table count comes from the synthetic entry, or from a registered folder's metadata.json (unknown,
+    so not checked, before the folder exists)."""
+    import polars as pl
+
+    from ecorec.data import write_dataset
+
+    wf = WorkflowConfig(CONFIG, REPO_ROOT)
+    tables = CONFIG["datasets"]["synthetic"]["num_tables"]
+    _run_config(wf, tables=str(tables))
+    with pytest.raises(
+        ValueError, match=rf"T{tables + 1}-R1-b64: asks for the first {tables + 1} tables but"
+    ):
+        _run_config(wf, tables=str(tables + 1))
+    monkeypatch.chdir(tmp_path)
+    datasets = {**CONFIG["datasets"], "clicks": {"source": "parquet", "path": "data/clicks"}}
+    wf = WorkflowConfig({**CONFIG, "datasets": datasets, "dataset": "clicks"}, REPO_ROOT)
+    assert wf.known_num_tables("clicks") is None
+    _run_config(wf, dataset="clicks", tables="3")  # nothing to check against yet
+    frame = pl.DataFrame({"y": [0, 1] * 4, "user": list(range(8)), "site": ["a", "b"] * 4})
+    write_dataset("data/clicks", frame, source="clicks", sparse=["user", "site"], label="y")
+    _run_config(wf, dataset="clicks", tables="2")
+    with pytest.raises(ValueError, match=r"dataset 'clicks' has 2 \(data/clicks/metadata.json\)"):
+        _run_config(wf, dataset="clicks", tables="3")
+
+
+def _deep_merge(base: dict, overlay: dict) -> dict:
+    """Snakemake's merge of config files: mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _deep_merge(base[key], value) if both else value
+    return out
+
+
+def test_overlays_keep_their_schedules():
+    """config.paper.yaml's schedule is the 20 / 100 / 100 steps of its 200 it always was; an overlay may give
+    steps instead of config.yaml's fractions by setting those to null (without: an error saying so)."""
+    from ecorec.train import ConfigError
+
+    paper = _deep_merge(CONFIG, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
+    cfg = _run_config(WorkflowConfig(paper, REPO_ROOT), dataset=paper["dataset"])
+    assert cfg.lr_schedule.resolve(paper["train"]["steps"]) == (20, 100, 100)
+    steps = {"warmup_steps": 2, "decay_start_step": 5, "decay_steps": 5}
+    nulls = {"warmup_fraction": None, "decay_start_fraction": None, "decay_fraction": None}
+    mine = _deep_merge(CONFIG, {"train": {"lr_schedule": {**steps, **nulls}}})
+    assert _run_config(WorkflowConfig(mine, REPO_ROOT)).lr_schedule.resolve(20) == (2, 5, 5)
+    mine = _deep_merge(CONFIG, {"train": {"lr_schedule": steps}})
+    with pytest.raises(ConfigError, match="give lr_schedule.warmup_steps or warmup_fraction, not both"):
+        _run_config(WorkflowConfig(mine, REPO_ROOT))

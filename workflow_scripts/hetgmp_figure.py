@@ -21,5 +21,14 @@ title = f"{ctx.params.title} - {environment_summary(runs)}"
 cluster = cluster_summary(runs)
 title += f"\n{cluster}" if cluster else ""
 title += "\n" + "\n".join(textwrap.wrap(claim_of("hetgmp", rows, {}).line(), 120))
+shares = [
+    f"{r['partitioner']} {100 * r['comm_exposed_share']:.0f}%"
+    for r in rows
+    if r["store_rate"] == 0 and r["comm_exposed_share"] == r["comm_exposed_share"]  # not NaN
+]
+if shares:
+    title += "\ncommunication (remote fetches and pushes), share of a step without mirrors: " + ", ".join(
+        shares
+    )
 rows = plot_hetgmp(rows, ctx.output.png, ctx.output.csv, title=title)
 ctx.logger.info("hetgmp: %d rows from %d runs -> %s, %s", len(rows), len(runs), *ctx.output[:2])

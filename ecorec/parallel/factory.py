@@ -77,7 +77,7 @@ def build_distributed_model(
             ``num_micro_batches`` and ``local_batch_size`` are not read.
 
         comm_meter: records the bytes each exchange sends and the time blocked waiting for it (dp, mp, bwp,
-            twp; the ``torchrec`` and ``hetgmp`` modes are not metered).
+            twp, hetgmp; the ``torchrec`` mode's collectives are TorchRec's and not metered).
 
     Returns ``HybridParallelModel`` (dp, mp, bwp, twp; ``HetGMPModel``, a subclass, for hetgmp) or
     ``TorchRecBaseline`` (torchrec).
@@ -111,7 +111,7 @@ def build_distributed_model(
             raise ValueError("mode 'hetgmp' needs HetGMPSettings (owner, mirrors, bound, prefetch)")
         store = HetGMPEmbeddings(
             specs,
-            ShardingEnv.from_group(group, device=device),
+            ShardingEnv.from_group(group, device=device, comm_meter=comm_meter),
             hetgmp.owner,
             hetgmp.mirrors,
             embedding_optimizer,

@@ -40,6 +40,7 @@ bytes (ids + versions + clock replies), pushed rows and bytes, the largest stale
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from ecorec.models import EmbeddingOptimizerSettings, TableSpec, uncompressed_init
 from ecorec.models.tables import check_kjt
 from ecorec.parallel.base import EmbeddingStrategy
+from ecorec.parallel.comm import CommMeter
 from ecorec.parallel.env import ShardingEnv
 from ecorec.parallel.hybrid import HybridParallelModel
 from ecorec.parallel.types import BatchLike, InputLayout, ParallelMode, StepOutput
@@ -122,18 +124,23 @@ def _exchange(
     send_counts: Sequence[int],
     recv_counts: Sequence[int],
     group: dist.ProcessGroup | None,
+    meter: CommMeter | None = None,
 ) -> torch.Tensor:
-    """``all_to_all_single`` of rows (dim 0) with per-rank counts; returns the received rows."""
+    """``all_to_all_single`` of rows (dim 0) with per-rank counts; returns the received rows. ``meter``
+    records the bytes sent to each rank and the time blocked (the whole exchange: it is synchronous)."""
     tail = send.shape[1:]
     width = int(np.prod(tail)) if tail else 1
     recv = send.new_empty((int(sum(recv_counts)), *tail))
-    dist.all_to_all_single(
-        recv.view(-1) if recv.numel() else recv.reshape(-1),
-        send.contiguous().view(-1) if send.numel() else send.reshape(-1),
-        [c * width for c in recv_counts],
-        [c * width for c in send_counts],
-        group=group,
-    )
+    if meter is not None:
+        meter.sent("fetch", [c * width * send.element_size() for c in send_counts])
+    with meter.waiting("fetch") if meter is not None else contextlib.nullcontext():
+        dist.all_to_all_single(
+            recv.view(-1) if recv.numel() else recv.reshape(-1),
+            send.contiguous().view(-1) if send.numel() else send.reshape(-1),
+            [c * width for c in recv_counts],
+            [c * width for c in send_counts],
+            group=group,
+        )
     return recv
 
 
@@ -296,12 +303,12 @@ class HetGMPEmbeddings(EmbeddingStrategy):
             return rows
         recv_counts = _counts(send_counts, self.group)
         sc = send_counts.tolist()
-        got = _exchange(torch.stack([q_ids, q_ver], 1), sc, recv_counts, self.group)
+        got = _exchange(torch.stack([q_ids, q_ver], 1), sc, recv_counts, self.group, self.env.comm_meter)
         # owner side: clocks, outdated rows' values
         o_slot = st.slot[got[:, 0]]
         clock = st.version[o_slot]
         outdated = (got[:, 1] == STALE) | (got[:, 1] + self.bound < clock)
-        clock_back = _exchange(clock, recv_counts, sc, self.group)
+        clock_back = _exchange(clock, recv_counts, sc, self.group, self.env.comm_meter)
         src = torch.repeat_interleave(torch.arange(R, device=self.device), torch.tensor(recv_counts))
         out_counts = torch.bincount(src[outdated], minlength=R).tolist()
         payload = torch.cat([st.weight[o_slot[outdated]], st.state[o_slot[outdated]].unsqueeze(1)], 1)
@@ -309,7 +316,7 @@ class HetGMPEmbeddings(EmbeddingStrategy):
         mine_out = (q_ver == STALE) | (q_ver + self.bound < clock_back)
         dst = torch.repeat_interleave(torch.arange(R, device=self.device), send_counts)
         in_counts = torch.bincount(dst[mine_out], minlength=R).tolist()
-        values = _exchange(payload, out_counts, in_counts, self.group)
+        values = _exchange(payload, out_counts, in_counts, self.group, self.env.comm_meter)
         D = self.embedding_dim
         fetched_pos = remote[mine_out]
         rows[fetched_pos] = values[:, :D]
@@ -426,8 +433,8 @@ class HetGMPEmbeddings(EmbeddingStrategy):
             send_counts = torch.bincount(dst, minlength=R)
             sc = send_counts.tolist()
             rc = _counts(send_counts, self.group)
-            meta = _exchange(torch.stack([ids_out, k_out], 1), sc, rc, self.group)
-            grads = _exchange(g_out, sc, rc, self.group)
+            meta = _exchange(torch.stack([ids_out, k_out], 1), sc, rc, self.group, self.env.comm_meter)
+            grads = _exchange(g_out, sc, rc, self.group, self.env.comm_meter)
             self.stats.pushed_rows += ids_out.numel()
             self.stats.pushed_bytes += ids_out.numel() * (16 + self.embedding_dim * g_out.element_size())
             acc_slot.append(st.slot[meta[:, 0]])

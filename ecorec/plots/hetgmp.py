@@ -37,6 +37,8 @@ COLUMNS = (
     "max_staleness",
     "mirror_bytes_per_rank",
     "partition_seconds",
+    "comm_exposed_share",
+    "comm_total_share",
 )
 
 
@@ -66,6 +68,8 @@ def hetgmp_rows(
                 "max_staleness": h["max_staleness"],
                 "mirror_bytes_per_rank": float(np.mean(h["mirror_bytes"])),
                 "partition_seconds": float(headers.get(method, {}).get("partition_seconds", math.nan)),
+                "comm_exposed_share": point["comm_exposed_share"],
+                "comm_total_share": point["comm_total_share"],
             }
         )
     base = {

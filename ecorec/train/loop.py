@@ -593,7 +593,7 @@ def _run(
                 cfg.train.timing_warmup_steps,
                 int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)),
             )
-            if mode not in ("torchrec", "hetgmp")
+            if mode != "torchrec"
             else None
         ),
     }

@@ -74,9 +74,9 @@ def test_train_rule_runs_on_the_emulated_cluster_when_asked(tmp_path: Path) -> N
     proc = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"),
                          str(overlay), "--", target, workdir=tmp_path)  # fmt: skip
     text = proc.stdout + proc.stderr
-    # the mix dilation: this machine's rates with 2 concurrent ranks, the compute split, the 32-GPU fan-out
+    # the auto dilation (the kernel that dominates the target): this machine's rates with 2 concurrent ranks, the compute split, the 32-GPU fan-out
     assert "rule cluster_dilation" in text
-    assert "results/cluster/dilation-a100_ib100-mix-p1-R2-W32.json" in text
+    assert "results/cluster/dilation-a100_ib100-auto-p1-R2-W32.json" in text
     assert "rule cluster_rates" in text and "results/cluster/rates-c2.json" in text
     assert "rule compute_split" in text
     assert "--emulate '--nodes 2 --ranks-per-node 1 --dilation-file" in text and "--link-gbit 0.25'" in text

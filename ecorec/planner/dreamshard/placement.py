@@ -17,7 +17,7 @@ from typing import Any
 from ecorec.planner.dreamshard.features import TableCatalog
 from ecorec.planner.dreamshard.tasks import Task, TaskTable
 
-TABLE_KINDS = ("uncompressed", "tt")
+TABLE_KINDS = ("uncompressed", "tt", "mixed")
 
 
 class PlacementFailure(RuntimeError):
@@ -83,7 +83,8 @@ def placement_from_devices(
 
 class MemoryModel:
     """Bytes a shard occupies on its device: ``rows * dim * bytes_per_element`` for uncompressed tables,
-    the TT cores' parameters for ``kind="tt"`` (tables under ``tt_min_rows`` rows stay uncompressed)."""
+    the TT cores' parameters for ``kind="tt"`` or ``"mixed"`` (tables under ``tt_min_rows`` rows stay
+    uncompressed)."""
 
     def __init__(
         self,
@@ -102,7 +103,7 @@ class MemoryModel:
 
     def bytes(self, table: TaskTable) -> int:
         rows = self.catalog.rows(table.name)
-        if self.kind == "tt" and rows >= self.tt_min_rows:
+        if self.kind != "uncompressed" and rows >= self.tt_min_rows:
             from ecorec.tt import TTShapes
 
             shapes = TTShapes.from_sizes(rows, table.dim, self.tt_ranks, num_cores=len(self.tt_ranks) + 1)

@@ -1,12 +1,21 @@
-"""Every placer on the unseen test tasks, measured (rule `placement_eval`)."""
+"""Every placer on the unseen test and exhaustive tasks, every placement of the exhaustive tasks, and the
+noise panel, measured (rule `placement_eval`)."""
 
 import contextlib
 import json
 
 import polars as pl
 
-from ecorec.bench.placement_study import evaluate_placers, summarize, write_frame
-from ecorec.cluster.settings import emulated_network
+from ecorec.bench.placement.study import (
+    evaluate_exhaustive,
+    evaluate_placers,
+    measure_replicates,
+    noise_panel,
+    panel_tasks,
+    write_frame,
+)
+from ecorec.bench.placement.summary import settings_line, summarize
+from ecorec.cluster.settings import placement_network
 from ecorec.planner.dreamshard.features import TableCatalog
 from ecorec.planner.dreamshard.tasks import TaskSet
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
@@ -17,22 +26,32 @@ def main(inputs, outputs, log_file, params):
         logger = setup_logging(None)
         settings = dict(params.settings)
         if params.cluster:  # the devices are ranks of the emulated cluster (config `cluster.emulate`)
-            args, network = emulated_network(params.cluster, int(settings["devices"]), inputs.dilation)
-            settings["cluster"] = {"args": args, "network": network}
+            comm = settings.get("bench", {}).get("comm", "link")
+            settings["cluster"] = placement_network(
+                params.cluster, int(settings["devices"]), inputs.dilation, comm
+            )
+        catalog, tasks = TableCatalog(pl.read_parquet(inputs.tables)), TaskSet.load(inputs.tasks)
+        common = {"model_path": inputs.model, "cache_dir": params.cache_dir}
         evaluation = evaluate_placers(
-            inputs.dataset,
-            TableCatalog(pl.read_parquet(inputs.tables)),
-            TaskSet.load(inputs.tasks),
-            settings,
-            model_path=inputs.model,
-            cache_dir=params.cache_dir,
-            placers=list(params.placers),
+            inputs.dataset, catalog, tasks, settings, placers=list(params.placers), **common
         )
         write_frame(evaluation, outputs.evaluation)
-        summary = summarize(evaluation)
+        exhaustive = evaluate_exhaustive(inputs.dataset, catalog, tasks, settings, **common)
+        write_frame(exhaustive, outputs.exhaustive)
+        bench = settings.get("bench", {})
+        replicates = measure_replicates(
+            inputs.dataset,
+            noise_panel(evaluation, panel_tasks(tasks), int(bench.get("panel", 8))),
+            settings,
+            cache_dir=params.cache_dir,
+            replicates=int(bench.get("replicates", 3)),
+        )
+        write_frame(replicates, outputs.replicates)
+        summary = summarize(evaluation, exhaustive, replicates)
         write_json_atomic(
             outputs.summary, {**summary, "settings": settings, "environment": environment_record()}
         )
+        logger.info("%s", settings_line(summary))
         logger.info("%s", json.dumps(summary))
 
 

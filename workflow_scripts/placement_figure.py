@@ -20,6 +20,7 @@ def main(inputs, outputs, log_file, wildcards):
             outputs.png,
             outputs.csv,
             title=f"{wildcards.dataset}, {wildcards.kind} tables",
+            exhaustive=pl.read_parquet(inputs.exhaustive),
         )
 
 

@@ -2,7 +2,7 @@
 
 import contextlib
 
-from ecorec.bench.placement_study import build_table_stats, write_frame
+from ecorec.bench.placement.study import build_table_stats, write_frame
 from ecorec.utils import setup_logging
 
 

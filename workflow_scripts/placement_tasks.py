@@ -20,9 +20,17 @@ def main(tables, output, log_file, settings):
             seed=int(settings["seed"]),
             train_fraction=float(settings["train_fraction"]),
             dims=list(settings["dims"]),
+            num_exhaustive=int(settings.get("num_exhaustive", 0)),
+            exhaustive_tables=int(settings.get("exhaustive_tables", 6)),
         )
         tasks.save(output)
-        logger.info("%d train / %d test tasks -> %s", len(tasks.train), len(tasks.test), output)
+        logger.info(
+            "%d train / %d test / %d exhaustive tasks -> %s",
+            len(tasks.train),
+            len(tasks.test),
+            len(tasks.exhaustive),
+            output,
+        )
 
 
 main(snakemake.input.tables, snakemake.output[0], snakemake.log[0], dict(snakemake.params.tasks))

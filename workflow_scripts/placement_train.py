@@ -4,8 +4,8 @@ import contextlib
 
 import polars as pl
 
-from ecorec.bench.placement_study import train_models
-from ecorec.cluster.settings import emulated_network
+from ecorec.bench.placement.study import train_models
+from ecorec.cluster.settings import placement_network
 from ecorec.planner.dreamshard.features import TableCatalog
 from ecorec.planner.dreamshard.tasks import TaskSet
 from ecorec.utils import environment_record, setup_logging, write_json_atomic
@@ -16,8 +16,10 @@ def main(inputs, outputs, log_file, params):
         setup_logging(None)
         settings = dict(params.settings)
         if params.cluster:  # the devices are ranks of the emulated cluster (config `cluster.emulate`)
-            args, network = emulated_network(params.cluster, int(settings["devices"]), inputs.dilation)
-            settings["cluster"] = {"args": args, "network": network}
+            comm = settings.get("bench", {}).get("comm", "link")
+            settings["cluster"] = placement_network(
+                params.cluster, int(settings["devices"]), inputs.dilation, comm
+            )
         record = train_models(
             inputs.dataset,
             TableCatalog(pl.read_parquet(inputs.tables)),

@@ -3,6 +3,11 @@ noise panel, measured (rule `placement_eval`)."""
 
 import contextlib
 import json
+import os
+
+os.environ.setdefault(
+    "THP_MEM_ALLOC_ENABLE", "1"
+)  # before torch allocates: see ecorec.bench.placement.compute
 
 import polars as pl
 
@@ -36,16 +41,16 @@ def main(inputs, outputs, log_file, params):
             inputs.dataset, catalog, tasks, settings, placers=list(params.placers), **common
         )
         write_frame(evaluation, outputs.evaluation)
+        # the noise panel: replicate 0 (just measured), 1 now, the others after the exhaustive tasks
+        bench = settings.get("bench", {})
+        panel = noise_panel(evaluation, panel_tasks(tasks), int(bench.get("panel", 8)))
+        count = int(bench.get("replicates", 3))
+        replicate = {"dataset": inputs.dataset, "settings": settings, "cache_dir": params.cache_dir}
+        early = measure_replicates(placements=panel, replicates=range(min(count, 2)), **replicate)
         exhaustive = evaluate_exhaustive(inputs.dataset, catalog, tasks, settings, **common)
         write_frame(exhaustive, outputs.exhaustive)
-        bench = settings.get("bench", {})
-        replicates = measure_replicates(
-            inputs.dataset,
-            noise_panel(evaluation, panel_tasks(tasks), int(bench.get("panel", 8))),
-            settings,
-            cache_dir=params.cache_dir,
-            replicates=int(bench.get("replicates", 3)),
-        )
+        late = measure_replicates(placements=panel, replicates=range(2, count), **replicate)
+        replicates = pl.concat([early, late])
         write_frame(replicates, outputs.replicates)
         summary = summarize(evaluation, exhaustive, replicates)
         write_json_atomic(

@@ -1,6 +1,11 @@
 """DreamShard's outer loop on measured placements (rule `placement_train`)."""
 
 import contextlib
+import os
+
+os.environ.setdefault(
+    "THP_MEM_ALLOC_ENABLE", "1"
+)  # before torch allocates: see ecorec.bench.placement.compute
 
 import polars as pl
 

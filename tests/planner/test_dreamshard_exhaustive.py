@@ -72,8 +72,7 @@ def test_exhaustive_search_finds_a_planted_optimum() -> None:
     assert _canonical(tuple(where[t.name] for t in tables)) == _canonical(target)
     # the brute-force minimum over every assignment of the 7 tables to 4 devices is the same cost
     brute = min(
-        cost(placement_from_devices(tables, a, 4))
-        for a in itertools.product(range(4), repeat=len(tables))
+        cost(placement_from_devices(tables, a, 4)) for a in itertools.product(range(4), repeat=len(tables))
     )
     assert best_cost == pytest.approx(brute)
 

@@ -29,7 +29,7 @@ device's fused module), ``comm`` (the exchanges: link model and timed all-to-all
 """
 
 from ecorec.bench.placement.cli import main
-from ecorec.bench.placement.comm import canonical_dims, link_exchange_ms
+from ecorec.bench.placement.comm import canonical_dims
 from ecorec.bench.placement.config import (
     COLUMNS,
     COMM_MODES,
@@ -43,6 +43,7 @@ from ecorec.bench.placement.config import (
     shard_key,
 )
 from ecorec.bench.placement.measure import device_dims, measure_placements, shard_spec
+from ecorec.planner.dreamshard.placement import link_exchange_ms
 
 __all__ = [
     "COLUMNS",

@@ -1,14 +1,15 @@
 """The communication columns: the forward all-to-all of the pooled outputs (rank ``r`` sends ``[B/R, D_r]``
 to each rank) and the reverse exchange of their gradients, either over the link's rate or timed.
 
-``comm="link"`` (:func:`link_exchange_ms`): the exchange takes the bytes of its busiest link direction over
-the link's rate. Each device has its own link (one per emulated node, the cluster's dilated rate; a node's own
-exchanges cost ``intra_gbit``, nothing when unshaped), every device waits for the whole collective, so every
-device's column is that time. This is what the emulated cluster's shaped links allow once the CPU keeps up;
-measured on the 2-core machine this was built on, an all-to-all of a few hundred kB between 4 ranks takes
-1.3-4.7 ms of per-collective overhead (an empty all-to-all alone: 1.3-2.8 ms at load 6) against 0.1 ms of
-link time at the dilated NVLink rate, and varies 2x from round to round, so a timed exchange there measures
-the machine's scheduling, not the link.
+``comm="link"`` (:func:`ecorec.planner.dreamshard.placement.link_exchange_ms`, the planner's
+:class:`~ecorec.planner.dreamshard.placement.LinkModel` too): the exchange takes the bytes of its busiest link
+direction over the link's rate. Each device has its own link (one per emulated node, the cluster's dilated
+rate; a node's own exchanges cost ``intra_gbit``, nothing when unshaped), every device waits for the whole
+collective, so every device's column is that time. This is what the emulated cluster's shaped links allow
+once the CPU keeps up; measured on the 2-core machine this was built on, an all-to-all of a few hundred kB
+between 4 ranks takes 1.3-4.7 ms of per-collective overhead (an empty all-to-all alone: 1.3-2.8 ms at load 6)
+against 0.1 ms of link time at the dilated NVLink rate, and varies 2x from round to round, so a timed
+exchange there measures the machine's scheduling, not the link.
 
 ``comm="measured"`` (:func:`time_exchanges_in_group`): timed all-to-alls between the ranks of a process group
 (loopback gloo, the emulated cluster's namespaces, or NCCL on GPUs); each rank pinned to a core; rounds
@@ -34,8 +35,7 @@ import torch
 import torch.distributed as dist
 
 from ecorec.bench.placement.config import PlacementBenchConfig
-
-BYTES_PER_ELEMENT = 4  # float32 pooled outputs and gradients
+from ecorec.planner.dreamshard.placement import link_exchange_ms
 
 
 def canonical_dims(dims: Sequence[int]) -> tuple[tuple[int, ...], list[int]]:
@@ -46,40 +46,6 @@ def canonical_dims(dims: Sequence[int]) -> tuple[tuple[int, ...], list[int]]:
     for slot, r in enumerate(order):
         position[r] = slot
     return tuple(int(dims[r]) for r in order), position
-
-
-def link_exchange_ms(
-    dims: Sequence[int],
-    batch_size: int,
-    link_gbit: float,
-    *,
-    ranks_per_node: int = 1,
-    intra_gbit: float | None = None,
-) -> float:
-    """Time (ms) of one all-to-all of the pooled outputs (or, reversed, of their gradients) over per-node
-    links of ``link_gbit`` Gbit/s per direction: the busiest node's bytes out or in over its link, and the
-    busiest node's own exchanges over ``intra_gbit`` (free when ``None``)."""
-    world = len(dims)
-    chunk = batch_size // world
-    nodes = -(-world // ranks_per_node)
-    node = [r // ranks_per_node for r in range(world)]
-    out = [0.0] * nodes
-    into = [0.0] * nodes
-    inside = [0.0] * nodes
-    for src in range(world):
-        for dst in range(world):
-            if src == dst:
-                continue
-            size = chunk * dims[src] * BYTES_PER_ELEMENT
-            if node[src] == node[dst]:
-                inside[node[src]] += size
-            else:
-                out[node[src]] += size
-                into[node[dst]] += size
-    seconds = max(max(out), max(into)) * 8 / (link_gbit * 1e9)
-    if intra_gbit:
-        seconds = max(seconds, max(inside) * 8 / (intra_gbit * 1e9))
-    return 1e3 * seconds
 
 
 def link_exchange_rounds(config: PlacementBenchConfig, dims: Sequence[int]) -> np.ndarray:

@@ -4,9 +4,14 @@ Compute is timed **one shard at a time**, as DreamShard's devices would run it a
 share CPU cores, so shards timed concurrently would measure their contention, not the device. The measuring
 thread is pinned to one core (``config.pin``), Python's garbage collector is off while it times, and on the
 CPU the columns are the thread's CPU time (``config.compute_clock``), so time the thread does not run does
-not count. (Running the rounds under ``SCHED_FIFO``, and even holding the other core at real-time priority
-during each round, did not lower the repeat-to-repeat spread on the 2-core VM this was built on: its noise is
-the host's memory system, which no scheduling inside the VM controls.)
+not count. Large tables should live on transparent huge pages (``THP_MEM_ALLOC_ENABLE=1`` in the environment
+before torch first allocates; the CLI and the workflow scripts set it): with 4 kB pages a 90 MB table's random
+lookups miss the TLB, and how often depended on the build (measured: one shard's minimum over 8 iterations
+6.35-8.5 ms over six builds, 7.4-7.8 ms on huge pages). Running the rounds under ``SCHED_FIFO``, even holding
+the other core at real-time priority during each round, or dividing by a reference shard timed in the same
+rounds did not lower the repeat-to-repeat spread on the 2-core VM this was built on: its noise is the host's
+memory system, which drifts by +-20% over minutes (pieces re-measured two minutes later came out 0.75x and
+1.2x their first values) and which no scheduling inside the VM controls.
 
 Shards are built a window at a time (``config.window_bytes`` of parameters), and the rounds of a window's
 shards interleave: round ``j`` of every shard, then round ``j + 1``, so that a shard's rounds sample different

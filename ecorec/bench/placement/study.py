@@ -33,11 +33,11 @@ import polars as pl
 import torch
 
 from ecorec.bench.placement.config import PlacementBenchConfig, PlacementCost
-from ecorec.bench.placement.measure import measure_placements
+from ecorec.bench.placement.measure import device_dims, measure_placements
 from ecorec.planner.dreamshard.cost_net import CostNet, CostSample
 from ecorec.planner.dreamshard.exhaustive import exhaustive_placements
 from ecorec.planner.dreamshard.features import FeatureScaler, TableCatalog
-from ecorec.planner.dreamshard.placement import MemoryModel, Placement, PlacementFailure
+from ecorec.planner.dreamshard.placement import LinkModel, MemoryModel, Placement, PlacementFailure
 from ecorec.planner.dreamshard.placers import Placer, PlacerContext, place
 from ecorec.planner.dreamshard.policy import PolicyNet
 from ecorec.planner.dreamshard.tasks import TaskSet
@@ -149,6 +149,15 @@ def placer_context(
     cap = settings.get("memory_cap_bytes")
     ratio = settings.get("memory_cap_ratio")
     search = settings.get("neuroshard", {})
+    cluster = settings.get("cluster") or {}
+    link = None
+    if str(settings.get("bench", {}).get("comm", "link")) == "link" and cluster.get("link_gbit") is not None:
+        link = LinkModel(
+            int(settings["batch_size"]),
+            float(cluster["link_gbit"]),
+            int(cluster.get("ranks_per_node", 1)),
+            cluster.get("intra_gbit"),
+        )
     return PlacerContext(
         catalog=catalog,
         memory=memory,
@@ -166,6 +175,7 @@ def placer_context(
         beam_steps=int(search.get("beam_steps", 3)),
         beam_candidates=int(search.get("beam_candidates", 10)),
         device_type=str(settings.get("device", "cpu")),
+        link=link,
     )
 
 
@@ -238,7 +248,10 @@ def predict(context: PlacerContext, placements: Sequence[Placement]) -> list[flo
         )
         for p in placements
     ]
-    plans, _ = context.cost_net.predict(samples)
+    comm = None
+    if context.link is not None:
+        comm = [context.link.device_ms(device_dims(p)) for p in placements]
+    plans, _ = context.cost_net.predict(samples, comm)
     return [float(x) for x in plans]
 
 
@@ -356,13 +369,15 @@ def measure_replicates(
     settings: Mapping[str, Any],
     *,
     cache_dir: str | None,
-    replicates: int,
+    replicates: Sequence[int],
 ) -> pl.DataFrame:
-    """Measure ``placements`` in ``replicates - 1`` more independent passes (replicate 0 is the study's own
-    measurement): one row per placement and replicate, with the load average before the pass."""
+    """Measure ``placements`` again as each of ``replicates`` (independent passes; replicate 0 is the study's
+    own measurement, read from the cache): one row per placement and replicate, with the load average before
+    the pass. The workflow spreads the passes over the evaluation (before and after the exhaustive tasks), so
+    that their spread includes the machine's drift over a minute, which rounds of one pass cannot show."""
     bench = bench_config(dataset, settings, cache_dir)
     rows = []
-    for replicate in range(replicates):
+    for replicate in replicates:
         load = os.getloadavg()[0]
         for placement, cost in zip(placements, measure(placements, bench, settings, replicate), strict=True):
             rows.append(
@@ -379,7 +394,7 @@ def measure_replicates(
         "plan_cost": pl.Float64,
         "load_average": pl.Float64,
     }
-    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema)
 
 
 def panel_tasks(tasks: TaskSet) -> list[str]:

@@ -8,10 +8,12 @@ training batch, ``H = 32`` encoding width.
   feature row, as DreamShard).
 - Kernel heads ``H -> 64 -> 1`` on a device encoding: forward compute, communication, backward compute.
 - The plan cost (``plan_head``): ``kernels`` (the default) is the **max over devices of the three heads'
-  sum**, the formula the measured plan cost is made by (NeuroShard's simulator); ``overall`` is DreamShard's
-  overall head ``H -> 64 -> 1`` on the element-wise max over devices of device encodings. On the exhaustive
-  placements of small tasks the overall head ranked placements poorly (it must learn max-of-sums from pooled
-  encodings), and a network that predicts each device reproduces the max of the measured one.
+  sum**, the formula the measured plan cost is made by (NeuroShard's simulator; given each device's known
+  communication, e.g. over the links of :class:`~ecorec.planner.dreamshard.placement.LinkModel`, that replaces
+  the communication head in the sum); ``overall`` is DreamShard's overall head ``H -> 64 -> 1`` on the
+  element-wise max over devices of device encodings. On the exhaustive placements of small tasks the overall
+  head ranked placements poorly (it must learn max-of-sums from pooled encodings), and a network that
+  predicts each device reproduces the max of the measured one.
 
 Targets (ms, from :class:`CostSample`): forward = the fused forward column, communication = forward all-to-all
 + backward communication (DreamShard's comm head sees only the backward communication; its forward all-to-all
@@ -58,6 +60,10 @@ class CostSample:
     num_devices: int
     device_costs: np.ndarray
     plan_cost: float
+
+    def measured_comm(self) -> np.ndarray:
+        """``[R]``: each device's measured communication (both all-to-alls, ms)."""
+        return self.device_costs[:, 1] + self.device_costs[:, 2]
 
     def kernel_targets(self) -> np.ndarray:
         """``[R, 3]``: forward, communication (both all-to-alls), backward (ms)."""
@@ -115,7 +121,12 @@ class CostNet(nn.Module):
         return torch.cat([h(device_encoding) for h in self.kernel_heads], dim=-1)
 
     def forward(
-        self, features: torch.Tensor, slots: torch.Tensor, owner: torch.Tensor, num_plans: int
+        self,
+        features: torch.Tensor,
+        slots: torch.Tensor,
+        owner: torch.Tensor,
+        num_plans: int,
+        comm: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled predictions for ``num_plans`` placements at once.
 
@@ -123,24 +134,30 @@ class CostNet(nn.Module):
             features: ``[S, F]`` shards of all placements.
             slots: ``[S]`` global device slot of each shard (placement ``n``'s devices are consecutive slots).
             owner: ``[P]`` placement of each device slot (``P`` = total devices of all placements).
+            comm: ``[P]`` known communication of each device slot (divided by ``scale``), used for the plan
+                cost instead of the communication head (``plan_head="kernels"``).
         Returns:
             kernel costs ``[P, 3]`` and plan costs ``[num_plans]``, both divided by ``scale``.
         """
         dev = self.device_encodings(self.encode(features), slots, owner.numel())
         kernel = self.kernel_from_encoding(dev)
         if self.plan_head == "kernels":
-            total = kernel.sum(dim=1)
+            total = kernel.sum(dim=1) if comm is None else kernel[:, 0] + kernel[:, 2] + comm
             plan = total.new_full((num_plans,), -math.inf).scatter_reduce(0, owner, total, reduce="amax")
             return kernel, plan
         pooled = dev.new_full((num_plans, dev.shape[1]), -math.inf)
         pooled = pooled.scatter_reduce(0, owner.unsqueeze(1).expand_as(dev), dev, reduce="amax")
         return kernel, self.overall_head(pooled).squeeze(1)
 
-    def predict(self, samples: Sequence[CostSample]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Plan costs ``[N]`` (ms) and kernel costs ``[R_n, 3]`` (ms) of each placement."""
+    def predict(
+        self, samples: Sequence[CostSample], comm: Sequence[Sequence[float]] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Plan costs ``[N]`` (ms) and kernel costs ``[R_n, 3]`` (ms) of each placement (``comm``: each
+        placement's known per-device communication in ms, see :meth:`forward`)."""
         with torch.no_grad():
             feats, slots, owner = _pack(samples)
-            kernel, plan = self(feats, slots, owner, len(samples))
+            known = None if comm is None else _comm_tensor(comm) / float(self.scale)
+            kernel, plan = self(feats, slots, owner, len(samples), known)
         scale = float(self.scale)
         kernel_np = kernel.numpy() * scale
         out, start = [], 0
@@ -171,6 +188,10 @@ class CostNet(nn.Module):
         return net, dict(payload["extra"])
 
 
+def _comm_tensor(comm: Sequence[Sequence[float]]) -> torch.Tensor:
+    return torch.as_tensor(np.concatenate([np.asarray(c, dtype=np.float32) for c in comm]))
+
+
 def _pack(samples: Sequence[CostSample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     feats, slots, owner = [], [], []
     base = 0
@@ -191,9 +212,12 @@ def fit_cost_net(
     lr: float = 5e-4,
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    known_comm: bool = False,
 ) -> list[float]:
     """Train ``net`` on ``samples`` (``steps`` Adam steps on batches drawn with replacement); returns the
-    loss per step. The first call on an untrained net sets ``scale`` to the mean measured plan cost."""
+    loss per step. The first call on an untrained net sets ``scale`` to the mean measured plan cost.
+    ``known_comm``: the plan cost is predicted with each sample's measured communication (what a caller who
+    knows the links passes to :meth:`CostNet.predict`)."""
     if not samples:
         raise ValueError("fit_cost_net: no samples")
     if float(net.scale) == 1.0:
@@ -205,7 +229,8 @@ def fit_cost_net(
     for _ in range(steps):
         batch = [samples[i] for i in rng.integers(0, len(samples), size=batch_size)]
         feats, slots, owner = _pack(batch)
-        kernel, plan = net(feats, slots, owner, len(batch))
+        comm = _comm_tensor([s.measured_comm() for s in batch]) / scale if known_comm else None
+        kernel, plan = net(feats, slots, owner, len(batch), comm)
         kernel_target = torch.as_tensor(
             np.concatenate([s.kernel_targets() for s in batch]), dtype=torch.float32
         )
@@ -246,12 +271,13 @@ def prediction_error(predicted: Sequence[float], measured: Sequence[float]) -> d
     }
 
 
-def cost_net_error(net: CostNet, samples: Sequence[CostSample]) -> dict[str, float]:
+def cost_net_error(net: CostNet, samples: Sequence[CostSample], known_comm: bool = False) -> dict[str, float]:
     """Error of ``net`` on ``samples``: :func:`prediction_error` of the plan cost and the weighted MAPE (sum
-    |error| / sum |measured|, over devices) of each kernel head."""
+    |error| / sum |measured|, over devices) of each kernel head (``known_comm``: as in
+    :func:`fit_cost_net`)."""
     if not samples:
         return {"num_samples": 0, "plan_mape": math.nan, "plan_spearman": math.nan}
-    plan, kernels = net.predict(samples)
+    plan, kernels = net.predict(samples, [s.measured_comm() for s in samples] if known_comm else None)
     measured = np.array([s.plan_cost for s in samples])
     out: dict[str, float] = {"num_samples": len(samples), **prediction_error(list(plan), list(measured))}
     pred_k = np.concatenate(kernels)

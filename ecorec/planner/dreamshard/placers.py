@@ -37,6 +37,7 @@ import torch
 from ecorec.planner.dreamshard.cost_net import CostNet
 from ecorec.planner.dreamshard.features import FeatureScaler, TableCatalog
 from ecorec.planner.dreamshard.placement import (
+    LinkModel,
     MemoryModel,
     Placement,
     PlacementFailure,
@@ -92,6 +93,8 @@ class PlacerContext:
         cap_ratio: per-device bytes of a task relative to its mean bytes per device (at least its largest
             table: a cap that binds but can be met; ``None``: none). With both, the smaller cap holds.
         batch_size: the global batch the costs are for (FLOP cost of ``greedy``, TorchRec's batch).
+        link: the devices' links when known (the benchmark's ``comm="link"``): the learned placers' simulated
+            communication is then the link's, the cost network predicting the compute.
         kind, tt_ranks, tt_min_rows, algorithm: the tables being placed (FLOP cost of ``greedy``).
     """
 
@@ -114,6 +117,7 @@ class PlacerContext:
     beam_candidates: int = 10
     device_type: str = "cpu"
     cap_ratio: float | None = None
+    link: LinkModel | None = None
     _features: dict[TaskTable, np.ndarray] = field(default_factory=dict, repr=False)
 
     def task_cap(self, tables: Sequence[TaskTable]) -> float | None:
@@ -257,7 +261,9 @@ def make_problem(task_tables: Sequence[TaskTable], context: PlacerContext) -> Pl
     if context.cost_net is None:
         raise ValueError("dreamshard needs a trained cost network")
     features = context.features(task_tables)
-    simulator = CostNetSimulator(context.cost_net, features, context.num_devices)
+    simulator = CostNetSimulator(
+        context.cost_net, features, context.num_devices, [t.dim for t in task_tables], context.link
+    )
     costs = simulator.table_costs().tolist()
     order = sorted(range(len(task_tables)), key=lambda i: (-costs[i], i))
     sizes = [context.memory.bytes(t) for t in task_tables]
@@ -329,7 +335,12 @@ def _table_wise_search(
         with torch.no_grad():
             empty_enc = context.cost_net.empty_encoding() if context.cost_net is not None else empty
         dev = sums + torch.as_tensor(counts == 0, dtype=sums.dtype).unsqueeze(1) * empty_enc
-        cost = float(predictor.kernels(dev).sum(dim=1).max())
+        kernels = predictor.kernels(dev)
+        if context.link is not None and context.cost_net is not None:
+            comm = torch.tensor(context.link.device_ms(dims)) / float(context.cost_net.scale)
+            cost = float((kernels[:, 0] + kernels[:, 2] + comm).max())
+        else:
+            cost = float(kernels.sum(dim=1).max())
         if best is None or cost < best[1]:
             best = (devices, cost)
     return best

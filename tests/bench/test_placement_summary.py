@@ -56,7 +56,9 @@ def test_summary_gaps_headroom_and_closure():
     s = summarize(evaluation, exhaustive, replicates)
     # best greedy = lowest mean over the test tasks: size_greedy (12 + 20) / 2 = 16 < greedy (10 + 23) / 2
     assert s["best_greedy"] == "size_greedy"
-    assert s["placers"]["neuroshard"]["relative_to_best_greedy_mean"] == pytest.approx((8 / 12 + 20 / 20) / 2)
+    # against each task's best greedy placement: a 10 (greedy), b 20 (size_greedy)
+    assert s["placers"]["neuroshard"]["relative_to_best_greedy_mean"] == pytest.approx((8 / 10 + 20 / 20) / 2)
+    assert s["placers"]["size_greedy"]["relative_to_best_greedy_mean"] == pytest.approx((12 / 10 + 1) / 2)
     assert s["placers"]["dreamshard"]["failed"] == 1 and s["placers"]["dreamshard"]["relative_tasks"] == 1
     # small task: optimum 5.0, greedy 6.0 (20% headroom), dreamshard 5.5 closes half of it
     x = s["exhaustive"]["x"]

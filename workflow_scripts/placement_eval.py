@@ -15,6 +15,7 @@ from ecorec.bench.placement.study import (
     evaluate_exhaustive,
     evaluate_placers,
     measure_replicates,
+    measure_singles,
     noise_panel,
     panel_tasks,
     write_frame,
@@ -52,7 +53,11 @@ def main(inputs, outputs, log_file, params):
         late = measure_replicates(placements=panel, replicates=range(2, count), **replicate)
         replicates = pl.concat([early, late])
         write_frame(replicates, outputs.replicates)
-        summary = summarize(evaluation, exhaustive, replicates)
+        alone = measure_singles(inputs.dataset, catalog, tasks, settings, cache_dir=params.cache_dir)
+        dims = {task.id: {t.name: t.dim for t in task.tables} for task in tasks.test}
+        cluster = settings.get("cluster") or {}
+        link = {"devices": int(settings["devices"]), "batch_size": int(settings["batch_size"]), **cluster}
+        summary = summarize(evaluation, exhaustive, replicates, alone, dims, link)
         write_json_atomic(
             outputs.summary, {**summary, "settings": settings, "environment": environment_record()}
         )

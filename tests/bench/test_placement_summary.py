@@ -79,3 +79,38 @@ def test_summary_gaps_headroom_and_closure():
     # noise panel: p's IQR (11.5 - 10.5) / 11 and q's 0, averaged
     assert s["measurement_relative_iqr_mean"] == pytest.approx((1.0 / 11.0) / 2)
     assert s["measurement_replicates"]["load_average"] == [1.0, 2.0, 3.0]
+
+
+def test_lower_bound_and_additivity():
+    import json
+
+    from ecorec.bench.placement.summary import additivity, lower_bound
+    from ecorec.planner.dreamshard.placement import link_exchange_ms
+
+    alone = {"a": 3.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    dims = dict.fromkeys(alone, 16)
+    assert lower_bound(alone, dims, {"devices": 4}) == 3.0  # the largest table alone
+    assert lower_bound(alone, dims, {"devices": 2}) == 3.0  # = the mean, 6 / 2
+    assert lower_bound({**alone, "a": 1.0}, dims, {"devices": 1}) == 4.0
+    link = {"devices": 2, "batch_size": 1024, "link_gbit": 1.0}
+    comm = 2 * link_exchange_ms([32, 32], 1024, 1.0)
+    assert lower_bound(alone, dims, link) == pytest.approx(3.0 + comm)
+
+    def row(devices, costs):
+        shards = [[t, 16, d, 0] for t, d in zip("abc", devices, strict=True)]
+        return {
+            "placement": json.dumps({"num_devices": 3, "shards": shards}),
+            "device_costs": json.dumps(costs),
+        }
+
+    frame = pl.DataFrame(
+        [
+            row([0, 1, 2], [[1.0, 0, 0, 1.0], [0.5, 0, 0, 0.5], [2.0, 0, 0, 1.0]]),  # alone: a 2, b 1, c 3
+            row([0, 0, 1], [[2.0, 0, 0, 1.6], [1.0, 0, 0, 2.0], [0.0, 0, 0, 0.0]]),  # a+b 3.6 (1.2x)
+            row([0, 1, 1], [[1.0, 0, 0, 1.0], [2.0, 0, 0, 2.0], [0.0, 0, 0, 0.0]]),  # b+c 4.0 (1.0x)
+        ]
+    )
+    result = additivity(frame)
+    assert (
+        result["groups"] == 2 and result["max"] == pytest.approx(1.2) and result["min"] == pytest.approx(1.0)
+    )

@@ -37,7 +37,13 @@ from ecorec.bench.placement.measure import device_dims, measure_placements
 from ecorec.planner.dreamshard.cost_net import CostNet, CostSample
 from ecorec.planner.dreamshard.exhaustive import exhaustive_placements
 from ecorec.planner.dreamshard.features import FeatureScaler, TableCatalog
-from ecorec.planner.dreamshard.placement import LinkModel, MemoryModel, Placement, PlacementFailure
+from ecorec.planner.dreamshard.placement import (
+    LinkModel,
+    MemoryModel,
+    Placement,
+    PlacementFailure,
+    placement_from_devices,
+)
 from ecorec.planner.dreamshard.placers import Placer, PlacerContext, place
 from ecorec.planner.dreamshard.policy import PolicyNet
 from ecorec.planner.dreamshard.tasks import TaskSet
@@ -350,6 +356,22 @@ def evaluate_exhaustive(
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=schema)
 
 
+def measure_singles(
+    dataset: str, catalog: TableCatalog, tasks: TaskSet, settings: Mapping[str, Any], *, cache_dir: str | None
+) -> dict[str, dict[str, float]]:
+    """Each test task's tables measured alone (forward + backward ms of the table on one device): with the
+    link's communication, what bounds any placement of the task from below (see
+    :func:`ecorec.bench.placement.summary.summarize_headroom`). ``{task: {table: ms}}``."""
+    del catalog
+    bench = bench_config(dataset, settings, cache_dir)
+    devices = int(settings["devices"])
+    tables = list(dict.fromkeys(t for task in tasks.test for t in task.tables))
+    placements = [placement_from_devices([t], [0], devices) for t in tables]
+    costs = measure(placements, bench, settings)
+    alone = {t: c.device_costs[0][0] + c.device_costs[0][3] for t, c in zip(tables, costs, strict=True)}
+    return {task.id: {t.name: alone[t] for t in task.tables} for task in tasks.test}
+
+
 def noise_panel(evaluation: pl.DataFrame, tasks: Sequence[str], size: int) -> list[Placement]:
     """The placements whose measurement is repeated: the placers' distinct placements of ``tasks``, taken in
     turn from each task, at most ``size``."""
@@ -421,6 +443,7 @@ __all__ = [
     "load_models",
     "measure",
     "measure_replicates",
+    "measure_singles",
     "noise_panel",
     "panel_tasks",
     "placer_context",

@@ -13,7 +13,10 @@ the noise panel's replicates (:func:`~ecorec.bench.placement.study.measure_repli
   "strongest baseline" would leave few tasks to compare on), per task then averaged; ``best_greedy`` also
   names the greedy placer of lowest mean cost. A task's headroom is its best greedy placement's cost over the
   best placement any placer found, minus one, and a learned placer's **closure** of it is ``(greedy -
-  learned) / (greedy - best)``.
+  learned) / (greedy - best)``. With the task's tables measured alone, a **lower bound** on any placement
+  (the most loaded device computes at least its largest table alone and the mean of the tables alone, as a
+  fused group measured at least its parts; plus the evenly spread all-to-alls) bounds what any placer can
+  gain over the best greedy (``headroom_bound``).
 - **Cost network**: MAPE, mean signed error and Spearman of its predicted plan costs, on every placement of
   the exhaustive tasks (per task: what a search over them needs) and on the test placements.
 - **Measurement**: ``measurement_relative_iqr_mean``, the repeat-to-repeat relative IQR of the plan cost,
@@ -87,9 +90,67 @@ def summarize_exhaustive(ok: pl.DataFrame, exhaustive: pl.DataFrame) -> dict[str
     return tasks
 
 
-def summarize_headroom(test: pl.DataFrame) -> dict[str, Any]:
+def lower_bound(alone: Mapping[str, float], dims: Mapping[str, int], link: Mapping[str, Any] | None) -> float:
+    """A lower bound on any table-wise placement's cost on ``R`` devices (``link["devices"]``): the most
+    loaded device computes at least the larger of its largest table alone and the mean of the tables' costs
+    alone (a fused group measured at least as costly as its tables alone: see :func:`additivity`), plus the
+    all-to-alls of the dims spread evenly over the devices' links."""
+    devices = int((link or {}).get("devices", 1))
+    compute = max(max(alone.values()), sum(alone.values()) / devices)
+    comm = 0.0
+    if link and link.get("link_gbit"):
+        from ecorec.planner.dreamshard.placement import LinkModel
+
+        even = [sum(dims.values()) / devices] * devices
+        model = LinkModel(
+            int(link["batch_size"]), float(link["link_gbit"]), int(link.get("ranks_per_node", 1))
+        )
+        comm = model.device_ms(even)[0]
+    return compute + comm
+
+
+def additivity(exhaustive: pl.DataFrame) -> dict[str, Any]:
+    """A fused group's measured compute over the sum of its tables' computes alone, over every group of two
+    or more tables in the exhaustive placements (1 = additive; above 1, the group costs more than its parts:
+    its working set outgrows the caches, which no per-table greedy cost can see)."""
+    import json
+
+    if "device_costs" not in exhaustive.columns:
+        return {"groups": 0}
+    alone: dict[str, float] = {}
+    groups: dict[tuple[str, ...], float] = {}
+    for row in exhaustive.to_dicts():
+        placement = json.loads(row["placement"])
+        costs = json.loads(row["device_costs"])
+        for device in range(placement["num_devices"]):
+            tables = tuple(sorted(t for t, _, d, _ in placement["shards"] if d == device))
+            compute = costs[device][0] + costs[device][3]
+            if len(tables) == 1:
+                alone[tables[0]] = compute
+            elif tables:
+                groups[tables] = compute
+    ratios = [c / sum(alone[t] for t in g) for g, c in groups.items() if all(t in alone for t in g)]
+    if not ratios:
+        return {"groups": 0}
+    return {
+        "groups": len(ratios),
+        "median": float(np.median(ratios)),
+        "p10": float(np.quantile(ratios, 0.1)),
+        "min": float(min(ratios)),
+        "max": float(max(ratios)),
+    }
+
+
+def summarize_headroom(
+    test: pl.DataFrame,
+    alone: Mapping[str, Mapping[str, float]] | None = None,
+    dims: Mapping[str, Mapping[str, int]] | None = None,
+    link: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Per test task: the best greedy placement (per task), the best any placer found, the headroom and each
-    learned placer's closure of it."""
+    learned placer's closure of it; with the tables' costs alone (``alone``), the measured lower bound of
+    :func:`lower_bound` and ``headroom_bound``, the best greedy's cost over it minus one: no placer can gain
+    more."""
     out: dict[str, Any] = {}
     by_task = _costs(test)
     greedy = [p.value for p in GREEDY_BASELINES]
@@ -107,6 +168,9 @@ def summarize_headroom(test: pl.DataFrame) -> dict[str, Any]:
             "headroom": best_greedy / best - 1.0,
             "closure": {p: _closure(best_greedy, costs[p], best) for p in LEARNED if p in costs},
         }
+        if alone and task in alone:
+            bound = lower_bound(alone[task], (dims or {}).get(task, {}), link)
+            out[task].update(lower_bound_ms=bound, headroom_bound=best_greedy / bound - 1.0)
     return out
 
 
@@ -177,8 +241,13 @@ def summarize(
     evaluation: pl.DataFrame,
     exhaustive: pl.DataFrame | None = None,
     replicates: pl.DataFrame | None = None,
+    alone: Mapping[str, Mapping[str, float]] | None = None,
+    dims: Mapping[str, Mapping[str, int]] | None = None,
+    link: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``summary.json``'s numbers (see the module docstring)."""
+    """``summary.json``'s numbers (see the module docstring; ``alone``, ``dims`` and ``link`` (``devices``,
+    ``batch_size``, ``link_gbit``, ``ranks_per_node``): each test task's tables measured alone, their dims and
+    the links, for the lower bound of :func:`summarize_headroom`)."""
     if "group" not in evaluation.columns:
         evaluation = evaluation.with_columns(pl.lit("test").alias("group"))
     ok = evaluation.filter(pl.col("status") == "ok")
@@ -225,7 +294,7 @@ def summarize(
             "relative_to_optimum_max": max(to_optimum) if to_optimum else None,
             "optimum_tasks": len(to_optimum),
         }
-    headroom = summarize_headroom(test)
+    headroom = summarize_headroom(test, alone, dims, link)
     return {
         "best_greedy": best,
         "placers": placers,
@@ -233,6 +302,9 @@ def summarize(
         "headroom": headroom,
         "tasks_with_headroom": sorted(t for t, h in headroom.items() if h["headroom"] >= HEADROOM_THRESHOLD),
         "cost_model_error": cost_model_error(ok, exhaustive if exhaustive is not None else pl.DataFrame()),
+        "additivity": additivity(exhaustive)
+        if exhaustive is not None and exhaustive.height
+        else {"groups": 0},
         **measurement_noise(ok, replicates),
     }
 

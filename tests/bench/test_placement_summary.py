@@ -114,3 +114,23 @@ def test_lower_bound_and_additivity():
     assert (
         result["groups"] == 2 and result["max"] == pytest.approx(1.2) and result["min"] == pytest.approx(1.0)
     )
+
+
+def test_the_conservative_bound_scales_the_compute_by_the_measured_additivity():
+    import json
+
+    def row(devices, costs):
+        shards = [[t, 16, d, 0] for t, d in zip("ab", devices, strict=True)]
+        return {"task": "x", "placement": json.dumps({"num_devices": 2, "shards": shards}),
+                "device_costs": json.dumps(costs), "plan_cost": 1.0, "predicted_cost": None}  # fmt: skip
+
+    exhaustive = pl.DataFrame(
+        [row([0, 1], [[1.0, 0, 0, 1.0], [1.0, 0, 0, 1.0]]), row([0, 0], [[1.5, 0, 0, 1.5], [0, 0, 0, 0]])]
+    )  # a and b cost 2 alone, 3 together: additivity 0.75
+    evaluation = pl.DataFrame([_row("test", "t", "greedy", 6.0), _row("test", "t", "dreamshard", 5.5)])
+    alone = {"t": {"p": 4.0, "q": 4.0}}
+    s = summarize(evaluation, exhaustive, None, alone, {"t": {"p": 16, "q": 16}}, {"devices": 2})
+    entry = s["headroom"]["t"]
+    assert s["additivity"]["p10"] == pytest.approx(0.75)
+    assert entry["lower_bound_ms"] == 4.0 and entry["headroom_bound"] == pytest.approx(0.5)
+    assert entry["headroom_bound_conservative"] == pytest.approx(6.0 / 3.0 - 1.0)

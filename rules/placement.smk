@@ -1,9 +1,10 @@
-# DreamShard / NeuroShard table placement on measured costs (issue 17): results/placement/<dataset>/...
+# DreamShard / NeuroShard table placement on measured costs (issues 17, 26): results/placement/<dataset>/...
 #   snakemake --cores 2 placement
-# tables (DreamShard's 21 features from real batches) -> tasks (disjoint train/test pools) -> DreamShard's outer
-# loop on measured placements (cost network + REINFORCE policy) -> every placer on the unseen test tasks,
-# measured -> figure + CSV. Each rule gets only the settings it uses, so a changed setting reruns what it
-# affects (e.g. a new placer list re-evaluates without retraining).
+# tables (DreamShard's 21 features from real batches) -> tasks (disjoint train/test pools; small exhaustive
+# tasks from the test pool) -> DreamShard's outer loop on measured placements (cost network + REINFORCE policy)
+# -> every placer on the unseen test and exhaustive tasks, every placement of the exhaustive tasks and a noise
+# panel, measured -> figure + CSV. Each rule gets only the settings it uses, so a changed setting reruns what
+# it affects (e.g. a new placer list re-evaluates without retraining).
 
 
 rule placement_tables:
@@ -53,7 +54,7 @@ rule placement_train:
     log:
         "logs/placement/{dataset}/{kind}/train.log",
     wildcard_constraints:
-        kind="uncompressed|tt",
+        kind="uncompressed|tt|mixed",
     threads: lambda wildcards: int(config["placement"]["devices"])
     params:
         settings=lambda wildcards: WF.placement_settings(*WF.PLACEMENT_MODEL_KEYS)
@@ -61,14 +62,15 @@ rule placement_train:
         cluster=WF.placement_cluster(),
         checkpoint_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/checkpoints",
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",
-        src=WF.src_hash("placement_train.py", "ecorec.bench.placement"),
+        src=WF.src_hash("placement_train.py"),
         cluster_src=WF.cluster_src,
     script:
         "../workflow_scripts/placement_train.py"
 
 
 rule placement_eval:
-    """Every placer on every unseen test task, measured (failures reported), with the cost network's prediction."""
+    """Every placer on every unseen test and exhaustive task, every placement of the exhaustive tasks and the
+    noise panel's replicates, measured (failures reported), with the cost network's predictions."""
     input:
         unpack(WF.study_cluster_inputs("placement")),
         dataset="results/datasets/{dataset}",
@@ -77,11 +79,13 @@ rule placement_eval:
         model="results/placement/{dataset}/{kind}/model.pt",
     output:
         evaluation="results/placement/{dataset}/{kind}/evaluation.parquet",
+        exhaustive="results/placement/{dataset}/{kind}/exhaustive.parquet",
+        replicates="results/placement/{dataset}/{kind}/replicates.parquet",
         summary="results/placement/{dataset}/{kind}/summary.json",
     log:
         "logs/placement/{dataset}/{kind}/eval.log",
     wildcard_constraints:
-        kind="uncompressed|tt",
+        kind="uncompressed|tt|mixed",
     threads: lambda wildcards: int(config["placement"]["devices"])
     params:
         settings=lambda wildcards: WF.placement_settings(
@@ -91,16 +95,18 @@ rule placement_eval:
         placers=config["placement"]["placers"],
         cluster=WF.placement_cluster(),
         cache_dir=lambda wildcards: f"results/placement/{wildcards.dataset}/{wildcards.kind}/measured",
-        src=WF.src_hash("placement_eval.py", "ecorec.bench.placement"),
+        src=WF.src_hash("placement_eval.py"),
         cluster_src=WF.cluster_src,
     script:
         "../workflow_scripts/placement_eval.py"
 
 
 rule placement_figure:
-    """Measured plan cost per placer relative to the best greedy baseline; predicted vs measured plan costs."""
+    """Per placer: measured cost over the optimum (small tasks) and over the best greedy (large tasks), beside
+    the measurement's own spread; the cost network's predictions on the exhaustive placements."""
     input:
         evaluation="results/placement/{dataset}/{kind}/evaluation.parquet",
+        exhaustive="results/placement/{dataset}/{kind}/exhaustive.parquet",
         summary="results/placement/{dataset}/{kind}/summary.json",
     output:
         png=report(

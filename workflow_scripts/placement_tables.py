@@ -1,10 +1,10 @@
 """DreamShard's table features and the FLOP model's statistics of a dataset (rule `placement_tables`)."""
 
-from ecorec.bench.placement_study import build_table_stats, write_frame
+from ecorec.bench.placement.study import build_table_stats, write_frame
 from ecorec.workflow import script_context
 
 ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
-params, output = ctx.params, ctx.output[0]
+params = ctx.params
 frame = build_table_stats(
     ctx.input.dataset,
     batch_size=int(params.batch_size),
@@ -12,5 +12,5 @@ frame = build_table_stats(
     split=params.split,
     tt_ranks=list(params.tt_ranks),
 )
-write_frame(frame, output)
-ctx.logger.info("%d tables -> %s", frame.height, output)
+write_frame(frame, ctx.output[0])
+ctx.logger.info("%d tables -> %s", frame.height, ctx.output[0])

@@ -17,8 +17,16 @@ try:
         seed=int(settings["seed"]),
         train_fraction=float(settings["train_fraction"]),
         dims=list(settings["dims"]),
+        num_exhaustive=int(settings.get("num_exhaustive", 0)),
+        exhaustive_tables=int(settings.get("exhaustive_tables", 6)),
     )
 except TaskError as err:  # name the config section and the dataset's table list
     raise TaskError(f"config placement.tasks ({len(names)} tables in {ctx.input.tables}): {err}") from None
 tasks.save(output)
-ctx.logger.info("%d train / %d test tasks -> %s", len(tasks.train), len(tasks.test), output)
+ctx.logger.info(
+    "%d train / %d test / %d exhaustive tasks -> %s",
+    len(tasks.train),
+    len(tasks.test),
+    len(tasks.exhaustive),
+    output,
+)

@@ -1,20 +1,26 @@
 """DreamShard's outer loop on measured placements (rule `placement_train`)."""
 
-import polars as pl
+import os
 
-from ecorec.bench.placement_study import train_models
-from ecorec.cluster.settings import emulated_network
-from ecorec.planner.dreamshard.features import TableCatalog
-from ecorec.planner.dreamshard.tasks import TaskSet
-from ecorec.utils import environment_record, write_json_atomic
-from ecorec.workflow import script_context
+os.environ.setdefault(
+    "THP_MEM_ALLOC_ENABLE", "1"
+)  # before torch allocates: see ecorec.bench.placement.compute
+
+import polars as pl  # noqa: E402
+
+from ecorec.bench.placement.study import train_models  # noqa: E402
+from ecorec.cluster.settings import placement_network  # noqa: E402
+from ecorec.planner.dreamshard.features import TableCatalog  # noqa: E402
+from ecorec.planner.dreamshard.tasks import TaskSet  # noqa: E402
+from ecorec.utils import environment_record, write_json_atomic  # noqa: E402
+from ecorec.workflow import script_context  # noqa: E402
 
 ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
 inputs, outputs, params = ctx.input, ctx.output, ctx.params
 settings = dict(params.settings)
 if params.cluster:  # the devices are ranks of the emulated cluster (config `cluster.emulate`)
-    args, network = emulated_network(params.cluster, int(settings["devices"]), inputs.dilation)
-    settings["cluster"] = {"args": args, "network": network}
+    comm = settings.get("bench", {}).get("comm", "link")
+    settings["cluster"] = placement_network(params.cluster, int(settings["devices"]), inputs.dilation, comm)
 record = train_models(
     inputs.dataset,
     TableCatalog(pl.read_parquet(inputs.tables)),
@@ -25,3 +31,4 @@ record = train_models(
     cache_dir=params.cache_dir,
 )
 write_json_atomic(outputs.record, {**record, "settings": settings, "environment": environment_record()})
+ctx.logger.info("placement models -> %s, %s", outputs.model, outputs.record)

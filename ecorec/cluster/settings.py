@@ -26,7 +26,9 @@ __all__ = [
     "emulated_network",
     "emulated_nodes",
     "emulation_args",
+    "link_network",
     "measure_rates",
+    "placement_network",
 ]
 
 
@@ -139,3 +141,36 @@ def emulated_network(
     if dilation.get("intra_gbit") is not None:
         label += f":intra={float(dilation['intra_gbit']):.4g}gbit"
     return shlex.split(emulation_args(cluster, world, dilation_file)), label
+
+
+def link_network(cluster: Mapping[str, Any], world: int, dilation_file: str) -> dict[str, Any]:
+    """The emulated cluster's links as rates, for a job that charges its exchanges their bytes over the link
+    (the placement benchmark's ``comm: link``; no namespaces, no capability needed): ``link_gbit`` (per node
+    and direction), ``intra_gbit`` (``None``: a node's own exchanges unshaped), ``ranks_per_node`` and the
+    ``network`` label that keys cached measurements."""
+    nodes, per_node = emulated_nodes(world, int(cluster["ranks_per_node"]))
+    with open(dilation_file) as handle:
+        dilation = json.load(handle)
+    link = float(cluster.get("link_gbit") or dilation["link_gbit"])
+    intra = dilation.get("intra_gbit")
+    label = f"link-rate:{dilation['profile']}:{nodes}x{per_node}:link={link:.4g}gbit"
+    if intra is not None:
+        label += f":intra={float(intra):.4g}gbit"
+    return {
+        "link_gbit": link,
+        "intra_gbit": None if intra is None else float(intra),
+        "ranks_per_node": per_node,
+        "network": label,
+    }
+
+
+def placement_network(
+    cluster: Mapping[str, Any], world: int, dilation_file: str, comm: str
+) -> dict[str, Any]:
+    """The ``cluster`` entry of the placement study's settings: the link rates (:func:`link_network`) when
+    its exchanges are charged over the link (``comm="link"``), else the emulated cluster's launcher arguments
+    and label (:func:`emulated_network`; ``args`` ``None`` without the capability: loopback ranks)."""
+    if comm == "link":
+        return link_network(cluster, world, dilation_file)
+    args, network = emulated_network(cluster, world, dilation_file)
+    return {"args": args, "network": network}

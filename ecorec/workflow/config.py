@@ -283,6 +283,7 @@ class WorkflowConfig:
         "batch_size",
         "split",
         "memory_cap_bytes",
+        "memory_cap_ratio",
         "features",
         "bench",
         "training",

@@ -74,7 +74,8 @@ def test_train_rule_runs_on_the_emulated_cluster_when_asked(tmp_path: Path) -> N
     proc = run_snakemake("-n", "-p", "--cores", "2", "--configfile", str(REPO_ROOT / "config.yaml"),
                          str(overlay), "--", target, workdir=tmp_path)  # fmt: skip
     text = proc.stdout + proc.stderr
-    # the auto dilation (the kernel that dominates the target): this machine's rates with 2 concurrent ranks, the compute split, the 32-GPU fan-out
+    # the auto dilation (the kernel that dominates the target): this machine's rates with 2 concurrent
+    # ranks, the compute split, the 32-GPU fan-out
     assert "rule cluster_dilation" in text
     assert "results/cluster/dilation-a100_ib100-auto-p1-R2-W32.json" in text
     assert "rule cluster_rates" in text and "results/cluster/rates-c2.json" in text

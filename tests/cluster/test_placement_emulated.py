@@ -1,12 +1,12 @@
-"""The placement benchmark on the emulated cluster: its all-to-alls cross the shaped link, so they take at
-least the time the link's rate allows for their bytes (the physical lower bound is the oracle); the network
-enters the cache key."""
+"""The placement benchmark's timed exchanges on the emulated cluster: its all-to-alls cross the shaped
+link, so they take at least the time the link's rate allows for their bytes (the physical lower bound is the
+oracle, also the ``comm="link"`` model's value); the network enters the cache key."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ecorec.bench.placement import PlacementBenchConfig, cache_key, measure_placements
+from ecorec.bench.placement import PlacementBenchConfig, exchange_key, link_exchange_ms, measure_placements
 from ecorec.cluster.network import tbf_parameters
 from tests.bench.test_placement_bench import PLACEMENT, dataset  # noqa: F401  (dataset: the shared fixture)
 from tests.cluster.conftest import needs_net_admin
@@ -19,7 +19,14 @@ LINK_GBIT, MTU, BATCH = 0.01, 9000, 1024
 def test_placement_all_to_alls_cross_the_shaped_link(dataset: Path) -> None:  # noqa: F811
     network = f"emulated:test:2x1:link={LINK_GBIT}gbit"
     config = PlacementBenchConfig(
-        dataset=str(dataset), batch_size=BATCH, world_size=2, warmup=1, repeats=3, cluster_profile=network
+        dataset=str(dataset),
+        batch_size=BATCH,
+        world_size=2,
+        warmup=1,
+        rounds=2,
+        repeats=2,
+        comm="measured",
+        cluster_profile=network,
     )
     args = ["--nodes", "2", "--ranks-per-node", "1", "--link-gbit", str(LINK_GBIT), "--mtu", str(MTU)]
     (cost,) = measure_placements([PLACEMENT], config, launcher="cluster", cluster_args=args)
@@ -32,5 +39,6 @@ def test_placement_all_to_alls_cross_the_shaped_link(dataset: Path) -> None:  # 
         forward_comm, backward_comm = device[1], device[2]
         assert forward_comm >= 0.9 * floor_ms, (cost.device_costs, floor_ms)
         assert backward_comm >= 0.9 * floor_ms, (cost.device_costs, floor_ms)
-    loopback = PlacementBenchConfig(dataset=str(dataset), batch_size=BATCH, world_size=2)
-    assert cache_key(config, PLACEMENT) != cache_key(loopback, PLACEMENT)
+    assert link_exchange_ms([24, 24], BATCH, LINK_GBIT) == sent * 8 / (LINK_GBIT * 1e9) * 1e3
+    loopback = PlacementBenchConfig(dataset=str(dataset), batch_size=BATCH, world_size=2, comm="measured")
+    assert exchange_key(config, (24, 24)) != exchange_key(loopback, (24, 24))

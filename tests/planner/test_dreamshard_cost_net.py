@@ -1,6 +1,7 @@
 """The cost network fits a cost function it can represent (a real oracle)."""
 
 import numpy as np
+import pytest
 import torch
 
 from ecorec.planner.dreamshard.cost_net import CostNet, CostSample, cost_net_error, fit_cost_net
@@ -44,3 +45,20 @@ def test_cost_net_save_load_round_trip(tmp_path):
     loaded, extra = CostNet.load(tmp_path / "net.pt")
     np.testing.assert_allclose(loaded.predict(samples)[0], net.predict(samples)[0])
     assert extra == {"scaler": {"mode": "task"}}
+
+
+def test_a_known_communication_replaces_the_comm_head_in_the_plan():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2)
+    samples = _oracle_samples(rng, 6, np.ones(21))
+    net = CostNet()
+    net.scale.fill_(4.0)
+    _, kernels = net.predict(samples)
+    comm = [rng.uniform(0, 50, size=s.num_devices) for s in samples]
+    plans, _ = net.predict(samples, comm)
+    for plan, k, c in zip(plans, kernels, comm, strict=True):
+        assert plan == pytest.approx(float((k[:, 0] + k[:, 2] + c).max()), rel=1e-5)
+    overall = CostNet(plan_head="overall")  # DreamShard's head ignores it
+    assert np.allclose(overall.predict(samples)[0], overall.predict(samples, comm)[0])
+    with pytest.raises(ValueError, match="plan_head must be one of"):
+        CostNet(plan_head="mean")

@@ -64,3 +64,19 @@ def test_a_task_that_cannot_fit_is_a_failure(catalog, placer):
     cap = 0.9 * max(memory.bytes(t) for t in TASK.tables)  # the largest table fits nowhere
     with pytest.raises(PlacementFailure):
         place(placer, TASK, _context(catalog, cap, TASK))
+
+
+def test_a_ratio_cap_follows_each_task(catalog):
+    memory = MemoryModel(catalog)
+    context = _context(catalog, None, TASK)
+    context.cap_ratio = 1.2
+    sizes = [memory.bytes(t) for t in TASK.tables]
+    assert context.task_cap(TASK.tables) == pytest.approx(1.2 * sum(sizes) / 2)
+    single = Task("s", TASK.tables[1:2])  # 1.2 x half a table is under the table: the table is the cap
+    assert context.task_cap(single.tables) == sizes[1]
+    context.cap_bytes = 0.5 * sum(sizes)  # both: the smaller holds
+    assert context.task_cap(TASK.tables) == pytest.approx(0.5 * sum(sizes))
+    context.cap_bytes = None
+    placement = place("size_greedy", TASK, context)  # packs by bytes: fits under a ratio cap of 1.2
+    used = [sum(memory.bytes(s.task_table) for s in placement.device_shards(d)) for d in range(2)]
+    assert max(used) <= 1.2 * sum(sizes) / 2

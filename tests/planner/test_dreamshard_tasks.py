@@ -72,3 +72,26 @@ def test_tasks_bad_settings_are_named():
     bad["test"][0]["tables"][0]["name"] = bad["train_pool"][0]
     with pytest.raises(TaskError, match="not in the test pool"):
         TaskSet.from_dict(bad)
+
+
+def test_exhaustive_tasks_come_from_the_test_pool(tmp_path):
+    names = [f"t{i}" for i in range(20)]
+    tasks = make_task_set(
+        names, num_train=2, num_test=2, tables_per_task=(3, 5), seed=1, num_exhaustive=3, exhaustive_tables=6
+    )
+    assert [t.id for t in tasks.exhaustive] == ["exhaustive-000", "exhaustive-001", "exhaustive-002"]
+    for task in tasks.exhaustive:
+        assert len(task.tables) == 6 and {t.name for t in task.tables} <= set(tasks.test_pool)
+    tasks.save(tmp_path / "tasks.json")
+    assert TaskSet.load(tmp_path / "tasks.json") == tasks
+    old = tasks.to_dict()  # a version-1 file has no exhaustive tasks
+    del old["exhaustive"]
+    assert TaskSet.from_dict(old).exhaustive == ()
+    bad = tasks.to_dict()
+    bad["exhaustive"][0]["tables"][0]["name"] = bad["train_pool"][0]
+    with pytest.raises(TaskError, match="not in the test pool"):
+        TaskSet.from_dict(bad)
+    with pytest.raises(TaskError, match="exhaustive_tables=11 does not fit"):
+        make_task_set(
+            names, num_train=1, num_test=1, tables_per_task=2, num_exhaustive=1, exhaustive_tables=11
+        )

@@ -52,3 +52,29 @@ def test_outer_loop_checkpoints_each_iteration_and_resumes(tmp_path):
     calls.clear()
     resumed = train_dreamshard(list(tasks.train), context(), measure, settings, checkpoint_dir=str(tmp_path))
     assert calls == [] and len(resumed.samples) == 9  # nothing left to do: resumed after the last iteration
+
+
+def test_random_groups_on_one_device_join_the_first_iteration(tmp_path):
+    frame = {"table": [f"t{i}" for i in range(8)], "rows": [1000 * (i + 1) for i in range(8)]}
+    frame["pooling_factor"] = [2.0] * 8
+    frame.update({f"bin_{k}": [1.0 if k == 0 else 0.0] * 8 for k in range(17)})
+    catalog = TableCatalog(pl.DataFrame(frame))
+    tasks = make_task_set(catalog.names, num_train=3, num_test=1, tables_per_task=3)
+    measured = []
+
+    def measure(placements):
+        measured.extend(placements)
+        return [FakeCost([[1.0, 0.1, 0.1, 2.0]] + [[0.0, 0.1, 0.1, 0.0]] * 2) for _ in placements]
+
+    scaler = FeatureScaler.fit(catalog.raw([t for task in tasks.train for t in task.tables]))
+    context = PlacerContext(catalog, MemoryModel(catalog), 3, None, 512, scaler=scaler)
+    settings = TrainingSettings(
+        iterations=1, placements_per_iteration=0, cost_steps=2, rl_batches=1, rl_episodes=1, shard_samples=5,
+        shard_tables=2,
+    )  # fmt: skip
+    train_dreamshard(list(tasks.train), context, measure, settings)
+    assert len(measured) == 5
+    pool = {t for task in tasks.train for t in task.tables}
+    for p in measured:  # 1-2 tables of a training task, all on device 0, of a 3-device placement
+        assert p.num_devices == 3 and 1 <= len(p.shards) <= 2 and set(p.devices()) == {0}
+        assert {s.task_table for s in p.shards} <= pool

@@ -217,29 +217,58 @@ def test_bad_records_name_the_file(tmp_path):
         make_figure("fig99", [], tmp_path / "x.png", tmp_path / "x.csv", {})
 
 
-def test_placement_figure_names_the_devices_network(tmp_path):
+def test_placement_figure_names_the_devices_network_and_the_noise(tmp_path):
+    from PIL import Image
+
+    from ecorec.plots.claims import claim_of
     from ecorec.plots.placement import devices_network, plot_placement
 
-    placer = {"tasks": 2, "failed": 0, "relative_tasks": 2, "relative_to_best_greedy_std": 0.1}
+    placer = {
+        "tasks": 3,
+        "failed": 0,
+        "relative_tasks": 2,
+        "relative_to_best_greedy_std": 0.1,
+        "optimum_tasks": 1,
+    }
     summary = {
         "best_greedy": "dim_greedy",
         "placers": {
-            "dim_greedy": {**placer, "relative_to_best_greedy_mean": 1.0, "mean_plan_cost_ms": 10.0},
-            "dreamshard": {**placer, "relative_to_best_greedy_mean": 0.9, "mean_plan_cost_ms": 9.0},
+            "dim_greedy": {**placer, "relative_to_best_greedy_mean": 1.0, "mean_plan_cost_ms": 10.0,
+                           "relative_to_optimum_mean": 1.2, "relative_to_optimum_max": 1.2},
+            "dreamshard": {**placer, "relative_to_best_greedy_mean": 0.9, "mean_plan_cost_ms": 9.0,
+                           "relative_to_optimum_mean": 1.05, "relative_to_optimum_max": 1.05},
         },
-        "cost_model_error_on_test": {"plan_mape": 0.1, "plan_spearman": 0.9},
-        "settings": {"cluster": {"args": [], "network": "emulated:a100_ib100:2x1:link=1.379gbit"}},
-    }
+        "exhaustive": {"exhaustive-000": {"best_greedy_headroom": 0.2,
+                                          "relative_to_optimum": {"dim_greedy": 1.2, "dreamshard": 1.05}}},
+        "cost_model_error": {"exhaustive": {"plan_mape": 0.04, "plan_spearman": 0.96,
+                                            "plan_mean_signed_error": 0.01}},
+        "measurement_relative_iqr_mean": 0.03,
+        "settings": {"cluster": {"network": "link-rate:a100_ib100:4x1:link=33.84gbit"}},
+    }  # fmt: skip
     evaluation = pl.DataFrame(
         {"status": ["ok", "ok"], "plan_cost": [10.0, 9.0], "predicted_cost": [9.5, 9.4]}
     )
-    bars = plot_placement(evaluation, summary, tmp_path / "p.png", tmp_path / "p.csv", title="synthetic")
+    exhaustive = pl.DataFrame({"task": ["exhaustive-000"] * 3, "plan_cost": [5.0, 6.0, 7.0],
+                               "predicted_cost": [5.1, 5.9, 7.2]})  # fmt: skip
+    bars = plot_placement(
+        evaluation, summary, tmp_path / "p.png", tmp_path / "p.csv", title="synthetic", exhaustive=exhaustive
+    )
     written = pl.read_csv(tmp_path / "p.csv")
-    assert written["network"].to_list() == ["emulated:a100_ib100:2x1:link=1.379gbit"] * 2
+    assert written["network"].to_list() == ["link-rate:a100_ib100:4x1:link=33.84gbit"] * 2
     assert (
         written["relative_to_best_greedy_mean"].to_list()
         == [1.0, 0.9]
         == bars["relative_to_best_greedy_mean"].to_list()
     )
-    assert (tmp_path / "p.png").stat().st_size > 0 and (tmp_path / "p.pdf").exists()
+    assert written["relative_to_optimum_mean"].to_list() == [1.2, 1.05]
+    assert written["measurement_relative_iqr"].to_list() == [0.03, 0.03]
+    assert written["best_greedy_headroom_mean"].to_list() == [0.2, 0.2]
+    assert (tmp_path / "p.pdf").exists()
+    width, height = Image.open(tmp_path / "p.png").size
+    assert width <= 1920 and height <= 1080, (width, height)  # readable on a laptop screen
     assert devices_network({k: v for k, v in summary.items() if k != "settings"}) == "loopback"
+    # the claim: 0.9x the best greedy, outside the 3% measurement spread
+    claim = claim_of("placement", written.to_dicts(), {})
+    assert claim.holds is True and "20.0% above the measured optimum" in claim.here
+    within = claim_of("placement", [{**r, "measurement_relative_iqr": 0.15} for r in written.to_dicts()], {})
+    assert within.holds is False and "measurement IQR 15.0% (within the spread)" in within.here

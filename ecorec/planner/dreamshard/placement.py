@@ -17,7 +17,8 @@ from typing import Any
 from ecorec.planner.dreamshard.features import TableCatalog
 from ecorec.planner.dreamshard.tasks import Task, TaskTable
 
-TABLE_KINDS = ("uncompressed", "tt")
+TABLE_KINDS = ("uncompressed", "tt", "mixed")
+BYTES_PER_ELEMENT = 4  # float32 pooled outputs and gradients of the all-to-alls
 
 
 class PlacementFailure(RuntimeError):
@@ -83,7 +84,8 @@ def placement_from_devices(
 
 class MemoryModel:
     """Bytes a shard occupies on its device: ``rows * dim * bytes_per_element`` for uncompressed tables,
-    the TT cores' parameters for ``kind="tt"`` (tables under ``tt_min_rows`` rows stay uncompressed)."""
+    the TT cores' parameters for ``kind="tt"`` or ``"mixed"`` (tables under ``tt_min_rows`` rows stay
+    uncompressed)."""
 
     def __init__(
         self,
@@ -102,7 +104,7 @@ class MemoryModel:
 
     def bytes(self, table: TaskTable) -> int:
         rows = self.catalog.rows(table.name)
-        if self.kind == "tt" and rows >= self.tt_min_rows:
+        if self.kind != "uncompressed" and rows >= self.tt_min_rows:
             from ecorec.tt import TTShapes
 
             shapes = TTShapes.from_sizes(rows, table.dim, self.tt_ranks, num_cores=len(self.tt_ranks) + 1)
@@ -145,3 +147,58 @@ def check_placement(
     if cap_bytes is not None and max(used, default=0) > cap_bytes:
         raise PlacementFailure(f"task {task.id}: device bytes {used} exceed the cap {cap_bytes:.0f}")
     return used
+
+
+def link_exchange_ms(
+    dims: Sequence[int],
+    batch_size: int,
+    link_gbit: float,
+    *,
+    ranks_per_node: int = 1,
+    intra_gbit: float | None = None,
+) -> float:
+    """Time (ms) of one all-to-all of the pooled outputs (rank ``r`` sends ``[B/R, dims[r]]`` float32 to each
+    rank; reversed, of their gradients) over per-node links of ``link_gbit`` Gbit/s per direction: the
+    busiest node's bytes out or in over its link, and the busiest node's own exchanges over ``intra_gbit``
+    (free when ``None``). Every device waits for the whole collective, so it is every device's time."""
+    world = len(dims)
+    chunk = batch_size // world
+    nodes = -(-world // ranks_per_node)
+    node = [r // ranks_per_node for r in range(world)]
+    out, into, inside = [0.0] * nodes, [0.0] * nodes, [0.0] * nodes
+    for src in range(world):
+        for dst in range(world):
+            if src == dst:
+                continue
+            size = chunk * dims[src] * BYTES_PER_ELEMENT
+            if node[src] == node[dst]:
+                inside[node[src]] += size
+            else:
+                out[node[src]] += size
+                into[node[dst]] += size
+    seconds = max(max(out), max(into)) * 8 / (link_gbit * 1e9)
+    if intra_gbit:
+        seconds = max(seconds, max(inside) * 8 / (intra_gbit * 1e9))
+    return 1e3 * seconds
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """The communication columns of a placement over known links (the placement benchmark's ``comm="link"``):
+    each device's forward plus backward all-to-all, :func:`link_exchange_ms` each way."""
+
+    batch_size: int
+    link_gbit: float
+    ranks_per_node: int = 1
+    intra_gbit: float | None = None
+
+    def device_ms(self, dims: Sequence[int]) -> list[float]:
+        """``[R]`` ms of forward + backward communication per device, for per-device total dims ``dims``."""
+        one = link_exchange_ms(
+            dims,
+            self.batch_size,
+            self.link_gbit,
+            ranks_per_node=self.ranks_per_node,
+            intra_gbit=self.intra_gbit,
+        )
+        return [2.0 * one] * len(dims)

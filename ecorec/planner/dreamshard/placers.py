@@ -18,7 +18,8 @@ Placers (:class:`Placer`):
   ``beam_steps`` steps; a step halves one table (dim/2 divisible by 4) among the ``beam_candidates``
   largest by bytes and by predicted compute, and reruns the table-wise search.
 
-Every placer honours ``cap_bytes`` per device and is checked by
+Every placer honours the task's per-device cap (:meth:`PlacerContext.task_cap`: ``cap_bytes``, or
+``cap_ratio`` times the task's mean bytes per device) and is checked by
 :func:`ecorec.planner.dreamshard.placement.check_placement`; one that cannot place a task raises
 :class:`PlacementFailure` (reported by evaluations, never dropped).
 """
@@ -36,6 +37,7 @@ import torch
 from ecorec.planner.dreamshard.cost_net import CostNet
 from ecorec.planner.dreamshard.features import FeatureScaler, TableCatalog
 from ecorec.planner.dreamshard.placement import (
+    LinkModel,
     MemoryModel,
     Placement,
     PlacementFailure,
@@ -87,7 +89,12 @@ class PlacerContext:
     """What placers know: table statistics, memory, devices, the cap, and the learned models if any.
 
     Attributes:
+        cap_bytes: per-device bytes of every task (``None``: no absolute cap).
+        cap_ratio: per-device bytes of a task relative to its mean bytes per device (at least its largest
+            table: a cap that binds but can be met; ``None``: none). With both, the smaller cap holds.
         batch_size: the global batch the costs are for (FLOP cost of ``greedy``, TorchRec's batch).
+        link: the devices' links when known (the benchmark's ``comm="link"``): the learned placers' simulated
+            communication is then the link's, the cost network predicting the compute.
         kind, tt_ranks, tt_min_rows, algorithm: the tables being placed (FLOP cost of ``greedy``).
     """
 
@@ -109,7 +116,17 @@ class PlacerContext:
     beam_steps: int = 3
     beam_candidates: int = 10
     device_type: str = "cpu"
+    cap_ratio: float | None = None
+    link: LinkModel | None = None
     _features: dict[TaskTable, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def task_cap(self, tables: Sequence[TaskTable]) -> float | None:
+        """The per-device byte cap of a task of ``tables`` (see ``cap_bytes`` and ``cap_ratio``)."""
+        caps = [] if self.cap_bytes is None else [float(self.cap_bytes)]
+        if self.cap_ratio is not None and tables:
+            sizes = [self.memory.bytes(t) for t in tables]
+            caps.append(max(self.cap_ratio * sum(sizes) / self.num_devices, float(max(sizes))))
+        return min(caps) if caps else None
 
     def features(self, tables: Sequence[TaskTable]) -> torch.Tensor:
         """Normalised features ``[T, F]`` of ``tables`` (``global`` scaling is per table, so memoised)."""
@@ -132,7 +149,7 @@ def flop_cost(context: PlacerContext, table: TaskTable) -> float:
     row = catalog._row(table.name)
     nnz = float(row["nnz"]) if "nnz" in row else catalog.pooling_factor(table.name) * context.batch_size
     rows = catalog.rows(table.name)
-    if context.kind != "tt" or rows < context.tt_min_rows:
+    if context.kind == "uncompressed" or rows < context.tt_min_rows:
         return 2.0 * nnz * table.dim
     from ecorec.tt import TTShapes
     from ecorec.tt.costs import tt_gemm_flops
@@ -165,7 +182,11 @@ def _sharding_baseline(placer: Placer, task: Task, context: PlacerContext) -> Pl
     ]
     try:
         plan = plan_sharding(
-            profiles, context.num_devices, ShardingMethod(placer.value), context.cap_bytes, seed=context.seed
+            profiles,
+            context.num_devices,
+            ShardingMethod(placer.value),
+            context.task_cap(task.tables),
+            seed=context.seed,
         )
     except PlanError as err:
         raise PlacementFailure(f"{placer}: task {task.id}: {err}") from err
@@ -192,7 +213,8 @@ def _torchrec(task: Task, context: PlacerContext) -> Placement:
         )
         for t in task.tables
     ]
-    cap = int(context.cap_bytes) if context.cap_bytes is not None else None
+    task_cap = context.task_cap(task.tables)
+    cap = int(task_cap) if task_cap is not None else None
     on_gpu = context.device_type == "cuda"
     topology = Topology(
         world_size=context.num_devices,
@@ -239,11 +261,14 @@ def make_problem(task_tables: Sequence[TaskTable], context: PlacerContext) -> Pl
     if context.cost_net is None:
         raise ValueError("dreamshard needs a trained cost network")
     features = context.features(task_tables)
-    simulator = CostNetSimulator(context.cost_net, features, context.num_devices)
+    simulator = CostNetSimulator(
+        context.cost_net, features, context.num_devices, [t.dim for t in task_tables], context.link
+    )
     costs = simulator.table_costs().tolist()
     order = sorted(range(len(task_tables)), key=lambda i: (-costs[i], i))
     sizes = [context.memory.bytes(t) for t in task_tables]
-    return PlacementProblem(features, sizes, context.cap_bytes, context.num_devices, simulator, order)
+    cap = context.task_cap(task_tables)
+    return PlacementProblem(features, sizes, cap, context.num_devices, simulator, order)
 
 
 def _dreamshard(task: Task, context: PlacerContext) -> Placement:
@@ -268,14 +293,17 @@ class _ShardPredictor:
             return self.net.kernel_from_encoding(sums)
 
 
-def _table_wise_search(shards: Sequence[TaskTable], context: PlacerContext) -> tuple[list[int], float] | None:
-    """NeuroShard's greedy grid over dim caps: the best (devices, simulated cost), ``None`` if no cap fits."""
+def _table_wise_search(
+    shards: Sequence[TaskTable], context: PlacerContext, cap_bytes: float | None
+) -> tuple[list[int], float] | None:
+    """NeuroShard's greedy grid over dim caps: the best (devices, simulated cost), ``None`` if no cap fits
+    (``cap_bytes``: the task's per-device bytes)."""
     predictor = _ShardPredictor(context, shards)
     compute = (predictor.single[:, 0] + predictor.single[:, 2]).tolist()
     order = sorted(range(len(shards)), key=lambda i: (-compute[i], i))
     sizes = [context.memory.bytes(s) for s in shards]
     total_dim = sum(s.dim for s in shards)
-    cap = math.inf if context.cap_bytes is None else context.cap_bytes
+    cap = math.inf if cap_bytes is None else cap_bytes
     empty = torch.zeros_like(predictor.encodings[0])
     best: tuple[list[int], float] | None = None
     for s in context.dim_caps:
@@ -307,14 +335,19 @@ def _table_wise_search(shards: Sequence[TaskTable], context: PlacerContext) -> t
         with torch.no_grad():
             empty_enc = context.cost_net.empty_encoding() if context.cost_net is not None else empty
         dev = sums + torch.as_tensor(counts == 0, dtype=sums.dtype).unsqueeze(1) * empty_enc
-        cost = float(predictor.kernels(dev).sum(dim=1).max())
+        kernels = predictor.kernels(dev)
+        if context.link is not None and context.cost_net is not None:
+            comm = torch.tensor(context.link.device_ms(dims)) / float(context.cost_net.scale)
+            cost = float((kernels[:, 0] + kernels[:, 2] + comm).max())
+        else:
+            cost = float(kernels.sum(dim=1).max())
         if best is None or cost < best[1]:
             best = (devices, cost)
     return best
 
 
 def _neuroshard(task: Task, context: PlacerContext) -> Placement:
-    found = _table_wise_search(task.tables, context)
+    found = _table_wise_search(task.tables, context, context.task_cap(task.tables))
     if found is None:
         raise PlacementFailure(f"neuroshard: task {task.id}: no dim cap of {list(context.dim_caps)} fits")
     return placement_from_devices(task.tables, found[0], context.num_devices)
@@ -323,9 +356,10 @@ def _neuroshard(task: Task, context: PlacerContext) -> Placement:
 def _neuroshard_cw(task: Task, context: PlacerContext) -> Placement:
     """Column-wise beam search; a state is a tuple of shards ``(table, column, dim)``."""
     State = tuple[tuple[str, int, int], ...]
+    cap = context.task_cap(task.tables)
 
     def evaluate(state: State) -> tuple[list[int], float] | None:
-        return _table_wise_search([TaskTable(n, d) for n, _, d in state], context)
+        return _table_wise_search([TaskTable(n, d) for n, _, d in state], context, cap)
 
     start: State = tuple((t.name, 0, t.dim) for t in task.tables)
     results: dict[State, tuple[list[int], float] | None] = {start: evaluate(start)}
@@ -387,7 +421,7 @@ def place(placer: Placer | str, task: Task, context: PlacerContext) -> Placement
     else:
         placement = _sharding_baseline(placer, task, context)
     try:
-        check_placement(task, placement, context.memory, context.cap_bytes)
+        check_placement(task, placement, context.memory, context.task_cap(task.tables))
     except PlacementFailure as err:
         raise PlacementFailure(f"{placer}: {err}") from err
     return placement

@@ -33,7 +33,7 @@ from torch import nn
 
 from ecorec.planner.dreamshard.cost_net import CostNet, _mlp
 from ecorec.planner.dreamshard.features import NUM_FEATURES
-from ecorec.planner.dreamshard.placement import PlacementFailure
+from ecorec.planner.dreamshard.placement import LinkModel, PlacementFailure
 
 
 class Simulator(Protocol):
@@ -49,10 +49,21 @@ class Simulator(Protocol):
 
 
 class CostNetSimulator:
-    """The estimated MDP's simulator: the cost network on one task's normalised features ``[T, F]``."""
+    """The estimated MDP's simulator: the cost network on one task's normalised features ``[T, F]``; with a
+    ``link`` model (and the tables' ``dims``) a plan's communication is the link's, not the network's."""
 
-    def __init__(self, net: CostNet, features: torch.Tensor, num_devices: int) -> None:
+    def __init__(
+        self,
+        net: CostNet,
+        features: torch.Tensor,
+        num_devices: int,
+        dims: Sequence[int] | None = None,
+        link: LinkModel | None = None,
+    ) -> None:
         self.net, self.features, self.num_devices = net, features, num_devices
+        self.dims, self.link = dims, link
+        if link is not None and (dims is None or len(dims) != len(features)):
+            raise ValueError("CostNetSimulator: a link model needs every table's dim")
         with torch.no_grad():
             self.encodings = net.encode(features)  # [T, H]
             self.empty = net.empty_encoding()  # [H]
@@ -76,7 +87,13 @@ class CostNetSimulator:
         with torch.no_grad():
             slots = torch.as_tensor(list(devices), dtype=torch.long)
             owner = torch.zeros(self.num_devices, dtype=torch.long)
-            _, plan = self.net(self.features, slots, owner, 1)
+            comm = None
+            if self.link is not None and self.dims is not None:
+                per_device = [0] * self.num_devices
+                for d, dim in zip(devices, self.dims, strict=True):
+                    per_device[d] += dim
+                comm = torch.tensor(self.link.device_ms(per_device)) / float(self.net.scale)
+            _, plan = self.net(self.features, slots, owner, 1, comm)
         return float(plan[0]) * float(self.net.scale)
 
 

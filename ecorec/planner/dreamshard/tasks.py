@@ -3,14 +3,17 @@
 A dataset's tables are shuffled with a seed and split into a train pool (the first ``train_fraction``) and a
 test pool (the rest), so that the tables of test tasks are never seen in training. A task is ``T`` distinct
 tables of one pool (``T`` fixed or drawn uniformly from an inclusive range), each with an embedding dim drawn
-from ``dims`` (DreamShard: one dim, 16; NeuroShard draws dims per table).
+from ``dims`` (DreamShard: one dim, 16; NeuroShard draws dims per table). **Exhaustive** tasks are small test
+tasks (``exhaustive_tables`` tables of the test pool) whose every distinct placement is measured
+(:mod:`ecorec.planner.dreamshard.exhaustive`): their true optimum is the ground truth placers are judged by.
 
-The task file (JSON, :meth:`TaskSet.save`)::
+The task file (JSON, :meth:`TaskSet.save`; version 1 files have no exhaustive tasks)::
 
-    {"format": "ecorec.placement.tasks", "version": 1, "seed": 0, "dims": [16],
+    {"format": "ecorec.placement.tasks", "version": 2, "seed": 0, "dims": [16],
      "tables_per_task": [8, 8], "train_pool": ["f3", ...], "test_pool": ["f0", ...],
      "train": [{"id": "train-000", "tables": [{"name": "f3", "dim": 16}, ...]}, ...],
-     "test":  [{"id": "test-000", ...}, ...]}
+     "test":  [{"id": "test-000", ...}, ...],
+     "exhaustive": [{"id": "exhaustive-000", ...}, ...]}
 """
 
 from __future__ import annotations
@@ -60,11 +63,12 @@ class TaskSet:
     test_pool: tuple[str, ...]
     train: tuple[Task, ...]
     test: tuple[Task, ...]
+    exhaustive: tuple[Task, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": TASKS_FORMAT,
-            "version": 1,
+            "version": 2,
             "seed": self.seed,
             "dims": list(self.dims),
             "tables_per_task": list(self.tables_per_task),
@@ -72,6 +76,7 @@ class TaskSet:
             "test_pool": list(self.test_pool),
             "train": [t.to_dict() for t in self.train],
             "test": [t.to_dict() for t in self.test],
+            "exhaustive": [t.to_dict() for t in self.exhaustive],
         }
 
     @classmethod
@@ -87,6 +92,7 @@ class TaskSet:
                 test_pool=tuple(str(n) for n in data["test_pool"]),
                 train=tuple(Task.from_dict(t) for t in data["train"]),
                 test=tuple(Task.from_dict(t) for t in data["test"]),
+                exhaustive=tuple(Task.from_dict(t) for t in data.get("exhaustive", [])),
             )
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise TaskError(f"{source}: not a task file ({type(err).__name__}: {err})") from err
@@ -101,6 +107,7 @@ class TaskSet:
         for pool_name, pool, tasks in (
             ("train", self.train_pool, self.train),
             ("test", self.test_pool, self.test),
+            ("test", self.test_pool, self.exhaustive),
         ):
             members = set(pool)
             for task in tasks:
@@ -139,6 +146,8 @@ def make_task_set(
     seed: int = 0,
     train_fraction: float = 0.5,
     dims: Sequence[int] = (16,),
+    num_exhaustive: int = 0,
+    exhaustive_tables: int = 6,
 ) -> TaskSet:
     """Split ``table_names`` into disjoint pools and draw ``num_train`` / ``num_test`` tasks from them.
 
@@ -148,6 +157,7 @@ def make_task_set(
         seed: seeds the pool split, the table draws and the dims.
         train_fraction: share of the tables in the train pool (DreamShard: 0.5).
         dims: embedding dims a task table may get (drawn uniformly per table).
+        num_exhaustive, exhaustive_tables: small test-pool tasks whose every placement is measured.
 
     Raises:
         TaskError: duplicate names, an empty pool, or T larger than a pool.
@@ -159,8 +169,13 @@ def make_task_set(
         raise TaskError(f"train_fraction must be in (0, 1), got {train_fraction}")
     if not dims or any(int(d) < 1 for d in dims):
         raise TaskError(f"dims must be positive ints, got {list(dims)}")
-    if num_train < 0 or num_test < 0:
-        raise TaskError(f"num_train and num_test must be >= 0, got {num_train}, {num_test}")
+    if num_train < 0 or num_test < 0 or num_exhaustive < 0:
+        raise TaskError(
+            "num_train, num_test and num_exhaustive must be >= 0, got "
+            f"{num_train}, {num_test}, {num_exhaustive}"
+        )
+    if num_exhaustive and exhaustive_tables < 1:
+        raise TaskError(f"exhaustive_tables must be >= 1, got {exhaustive_tables}")
     lo, hi = _tables_range(tables_per_task)
     rng = random.Random(seed)
     shuffled = names[:]
@@ -175,11 +190,15 @@ def make_task_set(
                 f"tables_per_task max {hi} does not fit: lower tables_per_task to <= {len(pool)}, or use a "
                 "dataset with more tables"
             )
+    if num_exhaustive and len(test_pool) < exhaustive_tables:
+        raise TaskError(
+            f"the test pool has {len(test_pool)} tables; exhaustive_tables={exhaustive_tables} does not fit"
+        )
 
-    def draw(prefix: str, pool: tuple[str, ...], count: int) -> tuple[Task, ...]:
+    def draw(prefix: str, pool: tuple[str, ...], count: int, sizes: tuple[int, int]) -> tuple[Task, ...]:
         tasks = []
         for i in range(count):
-            size = rng.randint(lo, hi)
+            size = rng.randint(*sizes)
             chosen = rng.sample(pool, size)
             tasks.append(
                 Task(f"{prefix}-{i:03d}", tuple(TaskTable(n, int(rng.choice(list(dims)))) for n in chosen))
@@ -192,8 +211,9 @@ def make_task_set(
         tables_per_task=(lo, hi),
         train_pool=train_pool,
         test_pool=test_pool,
-        train=draw("train", train_pool, num_train),
-        test=draw("test", test_pool, num_test),
+        train=draw("train", train_pool, num_train, (lo, hi)),
+        test=draw("test", test_pool, num_test, (lo, hi)),
+        exhaustive=draw("exhaustive", test_pool, num_exhaustive, (exhaustive_tables, exhaustive_tables)),
     )
     task_set.validate()
     return task_set

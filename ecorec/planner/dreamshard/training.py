@@ -4,7 +4,10 @@ Each iteration (DreamShard's ``train.py``):
 
 1. sample ``placements_per_iteration`` placements from the current policy on random training tasks (and, in
    the first iteration, the placements of ``seed_placers`` on every training task: measured anchors near the
-   good plans; DreamShard starts from the policy's samples alone, ``seed_placers=()``);
+   good plans; DreamShard starts from the policy's samples alone, ``seed_placers=()``; and ``shard_samples``
+   random groups of 1 to ``shard_tables`` tables of a training task on one device, NeuroShard's compute-cost
+   data: the policy's placements of large tasks show the network few small groups, whose cost per table
+   differs (a fused group's cost grows faster than its tables' as it outgrows the caches));
 2. **measure** them (the caller's ``measure``, e.g. :func:`ecorec.bench.placement.measure_placements`)
    and add them to the replay buffer of cost samples;
 3. fit the cost network ``cost_steps`` Adam steps on batches drawn from all samples so far;
@@ -60,6 +63,8 @@ class TrainingSettings:
     lr: float = 5e-4
     seed: int = 0
     seed_placers: tuple[str, ...] = ()
+    shard_samples: int = 0
+    shard_tables: int = 8
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -135,6 +140,20 @@ def _latest_checkpoint(checkpoint_dir: str | None, settings: TrainingSettings) -
     return None
 
 
+def _shard_samples(
+    tasks: Sequence[Task], num_devices: int, settings: TrainingSettings, rng: random.Random
+) -> list[Placement]:
+    """``shard_samples`` random groups of 1 to ``shard_tables`` tables of random training tasks, each on
+    device 0 (the other devices empty)."""
+    out = []
+    for _ in range(settings.shard_samples):
+        task = tasks[rng.randrange(len(tasks))]
+        size = rng.randint(1, min(settings.shard_tables, len(task.tables)))
+        tables = rng.sample(list(task.tables), size)
+        out.append(placement_from_devices(tables, [0] * size, num_devices))
+    return out
+
+
 def train_dreamshard(
     tasks: Sequence[Task],
     context: PlacerContext,
@@ -175,6 +194,7 @@ def train_dreamshard(
     for iteration in range(start, settings.iterations):
         placements: list[Placement] = []
         if iteration == 0:
+            placements.extend(_shard_samples(tasks, context.num_devices, settings, rng))
             for placer in settings.seed_placers:
                 for task in tasks:
                     try:
@@ -191,7 +211,8 @@ def train_dreamshard(
                 placements.append(placement_from_devices(task.tables, episode.devices, context.num_devices))
         costs = measure(placements)
         new = [cost_sample(p, c, context) for p, c in zip(placements, costs, strict=True)]
-        before = cost_net_error(net, new) if result.samples else None
+        known_comm = context.link is not None
+        before = cost_net_error(net, new, known_comm) if result.samples else None
         result.samples.extend(new)
         losses = fit_cost_net(
             net,
@@ -200,6 +221,7 @@ def train_dreamshard(
             batch_size=settings.cost_batch_size,
             seed=settings.seed + iteration,
             optimizer=optimizer,
+            known_comm=known_comm,
         )
         problems = [make_problem(t.tables, context) for t in tasks]
         rl = train_policy(

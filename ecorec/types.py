@@ -17,12 +17,24 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "DEFAULT_TT_INIT",
+    "INTERACTIONS",
+    "MODEL_KINDS",
+    "TT_INITS",
     "Algorithm",
     "BenchVariant",
     "IndexSource",
     "ParallelMode",
     "ShardingMethod",
 ]
+
+#: Heads a run can train (``ecorec.models.heads``).
+MODEL_KINDS = ("dlrm", "wide_deep", "dcn")
+#: DLRM feature interactions (``ecorec.models.dlrm``).
+INTERACTIONS = ("dot", "cat", "dcn")
+#: TT core initialisations (``ecorec.models.tables``); the default: TT-Rec's sampled Gaussian.
+TT_INITS = ("sampled_gaussian", "normal", "uniform")
+DEFAULT_TT_INIT = "sampled_gaussian"
 
 
 class Algorithm(enum.StrEnum):

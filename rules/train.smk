@@ -37,10 +37,12 @@ rule compute_split:
     """This machine's split of one rank's compute into embedding kernels and dense MLPs (the mix dilation)."""
     input:
         dataset="results/datasets/{dataset}",
+        rates="results/cluster/rates-c2.json",
     output:
         "results/cluster/split-{dataset}-T{tables}-b{batch}.json",
     log:
         "logs/cluster/split-{dataset}-T{tables}-b{batch}.log",
+    threads: 2
     resources:
         timed_jobs=1,
     params:

@@ -11,7 +11,9 @@ step-time-weighted mix). What is timed, one thread, after warm-up, median over r
   embeddings ``[b, T, D]`` random, as every mode runs it on its local batch.
 
 Returns ``{"embedding_s", "dense_s", "tt_weight" = embedding / (embedding + dense), ...}``; the command prints
-it and writes it to ``--output`` (atomically).
+it and writes it to ``--output`` (atomically). :func:`measure_compute_split_concurrently` runs it in N
+processes at once (a run's ranks share this machine's cores: two ranks on a 2-vCPU machine run each other's
+GEMMs at about half speed) and reports the median process.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["measure_compute_split", "main"]
+__all__ = ["measure_compute_split", "measure_compute_split_concurrently", "main"]
 
 
 def _median_seconds(fn: Any, repeats: int, warmup: int) -> tuple[float, list[float]]:
@@ -124,6 +130,53 @@ def measure_compute_split(
         "threads": threads,
         "load_average": list(os.getloadavg()),
     }
+
+
+def measure_compute_split_concurrently(
+    config: str | os.PathLike[str], concurrency: int, parameter_tables: Sequence[int] = ()
+) -> dict[str, Any]:
+    """:func:`measure_compute_split` of the run YAML ``config`` in ``concurrency`` fresh processes at once
+    (``python -m ecorec.bench split``); the median process's times, and every process's record."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    with tempfile.TemporaryDirectory(prefix="ecorec-split-") as tmp:
+        outputs = [os.path.join(tmp, f"split-{i}.json") for i in range(concurrency)]
+        extra = ["--parameter-tables", *map(str, parameter_tables)] if parameter_tables else []
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ecorec.bench",
+                    "split",
+                    "--config",
+                    str(config),
+                    "--output",
+                    out,
+                    *extra,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for out in outputs
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=1800)
+            if proc.returncode != 0:
+                raise RuntimeError(f"python -m ecorec.bench split failed ({proc.returncode}): {err[-2000:]}")
+        results = [json.loads(Path(out).read_text()) for out in outputs]
+    ordered = sorted(results, key=lambda r: r["embedding_s"] + r["dense_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median.update(
+        embedding_s=statistics.median(r["embedding_s"] for r in results),
+        dense_s=statistics.median(r["dense_s"] for r in results),
+        concurrency=concurrency,
+        processes=[{k: r[k] for k in ("embedding_s", "dense_s", "load_average")} for r in results],
+    )
+    total = median["embedding_s"] + median["dense_s"]
+    median["tt_weight"] = median["embedding_s"] / total if total > 0 else 1.0
+    return median
 
 
 def main(argv: list[str] | None = None) -> int:

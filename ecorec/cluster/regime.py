@@ -194,15 +194,26 @@ def emulated_workload(
 
 
 def _scaled_compute(
-    split: Mapping[str, Any], tables: int, local_batch: int, dense_parameters: Callable[[int], int]
+    split: Mapping[str, Any],
+    tables: int,
+    local_batch: int,
+    dense_parameters: Callable[[int], int],
+    rates: Mapping[str, Any] | None = None,
 ) -> tuple[float, float]:
     """``(embedding_s, dense_s)`` of one rank on this machine at ``tables`` and ``local_batch``, scaled from
-    the measured split: embedding by lookups per rank (``b x T``), dense by ``b`` x the head's parameters."""
+    the measured split: embedding by lookups per rank (``b x T``), dense by ``b`` x the head's parameters;
+    and, given the run's kernel ``rates`` (``us_per_lookup``, ``gemm_gflops`` at its concurrency), by their
+    ratio to the rates at the split's concurrency (``split["rates"]``)."""
     t_ref, b_ref = int(split["tables"]), int(split["local_batch"])
     embedding = float(split["embedding_s"]) * (tables / t_ref) * (local_batch / b_ref)
     dense = (
         float(split["dense_s"]) * (local_batch / b_ref) * (dense_parameters(tables) / dense_parameters(t_ref))
     )
+    ref = split.get("rates") or {}
+    if rates and ref.get("us_per_lookup") and rates.get("us_per_lookup"):
+        embedding *= float(rates["us_per_lookup"]) / float(ref["us_per_lookup"])
+    if rates and ref.get("gemm_gflops") and rates.get("gemm_gflops"):
+        dense *= float(ref["gemm_gflops"]) / float(rates["gemm_gflops"])
     return embedding, dense
 
 
@@ -231,7 +242,8 @@ def modelled_regime(
     D = int(config["model"]["embedding_dim"])
     per_node = int(cluster.get("ranks_per_node") or 1)
     tt_params = sum(int(t.get("parameters", 0)) for t in metrics.get("tables", []) if t.get("kind") == "tt")
-    embedding, dense = _scaled_compute(split, tables, batch, dense_parameters)
+    rates = dilation.get("measurement") or {}
+    embedding, dense = _scaled_compute(split, tables, batch, dense_parameters, rates)
     out: dict[str, Any] = {"mode_modelled": mode, "dense_share_here": dense / (embedding + dense)}
     link = cluster.get("link_gbit")
     if link and cluster.get("emulated"):
@@ -251,7 +263,7 @@ def modelled_regime(
     if paper_world and paper_tables and dilation.get("tt_factor"):
         tt_factor = float(dilation["tt_factor"])
         gemm_factor = float(dilation.get("gemm_factor") or tt_factor)
-        p_embedding, p_dense = _scaled_compute(split, paper_tables, batch, dense_parameters)
+        p_embedding, p_dense = _scaled_compute(split, paper_tables, batch, dense_parameters, rates)
         target = target_workload(
             profile,
             mode=mode,

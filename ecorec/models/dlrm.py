@@ -19,9 +19,9 @@ from torch import nn
 from torchrec.models.dlrm import DenseArch, InteractionArch, InteractionDCNArch, OverArch
 from torchrec.modules.crossnet import LowRankCrossNet
 
-__all__ = ["INTERACTIONS", "CatInteraction", "DLRMHead"]
+from ecorec.types import INTERACTIONS
 
-INTERACTIONS = ("dot", "cat", "dcn")
+__all__ = ["INTERACTIONS", "CatInteraction", "DLRMHead"]
 
 
 class CatInteraction(nn.Module):

@@ -11,10 +11,9 @@ from ecorec.models.dcn import DCNHead
 from ecorec.models.dlrm import INTERACTIONS, DLRMHead
 from ecorec.models.tables import derive_seed
 from ecorec.models.wide_deep import WideDeepHead
+from ecorec.types import MODEL_KINDS
 
 __all__ = ["MODEL_KINDS", "ModelSettings", "build_head", "head_parameters"]
-
-MODEL_KINDS = ("dlrm", "wide_deep", "dcn")
 
 
 @dataclass(frozen=True)

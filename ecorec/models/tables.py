@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ecorec.types import Algorithm
+from ecorec.types import DEFAULT_TT_INIT, TT_INITS, Algorithm
 
 if TYPE_CHECKING:  # pragma: no cover
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
@@ -46,11 +46,6 @@ __all__ = [
 
 TT_ALGORITHMS = tuple(a.value for a in Algorithm.tt())
 ALGORITHMS = tuple(a.value for a in Algorithm)
-#: TT core initialisations (``ecorec.tt.init.WEIGHT_INITS``; listed here so that configs need no torch).
-TT_INITS = ("sampled_gaussian", "normal", "uniform")
-#: The TT initialisation of training runs: TT-Rec's sampled Gaussian at the uncompressed tables' scale (the
-#: README's "TT recipe" has the measurements behind it).
-DEFAULT_TT_INIT = "sampled_gaussian"
 
 
 @dataclass(frozen=True)

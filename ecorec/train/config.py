@@ -32,8 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from ecorec.config_effects import model_key_errors, parallel_key_errors, setting_warnings
-from ecorec.models import DEFAULT_TT_INIT, INTERACTIONS, MODEL_KINDS, TT_INITS
-from ecorec.types import Algorithm, ParallelMode, ShardingMethod
+from ecorec.types import (
+    DEFAULT_TT_INIT,
+    INTERACTIONS,
+    MODEL_KINDS,
+    TT_INITS,
+    Algorithm,
+    ParallelMode,
+    ShardingMethod,
+)
 from ecorec.utils.yamlfile import YamlFileError, load_yaml_text
 
 __all__ = [

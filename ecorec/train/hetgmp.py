@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecorec.data.partitioned import PartitionedBatchLoader
-from ecorec.parallel import HetGMPSettings
-from ecorec.planner.partition import Partition, dataset_fingerprint
 from ecorec.train.config import RunConfig
+
+if (
+    TYPE_CHECKING
+):  # the run's pieces: imported when used, so that hetgmp_run_dict (the workflow's) needs no torch
+    from ecorec.data.partitioned import PartitionedBatchLoader
+    from ecorec.parallel import HetGMPSettings
+    from ecorec.planner.partition import Partition
 
 __all__ = ["hetgmp_metrics", "hetgmp_run_dict", "hetgmp_setup", "hetgmp_train_loader"]
 
@@ -27,6 +31,9 @@ def hetgmp_setup(
 ) -> tuple[HetGMPSettings, Partition]:
     """Load ``hetgmp.partition`` (rejecting one made for another dataset, split, features or world size) and
     this rank's mode settings."""
+    from ecorec.parallel import HetGMPSettings
+    from ecorec.planner.partition import Partition, dataset_fingerprint
+
     assert cfg.hetgmp.partition is not None
     start, stop = metadata.splits["train"]
     part = Partition.load(
@@ -45,6 +52,8 @@ def hetgmp_train_loader(
     cfg: RunConfig, part: Partition, rank: int, world_size: int, features: Sequence[str]
 ) -> PartitionedBatchLoader:
     """This rank's train batches under the partition."""
+    from ecorec.data.partitioned import PartitionedBatchLoader
+
     G = cfg.train.global_batch_size
     return PartitionedBatchLoader(
         cfg.dataset.path,

@@ -369,8 +369,9 @@ def dense_parameters_of(split: Mapping[str, Any]) -> Callable[[int], int]:
 
 
 def regime_note(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line for a figure's title: the modelled share (here, and the paper's configuration) of the
-    reference system's largest point (``ecorec`` when present)."""
+    """The lines of a figure's title: the modelled share (here, and the paper's configuration) of the
+    reference system's largest point per world (``ecorec`` when present) and, where the measured share misses
+    the paper's by more than :data:`GOAL_POINTS`, why (:func:`_gap_note`)."""
     modelled = [r for r in rows if r.get("modelled_here") is not None or r.get("modelled_paper") is not None]
     if not modelled:
         return ""
@@ -387,7 +388,15 @@ def regime_note(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"{100 * r['modelled_paper']:.0f}%"
             )
         parts.append(text)
-    return "modelled communication share (no overlap): " + "; ".join(parts)
+    line = "modelled communication share (no overlap): " + "; ".join(parts)
+    top = max(by_world.values(), key=lambda r: (int(r["tables"] or 0), int(r["world"])))
+    measured, paper = top.get("measured_total"), top.get("modelled_paper")
+    if measured is not None and paper is not None and abs(measured - paper) * 100 > GOAL_POINTS:
+        line += (
+            f"\nmeasured {100 * measured:.0f}% vs paper {100 * paper:.0f}% "
+            f"(more than {GOAL_POINTS:g} points): {_gap_note(top)}"
+        )
+    return line
 
 
 #: Agreement goal of the measured (no-overlap) and the paper's modelled communication share, in points.

@@ -71,7 +71,7 @@ def _annotate(name: str, settings: Mapping[str, Any], note: str) -> Any:
         lines = [claim_of(name, rows, settings).line()]
         if name in _TRAINING:
             lines.append(comm_line(rows))
-        lines.append(note)
+        lines += note.splitlines()
         return "\n".join(_wrap(line) for line in lines if line)
 
     return annotate

@@ -67,7 +67,9 @@ rule hetgmp_train:
     params:
         launcher=WF.script("launch_torchrun.sh"),
         python=PYTHON,
-        configs=lambda wildcards, input: " ".join(f"--config {c}" for c in input.run_configs),
+        configs=lambda wildcards, input: " ".join(
+            f"--config {c}" for c in input.run_configs
+        ),
         src=WF.src_hash("launch_torchrun.sh", "ecorec.train.__main__"),
         emulate=WF.train_emulate_arg,
         cluster_src=WF.cluster_src,

@@ -70,7 +70,8 @@ rule placement_train:
 
 rule placement_eval:
     """Every placer on every unseen test and exhaustive task, every placement of the exhaustive tasks and the
-    noise panel's replicates, measured (failures reported), with the cost network's predictions."""
+    noise panel's replicates, measured (failures reported), with the cost network's predictions.
+    """
     input:
         unpack(WF.study_cluster_inputs("placement")),
         dataset="results/datasets/{dataset}",
@@ -103,7 +104,8 @@ rule placement_eval:
 
 rule placement_figure:
     """Per placer: measured cost over the optimum (small tasks) and over the best greedy (large tasks), beside
-    the measurement's own spread; the cost network's predictions on the exhaustive placements."""
+    the measurement's own spread; the cost network's predictions on the exhaustive placements.
+    """
     input:
         evaluation="results/placement/{dataset}/{kind}/evaluation.parquet",
         exhaustive="results/placement/{dataset}/{kind}/exhaustive.parquet",

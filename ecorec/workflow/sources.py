@@ -32,14 +32,23 @@ _EXCLUDED = ("ecorec.workflow",)
 
 
 class SourceGraph:
-    """The import graph of the ``ecorec`` package under ``root`` (the repository root)."""
+    """The import graph of the ``ecorec`` package under ``root`` (the repository root).
+
+    An instance reads, parses and hashes each file once (a Snakefile parse asks for every rule's hash): it is
+    a snapshot of the tree; after editing files, make a new one.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.package_dir = self.root / _PACKAGE
         if not (self.package_dir / "__init__.py").is_file():
             raise FileNotFoundError(f"{self.package_dir}: no ecorec package here")
+        # one Snakefile parse asks for dozens of rules' hashes over the same files: parse, stat and read each once
         self._imports = cache(self._imports_of)
+        self._lazy = cache(self._is_lazy_package)
+        self._file_of = cache(self.module_file)
+        self._data = cache(lambda package_dir: tuple(self._data_folders(package_dir)))
+        self._digest = cache(self._file_digest)
 
     # -- module <-> file ------------------------------------------------------------------------------------
     def module_file(self, module: str) -> Path | None:
@@ -122,18 +131,18 @@ class SourceGraph:
             seen.add(file)
             if file.suffix != ".py":
                 continue
-            for name in self._imports_of(file):
+            for name in self._imports(file):
                 if name.startswith(_EXCLUDED):
                     continue
                 for module in self._with_parents(name):
-                    target = self.module_file(module)
+                    target = self._file_of(module)
                     if target is None:
                         continue
                     todo.append(target)
                     if target.name == "__init__.py":
-                        if module == name and self._is_lazy_package(target):
+                        if module == name and self._lazy(target):
                             todo.extend(self._package_files(module))
-                        extra.update(self._data_folders(target.parent))
+                        extra.update(self._data(target.parent))
                 if name == "ecorec.kernels" or name.startswith("ecorec.kernels."):
                     kernels = self.root / "kernels"
                     if kernels.is_dir():
@@ -162,7 +171,9 @@ class SourceGraph:
             for file in files:
                 if "__pycache__" in file.parts:
                     continue
-                digest.update(f"{file.relative_to(self.root).as_posix()}\0".encode())
-                digest.update(file.read_bytes())
-                digest.update(b"\0")
+                digest.update(self._digest(file))
         return digest.hexdigest()
+
+    def _file_digest(self, file: Path) -> bytes:
+        """What one file adds to :meth:`hash`: its repository-relative path and content."""
+        return f"{file.relative_to(self.root).as_posix()}\0".encode() + file.read_bytes() + b"\0"

@@ -27,9 +27,14 @@ def test_hetgmp_dry_runs_have_one_job_per_grid_point(tmp_path):
     default = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     h = default["hetgmp"]
     counts = dry_run_job_counts("hetgmp", "--configfile", str(REPO_ROOT / "config.yaml"), workdir=tmp_path)
-    grid = len(h["partitioners"]) * len(h["store_rates"]) * len(h["bounds"])
+    # without mirrors (store rate 0) the bound changes nothing: that store rate runs at the first bound only
+    mirrored = sum(1 for rate in h["store_rates"] if float(rate) > 0)
+    points = (len(h["store_rates"]) - mirrored) + mirrored * len(h["bounds"])
+    grid = len(h["partitioners"]) * points
     assert counts["hetgmp_partition"] == len(h["partitioners"]) == 4
-    assert counts["hetgmp_train"] == counts["hetgmp_config"] == grid == 36
+    assert counts["hetgmp_config"] == grid == 12
+    # one torchrun launch per partitioner trains all its grid points
+    assert counts["hetgmp_train"] == len(h["partitioners"])
     assert counts["hetgmp_figure"] == 1 and counts["synthetic"] == 1
 
     paper_dir = tmp_path / "paper"
@@ -43,7 +48,7 @@ def test_hetgmp_dry_runs_have_one_job_per_grid_point(tmp_path):
         workdir=paper_dir,
     )
     assert paper["hetgmp"]["dataset"] == "criteo_kaggle"
-    assert counts["hetgmp_train"] == grid and "synthetic" not in counts
+    assert counts["hetgmp_config"] == grid and "synthetic" not in counts
 
 
 def test_grid_point_run_config_is_valid():

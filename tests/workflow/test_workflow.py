@@ -43,7 +43,11 @@ def test_default_dry_run_cli_has_jobs():
     counts = dry_run_job_counts("--forceall")
     assert counts.get("all") == 1
     assert counts.get("environment") == 1
-    assert counts.get("synthetic") == 1
+    # one synthetic dataset each: the figures', HET-GMP's and the placement study's
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    synthetic = {config["dataset"], config["hetgmp"]["dataset"], config["placement"]["dataset"]}
+    assert all(config["datasets"][name]["source"] == "synthetic" for name in synthetic)
+    assert counts.get("synthetic") == len(synthetic) == 3
 
 
 def test_paper_overlay_dry_run_with_slurm_profile(tmp_path):

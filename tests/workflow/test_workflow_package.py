@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -82,9 +83,15 @@ def test_figure_grids_and_inputs(wf):
         world = CONFIG[name]["paper"]["world"]
         assert all(r.endswith(f"-W{world}/record.json") for r in wf.figure_runs(name))
     # one launch per point: its systems' records are the outputs of one rule
-    point = wf.figure_point_runs("fig16", "record.json")
-    assert len(point) == len(CONFIG["fig16"]["systems"]) and all("{target}" in p for p in point)
-    assert wf.figure_point_constraints("fig16")["batch"] == str(CONFIG["fig16"]["batch"])
+    groups = {g.name: g for g in wf.launch_groups()}
+    fig16 = next(g for g in groups.values() if "fig16" in g.name)
+    assert set(CONFIG["fig16"]["systems"]) <= set(fig16.systems)
+    point = wf.launch_runs(fig16, "record.json")
+    assert len(point) == len(fig16.systems) and all("{point}" in p for p in point)
+    assert re.fullmatch(wf.launch_constraints(fig16)["point"], wf.figure_runs("fig16")[0].split("/")[-2])
+    # every figure point is in exactly one launch group
+    points = [p for g in groups.values() for p in g.points]
+    assert len(points) == len(set(points))
     assert wf.figure_inputs("table1") == [
         f"results/bench/table1/N{CONFIG['table1']['num_embeddings']}-b{b}.jsonl"
         for b in CONFIG["table1"]["batch_sizes"]
@@ -297,7 +304,7 @@ def _run_config(wf: WorkflowConfig, **wildcards):
     """The validated run config a train_config job would write for these wildcards."""
     from ecorec.train import run_config_from_dict
 
-    wc = {"dataset": "synthetic", "system": "dp", "algorithm": "ecorec", "tables": "8", "world": "1"}
+    wc = {"dataset": "synthetic", "system": "dp", "algorithm": "ecorec", "tables": "8", "world": "1", "target": "1"}
     settings = wf.train_run_settings(_wc(**{**wc, "batch": "64", **wildcards}))
     data = {**settings, "dataset": {**settings["dataset"], "path": "x"}}
     return run_config_from_dict(data, source="test", check_paths=False)
@@ -361,7 +368,7 @@ def test_a_run_asking_for_more_tables_than_its_dataset_has_is_named(tmp_path, mo
     tables = CONFIG["datasets"]["synthetic"]["num_tables"]
     _run_config(wf, tables=str(tables))
     with pytest.raises(
-        ValueError, match=rf"T{tables + 1}-R1-b64: asks for the first {tables + 1} tables but"
+        ValueError, match=rf"T{tables + 1}-R1-b64-W1: asks for the first {tables + 1} tables but"
     ):
         _run_config(wf, tables=str(tables + 1))
     monkeypatch.chdir(tmp_path)

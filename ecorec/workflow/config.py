@@ -243,15 +243,15 @@ class WorkflowConfig:
         origin = "num_tables" if settings["source"] == "synthetic" else f"the {settings['source']} source"
         return self.dataset_num_tables(dataset), f"datasets.{dataset}: {origin}"
 
-    def check_run_tables(self, dataset: str, tables: int, where: str) -> None:
+    def check_run_tables(self, dataset: str, tables: int, where: str, fix: str | None = None) -> None:
         """``ValueError`` naming ``where`` when a run asks for more tables than ``dataset`` has (checked at
-        the dry run, for the runs the requested targets need)."""
+        the dry run, for the runs the requested targets need); ``fix``: the config keys to lower."""
         known = self.known_num_tables(dataset)
         if known is not None and tables > known[0]:
+            fix = fix or "`tables` in config train.runs (and the fig10 / fig12 / fig16 sections)"
             raise ValueError(
                 f"{where}: asks for the first {tables} tables but dataset {dataset!r} has {known[0]} "
-                f"({known[1]}); lower `tables` in config train.runs (and the fig10 / fig12 / fig16 sections) "
-                "or select another dataset"
+                f"({known[1]}); lower {fix} or select another dataset"
             )
 
     def parquet_dataset_input(self, wildcards: Any) -> str:
@@ -369,16 +369,20 @@ class WorkflowConfig:
 
         return resource
 
-    def train_run_settings(self, wildcards: Any) -> dict[str, Any]:
-        """Everything of a run's YAML that comes from config and wildcards (``ecorec.train.config``)."""
+    def train_run_settings(self, wildcards: Any, where: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Everything of a run's YAML that comes from config and wildcards (``ecorec.train.config``);
+        ``where``: what asks for these settings and the config keys that set its tables, for the error when
+        the dataset has fewer tables (default: the run's path)."""
         train = self.config["train"]
         system = self.system(wildcards.system)
         world = int(wildcards.world)
         dataset = getattr(wildcards, "dataset", self.config["dataset"])
-        run = TRAIN_RUN_PATTERN.format(
-            **{k: getattr(wildcards, k, "?") for k in _RUN_WILDCARDS if k != "dataset"}, dataset=dataset
-        )
-        self.check_run_tables(dataset, int(wildcards.tables), f"config: run results/runs/{run}")
+        if where is None:
+            run = TRAIN_RUN_PATTERN.format(
+                **{k: getattr(wildcards, k, "?") for k in _RUN_WILDCARDS if k != "dataset"}, dataset=dataset
+            )
+            where = (f"config: run results/runs/{run}", None)
+        self.check_run_tables(dataset, int(wildcards.tables), *where)
         return {
             "run": {"seed": train["seed"], "device": self.device, "name": wildcards.system},
             "dataset": {"num_tables": int(wildcards.tables)},
@@ -657,7 +661,8 @@ class WorkflowConfig:
         point = _Point(
             system="ecorec", algorithm="ecorec", tables=split["tables"], world=2, batch=split["batch"]
         )
-        settings = self.train_run_settings(point)
+        where = ("config: cluster.split (the model whose compute split is measured)", "cluster.split.tables")
+        settings = self.train_run_settings(point, where)
         return {**settings, "parallel": {"mode": "dp", "world_size": 2}}
 
     def split_parameter_tables(self, wildcards: Any = None) -> list[int]:

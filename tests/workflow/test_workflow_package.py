@@ -304,7 +304,14 @@ def _run_config(wf: WorkflowConfig, **wildcards):
     """The validated run config a train_config job would write for these wildcards."""
     from ecorec.train import run_config_from_dict
 
-    wc = {"dataset": "synthetic", "system": "dp", "algorithm": "ecorec", "tables": "8", "world": "1", "target": "1"}
+    wc = {
+        "dataset": "synthetic",
+        "system": "dp",
+        "algorithm": "ecorec",
+        "tables": "8",
+        "world": "1",
+        "target": "1",
+    }
     settings = wf.train_run_settings(_wc(**{**wc, "batch": "64", **wildcards}))
     data = {**settings, "dataset": {**settings["dataset"], "path": "x"}}
     return run_config_from_dict(data, source="test", check_paths=False)

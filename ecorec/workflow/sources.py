@@ -43,7 +43,7 @@ class SourceGraph:
         self.package_dir = self.root / _PACKAGE
         if not (self.package_dir / "__init__.py").is_file():
             raise FileNotFoundError(f"{self.package_dir}: no ecorec package here")
-        # one Snakefile parse asks for dozens of rules' hashes over the same files: parse, stat and read each once
+        # one Snakefile parse asks for dozens of rules' hashes: parse, stat and read each file once
         self._imports = cache(self._imports_of)
         self._lazy = cache(self._is_lazy_package)
         self._file_of = cache(self.module_file)

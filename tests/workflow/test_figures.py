@@ -169,8 +169,8 @@ def test_figures_and_what_a_change_reruns(tiny_pipeline):
         "fig12": 1,
         "regime_table": 1,
     }
-    # fig16 moves to a new point: its launch (two new runs and twp's plan), and the point it leaves keeps figures
-    # 10 and 12's systems only: a launch with another set of systems (its inputs changed), so it reruns too
+    # fig16 moves to a new point: its launch (two new runs and twp's plan), and the point it leaves keeps
+    # figures 10 and 12's systems only: a launch with another set of systems (inputs changed), so it reruns
     new_point = _overlay(root / "new.yaml", {"fig16": {**TINY["fig16"], "batch": 32}})
     assert _jobs(root, tiny, new_point) == {
         "train_config": 2,

@@ -36,7 +36,8 @@ def test_register_parquet_rule_links_the_dataset(tmp_path):
     proc = run_snakemake(*args, workdir=tmp_path, check=False)
     assert proc.returncode != 0
     # the first job of the DAG to ask: a run, or the compute split (the dilation's) at cluster.split's tables
-    message = r"(T\d+-R\d+-b\d+-W\d+|cluster\.split \(.*\)): asks for the first \d+ tables but dataset 'clicks' has 2 "
+    message = r"(T\d+-R\d+-b\d+-W\d+|cluster\.split \(.*\)): asks for the first \d+ tables "
+    message += r"but dataset 'clicks' has 2 "
     message += r"\(data/clicks/metadata.json\)"
     assert re.search(message, proc.stdout + proc.stderr)
 

@@ -72,6 +72,10 @@ def _tiny_overlay(path: Path) -> Path:
     return path
 
 
+def _runs(folder: str, names: list[str]) -> list[str]:
+    return ["runs"] if Path(folder).name == "results" else []
+
+
 @pytest.mark.slurm
 def test_training_through_the_slurm_profile_matches_the_local_run(slurm_cluster, tmp_path):
     from ecorec.data.synthetic import SyntheticConfig, generate_synthetic_dataset
@@ -84,11 +88,14 @@ def test_training_through_the_slurm_profile_matches_the_local_run(slurm_cluster,
         splits={"train": 0.75, "val": 0.125, "test": 0.125},
     )
     overlay = _tiny_overlay(tmp_path / "overlay.yaml")
-    record = Path("results/runs/synthetic/ecorec/ecorec/T6-R2-b64/record.json")
+    record = Path("results/runs/synthetic/ecorec/ecorec/T6-R2-b64-W2/record.json")
     curves = {}
     for where in ("local", "slurm"):
         workdir = tmp_path / where
-        shutil.copytree(dataset, workdir / "results" / "datasets" / "synthetic")
+        if where == "local":
+            shutil.copytree(dataset, workdir / "results" / "datasets" / "synthetic")
+        else:  # the local run's dataset, statistics and plan (mtimes kept): under SLURM only the run itself
+            shutil.copytree(tmp_path / "local" / "results", workdir / "results", ignore=_runs)
         args = ["train_runs", "--configfile", str(REPO_ROOT / "config.yaml"), str(overlay)]
         if where == "slurm":
             args += [
@@ -109,7 +116,7 @@ def test_training_through_the_slurm_profile_matches_the_local_run(slurm_cluster,
             args += ["--cores", "2"]
         run_snakemake(*args, workdir=workdir, timeout=300)
         curves[where] = json.loads((workdir / record).read_text())["metrics"]["loss_curve"]
-        log = (workdir / "logs/train/synthetic/ecorec/ecorec/T6-R2-b64.log").read_text()
+        log = (workdir / "logs/train/synthetic/ecorec/ecorec/T6-R2-b64-W2.log").read_text()
         launch = [line for line in log.splitlines() if line.startswith("launch_torchrun.sh:")]
         if where == "slurm":
             assert "srun --nodes=1 --ntasks=2 --ntasks-per-node=2" in launch[0]

@@ -588,11 +588,11 @@ def random_source_config(cfg: RunConfig) -> Any:
 def _apply_preset(data: dict[str, Any], src: str) -> dict[str, Any]:
     """``model.preset``'s values under the keys given in ``model``; with the random source and no table sizes,
     the preset's table sizes (and dense count, unless given)."""
-    from ecorec.models.presets import model_preset
-
     model = data.get("model")
     if not isinstance(model, dict) or model.get("preset") is None:
         return data
+    from ecorec.models.presets import model_preset  # ecorec.models imports torch: only when a preset is named
+
     try:
         preset = model_preset(model["preset"])
     except (KeyError, TypeError) as err:

@@ -139,7 +139,9 @@ def tiny_pipeline(tmp_path_factory):
         else:
             shutil.copy2(source, root / part)
     tiny = _overlay(root / "tiny.yaml", TINY)
-    run_snakemake("--cores", "2", "--configfile", str(root / "config.yaml"), tiny, workdir=root, timeout=900)
+    # timings do not matter here: timed jobs may overlap (the cores still bound them)
+    args = ("--cores", "2", "--resources", "timed_jobs=2", "--configfile", str(root / "config.yaml"), tiny)
+    run_snakemake(*args, workdir=root, timeout=900)
     return root, tiny
 
 

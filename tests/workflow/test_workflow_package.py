@@ -292,6 +292,38 @@ def test_dry_run_of_the_default_target_imports_no_torch(tmp_path):
     assert "torchrec" not in modules and "fbgemm_gpu" not in modules  # (numpy, pyarrow: Snakemake loads them)
 
 
+CONFIG_WRITERS = """
+import sys, yaml
+from types import SimpleNamespace
+from ecorec.train import run_config_from_dict
+from ecorec.train.hetgmp import hetgmp_run_dict
+from ecorec.workflow import WorkflowConfig
+
+config = yaml.safe_load(open("config.yaml"))
+wf = WorkflowConfig(config, ".")
+wc = SimpleNamespace(dataset="synthetic", system="ecorec", algorithm="ecorec", tables="16", world="2",
+                     batch="4096", target="32")
+run = {**wf.train_run_settings(wc)}
+run["dataset"] = {**run["dataset"], "path": "d"}
+run["run"] = {**run["run"], "output_dir": "o"}
+run_config_from_dict(run, source="train_config", check_paths=False)
+point = hetgmp_run_dict(config["hetgmp"], partitioner="metis", store_rate=0.05, bound=100, dataset_path="d",
+                        partition_path="p.npz", output_dir="o")
+run_config_from_dict(point, source="hetgmp_config", check_paths=False)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchrec", "fbgemm_gpu")))
+"""
+
+
+def test_config_writing_jobs_import_no_torch():
+    """train_config and hetgmp_config (23 + 12 jobs of the default pipeline) validate run configs without
+    torch: its import (~4 s) would be paid by every one of them."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CONFIG_WRITERS], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_train_rule_resource_functions(wf):
     wc = _wc(world="2")
     assert wf.run_resource("threads")(wc) == wf.run_resources(wc).threads

@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 
 import pyarrow.compute as pc
@@ -21,6 +20,7 @@ from ecorec.train.__main__ import main as train_main
 from ecorec.train.config import run_config_from_dict
 from ecorec.train.sources import UNVERIFIED_WARNING
 from ecorec.utils import DiskFullError
+from tests.train.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -157,20 +157,6 @@ def test_a_partition_that_is_not_one_says_what_it_should_be(tmp_path, dataset, c
     assert "python -m ecorec.planner.partition" in err and "allow_pickle" not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def single_process(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
-
-
 def test_a_changed_file_stops_the_run_before_training_unless_opted_out(tmp_path, dataset, single_process):
     from ecorec.train.loop import run_training
 
@@ -178,7 +164,7 @@ def test_a_changed_file_stops_the_run_before_training_unless_opted_out(tmp_path,
     with pytest.raises(DataFormatError, match=f"^{part}: "):
         run_training(run_config_from_dict(_run_dict(tmp_path, dataset)))
     assert not (tmp_path / "run" / "record.json").exists()
-    os.environ["MASTER_PORT"] = str(_free_port())
+    os.environ["MASTER_PORT"] = str(free_port())
     record = run_training(run_config_from_dict(_run_dict(tmp_path, dataset, dataset={"verify": False})))
     m = record["metrics"]
     assert m["dataset_verification"] == {"verified": False, "reason": "dataset.verify: false"}

@@ -4,7 +4,6 @@ in-process run (1 rank, random source) whose record has exactly the hand-counted
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -85,20 +84,6 @@ def test_config_rejects_steps_and_epochs(tmp_path):
         run_config_from_dict(_random_run(tmp_path, pin_memory=True))
     cfg = run_config_from_dict(_random_run(tmp_path, epochs=2))
     assert cfg.train.epochs == 2 and cfg.train.steps is None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def single_process(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
 
 
 def test_run_of_two_epochs_has_the_hand_counted_steps_evaluations_and_mlperf_log(

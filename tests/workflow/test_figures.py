@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ecorec.workflow.configfiles import merge_config
 from tests.workflow.snakemake_cli import REPO_ROOT, dry_run_job_counts, run_snakemake
 
 # What the workflow reads from the repository: copied, so that a test can edit the copy's ecorec sources.
@@ -48,16 +49,6 @@ def _edit(path: Path) -> str:
     old = path.read_text()
     path.write_text(old + "\n# edited by tests/workflow/test_figures.py\n")
     return old
-
-
-def _merge(base: dict, overlay: dict) -> dict:
-    """Snakemake's deep merge of config files: mappings merge, everything else is replaced."""
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
 
 
 def _training_points(cfg: dict) -> set[tuple]:
@@ -107,7 +98,7 @@ def test_default_and_paper_dry_runs_have_one_job_per_grid_point(tmp_path):
     # worlds; fig16: 4 systems
     assert len(_training_points(default)) == 10 + 9 + 4 and _launches(counts) == 2 + 3 + 1
 
-    paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
+    paper = merge_config(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
     paper_dir = tmp_path / "paper"
     (paper_dir / "results" / "datasets" / paper["dataset"]).mkdir(parents=True)
     counts = dry_run_job_counts(

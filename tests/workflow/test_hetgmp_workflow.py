@@ -11,16 +11,8 @@ import yaml
 from ecorec.plots.hetgmp import hetgmp_rows, plot_hetgmp
 from ecorec.train import run_config_from_dict
 from ecorec.train.hetgmp import hetgmp_run_dict
+from ecorec.workflow.configfiles import merge_config
 from tests.workflow.snakemake_cli import REPO_ROOT, dry_run_job_counts
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = (
-            _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        )
-    return out
 
 
 def test_hetgmp_dry_runs_have_one_job_per_grid_point(tmp_path):
@@ -38,7 +30,7 @@ def test_hetgmp_dry_runs_have_one_job_per_grid_point(tmp_path):
     assert counts["hetgmp_figure"] == 1 and counts["synthetic"] == 1
 
     paper_dir = tmp_path / "paper"
-    paper = _merge(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
+    paper = merge_config(default, yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text()))
     (paper_dir / "results" / "datasets" / paper["hetgmp"]["dataset"]).mkdir(parents=True)
     counts = dry_run_job_counts(
         "hetgmp",

@@ -7,22 +7,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from ecorec.workflow.configfiles import merge_config
 from tests.workflow.snakemake_cli import REPO_ROOT
 
 DEFAULT = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
 OVERLAY = yaml.safe_load((REPO_ROOT / "config.paper.yaml").read_text())
 
 
-def _merge(base: dict, overlay: dict) -> dict:
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
-PAPER = _merge(DEFAULT, OVERLAY)
+PAPER = merge_config(DEFAULT, OVERLAY)
 
 
 def _as_list(value):

@@ -10,7 +10,8 @@ import torch
 
 from ecorec.parallel.precision import DynamicLossScaler, autocast_dtype, head_autocast
 from ecorec.train.config import ConfigError, run_config_from_dict
-from tests.train.test_epochs import _free_port, _random_run, single_process  # noqa: F401 (fixture)
+from tests.train.conftest import free_port
+from tests.train.test_epochs import _random_run
 
 
 def test_loss_scaler_follows_gradscaler_rule():
@@ -79,7 +80,7 @@ def test_fp16_run_on_cuda_within_tolerance_of_fp32(tmp_path, single_process, mon
 
     losses = {}
     for precision in ("fp32", "fp16"):
-        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        monkeypatch.setenv("MASTER_PORT", str(free_port()))
         data = _random_run(
             tmp_path / precision, steps=8, precision=precision, eval_splits=[], pin_memory=True
         )

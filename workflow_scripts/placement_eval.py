@@ -20,7 +20,7 @@ from ecorec.bench.placement.study import (  # noqa: E402
     write_frame,
 )
 from ecorec.bench.placement.summary import settings_line, summarize  # noqa: E402
-from ecorec.cluster.settings import placement_network  # noqa: E402
+from ecorec.cluster.settings import placement_study_settings  # noqa: E402
 from ecorec.planner.dreamshard.features import TableCatalog  # noqa: E402
 from ecorec.planner.dreamshard.tasks import TaskSet  # noqa: E402
 from ecorec.utils import environment_record, write_json_atomic  # noqa: E402
@@ -28,10 +28,8 @@ from ecorec.workflow import script_context  # noqa: E402
 
 ctx = script_context(snakemake)  # noqa: F821 (injected by Snakemake)
 inputs, outputs, params = ctx.input, ctx.output, ctx.params
-settings = dict(params.settings)
-if params.cluster:  # the devices are ranks of the emulated cluster (config `cluster.emulate`)
-    comm = settings.get("bench", {}).get("comm", "link")
-    settings["cluster"] = placement_network(params.cluster, int(settings["devices"]), inputs.dilation, comm)
+# the devices are ranks of the emulated cluster when config `cluster.emulate` is on
+settings = placement_study_settings(params.settings, params.cluster, inputs.get("dilation"))
 catalog, tasks = TableCatalog(pl.read_parquet(inputs.tables)), TaskSet.load(inputs.tasks)
 common = {"model_path": inputs.model, "cache_dir": params.cache_dir}
 placers = list(params.placers)

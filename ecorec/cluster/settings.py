@@ -29,6 +29,7 @@ __all__ = [
     "link_network",
     "measure_rates",
     "placement_network",
+    "placement_study_settings",
 ]
 
 
@@ -174,3 +175,16 @@ def placement_network(
         return link_network(cluster, world, dilation_file)
     args, network = emulated_network(cluster, world, dilation_file)
     return {"args": args, "network": network}
+
+
+def placement_study_settings(
+    settings: Mapping[str, Any], cluster: Mapping[str, Any] | None, dilation_file: str | None
+) -> dict[str, Any]:
+    """The placement study's settings (config ``placement``) with their ``cluster`` entry
+    (:func:`placement_network`, its ``bench.comm``, default ``link``) when the devices are ranks of the
+    emulated cluster (``cluster`` given), else as they are."""
+    out = dict(settings)
+    if cluster:
+        comm = out.get("bench", {}).get("comm", "link")
+        out["cluster"] = placement_network(cluster, int(out["devices"]), str(dilation_file), comm)
+    return out

@@ -1,5 +1,5 @@
 """Measured placement costs: the robust statistic, the link model, pieces cached by content and shared between
-placements, and a fixed placement's cost reproducible within its stated spread."""
+placements, and a measured cost's structure against the link model."""
 
 from pathlib import Path
 
@@ -86,22 +86,23 @@ def test_pieces_are_cached_and_shared_by_placements(dataset, tmp_path):
     assert not fresh.cached
 
 
-def test_a_fixed_placement_is_reproducible_within_its_stated_spread(dataset):
-    """The statistic's stated spread is measured the way the study measures it (independent passes: a
-    machine's load shifts for seconds, so rounds of one measurement cannot show it); a further independent
-    measurement lies within it."""
-    config = _config(dataset, rounds=4, repeats=3)
-    panel = [measure_placements([PLACEMENT], config, replicate=r)[0] for r in range(5)]
+def test_a_measured_cost_is_its_rounds_minimum_and_its_link_columns_the_model(dataset):
+    """The structure of a real measurement, checked against what does not depend on this machine's timing:
+    the plan cost is the busiest device's summed columns, no round is cheaper than the statistic, and with
+    ``comm="link"`` both communication columns are the link model's busiest-link time, identical in independent
+    re-measurements. (How reproducible the timed columns are is the study's printed IQR, not a test.)"""
+    config = _config(dataset, rounds=3, repeats=2)
+    panel = [measure_placements([PLACEMENT], config, replicate=r)[0] for r in range(2)]
+    exchange = link_exchange_ms([24, 24], config.batch_size, config.link_gbit)  # f0|f2[:8] and f1|f2[8:]
+    assert exchange == pytest.approx(1024 * 24 * 4 * 8 / 1e9 * 1e3)
     for cost in panel:
+        assert not cost.cached
         assert len(cost.device_costs) == 2 and all(len(row) == 4 for row in cost.device_costs)
         assert cost.plan_cost == pytest.approx(max(sum(row) for row in cost.device_costs))
         assert cost.plan_cost <= cost.spread[0] <= cost.spread[1]
-    costs = [c.plan_cost for c in panel]
-    q1, middle, q3 = np.quantile(costs, [0.25, 0.5, 0.75])
-    assert relative_iqr(costs) == pytest.approx((q3 - q1) / middle)
-    iqr = max(q3 - q1, 0.02 * middle)
-    (again,) = measure_placements([PLACEMENT], config, replicate=5)
-    assert q1 - 2 * iqr <= again.plan_cost <= q3 + 2 * iqr, (costs, again.plan_cost)
+        for forward_compute, forward_comm, backward_comm, backward_compute in cost.device_costs:
+            assert forward_comm == pytest.approx(exchange) and backward_comm == pytest.approx(exchange)
+            assert forward_compute > 0 and backward_compute > 0  # both devices hold tables
 
 
 def test_bad_settings_are_named(dataset):

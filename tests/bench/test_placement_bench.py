@@ -89,8 +89,9 @@ def test_pieces_are_cached_and_shared_by_placements(dataset, tmp_path):
 def test_a_measured_cost_is_its_rounds_minimum_and_its_link_columns_the_model(dataset):
     """The structure of a real measurement, checked against what does not depend on this machine's timing:
     the plan cost is the busiest device's summed columns, no round is cheaper than the statistic, and with
-    ``comm="link"`` both communication columns are the link model's busiest-link time, identical in independent
-    re-measurements. (How reproducible the timed columns are is the study's printed IQR, not a test.)"""
+    ``comm="link"`` both communication columns are the link model's busiest-link time, identical in
+    independent re-measurements. (How reproducible the timed columns are is the study's printed IQR, not a
+    test.)"""
     config = _config(dataset, rounds=3, repeats=2)
     panel = [measure_placements([PLACEMENT], config, replicate=r)[0] for r in range(2)]
     exchange = link_exchange_ms([24, 24], config.batch_size, config.link_gbit)  # f0|f2[:8] and f1|f2[8:]

@@ -33,6 +33,12 @@ from typing import Any
 __all__ = ["measure_compute_split", "measure_compute_split_concurrently", "main"]
 
 
+def _tt_weight(embedding_s: float, dense_s: float) -> float:
+    """The embedding kernels' share of a rank's compute (1 when nothing was timed)."""
+    total = embedding_s + dense_s
+    return embedding_s / total if total > 0 else 1.0
+
+
 def _median_seconds(fn: Any, repeats: int, warmup: int) -> tuple[float, list[float]]:
     samples = []
     for i in range(warmup + repeats):
@@ -108,11 +114,10 @@ def measure_compute_split(
 
     embedding_s, embedding_samples = _median_seconds(embedding_step, repeats, warmup)
     dense_s, dense_samples = _median_seconds(dense_step, repeats, warmup)
-    total = embedding_s + dense_s
     return {
         "embedding_s": embedding_s,
         "dense_s": dense_s,
-        "tt_weight": embedding_s / total if total > 0 else 1.0,
+        "tt_weight": _tt_weight(embedding_s, dense_s),
         "embedding_samples_s": embedding_samples,
         "dense_samples_s": dense_samples,
         "tables": len(features),
@@ -136,7 +141,8 @@ def measure_compute_split_concurrently(
     config: str | os.PathLike[str], concurrency: int, parameter_tables: Sequence[int] = ()
 ) -> dict[str, Any]:
     """:func:`measure_compute_split` of the run YAML ``config`` in ``concurrency`` fresh processes at once
-    (``python -m ecorec.bench split``); the median process's times, and every process's record."""
+    (``python -m ecorec.bench split``): ``embedding_s`` and ``dense_s`` are the medians over the processes,
+    the other fields the record of the process with the median total; ``processes``: each one's times."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     with tempfile.TemporaryDirectory(prefix="ecorec-split-") as tmp:
@@ -174,8 +180,7 @@ def measure_compute_split_concurrently(
         concurrency=concurrency,
         processes=[{k: r[k] for k in ("embedding_s", "dense_s", "load_average")} for r in results],
     )
-    total = median["embedding_s"] + median["dense_s"]
-    median["tt_weight"] = median["embedding_s"] / total if total > 0 else 1.0
+    median["tt_weight"] = _tt_weight(median["embedding_s"], median["dense_s"])
     return median
 
 

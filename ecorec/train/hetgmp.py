@@ -16,9 +16,8 @@ import numpy as np
 
 from ecorec.train.config import RunConfig
 
-if (
-    TYPE_CHECKING
-):  # the run's pieces: imported when used, so that hetgmp_run_dict (the workflow's) needs no torch
+# the run's pieces are imported where used, so that hetgmp_run_dict (the workflow's) needs no torch
+if TYPE_CHECKING:
     from ecorec.data.partitioned import PartitionedBatchLoader
     from ecorec.parallel import HetGMPSettings
     from ecorec.planner.partition import Partition

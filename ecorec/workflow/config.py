@@ -369,10 +369,12 @@ class WorkflowConfig:
 
         return resource
 
-    def train_run_settings(self, wildcards: Any, where: tuple[str, str] | None = None) -> dict[str, Any]:
+    def train_run_settings(
+        self, wildcards: Any, where: str | None = None, fix: str | None = None
+    ) -> dict[str, Any]:
         """Everything of a run's YAML that comes from config and wildcards (``ecorec.train.config``);
-        ``where``: what asks for these settings and the config keys that set its tables, for the error when
-        the dataset has fewer tables (default: the run's path)."""
+        ``where`` / ``fix``: what asks for these settings and the config keys that set its tables, for the
+        error when the dataset has fewer tables (default: the run's path, ``train.runs``)."""
         train = self.config["train"]
         system = self.system(wildcards.system)
         world = int(wildcards.world)
@@ -381,8 +383,8 @@ class WorkflowConfig:
             run = TRAIN_RUN_PATTERN.format(
                 **{k: getattr(wildcards, k, "?") for k in _RUN_WILDCARDS if k != "dataset"}, dataset=dataset
             )
-            where = (f"config: run results/runs/{run}", None)
-        self.check_run_tables(dataset, int(wildcards.tables), *where)
+            where = f"config: run results/runs/{run}"
+        self.check_run_tables(dataset, int(wildcards.tables), where, fix)
         return {
             "run": {"seed": train["seed"], "device": self.device, "name": wildcards.system},
             "dataset": {"num_tables": int(wildcards.tables)},
@@ -661,8 +663,9 @@ class WorkflowConfig:
         point = _Point(
             system="ecorec", algorithm="ecorec", tables=split["tables"], world=2, batch=split["batch"]
         )
-        where = ("config: cluster.split (the model whose compute split is measured)", "cluster.split.tables")
-        settings = self.train_run_settings(point, where)
+        settings = self.train_run_settings(
+            point, "config: cluster.split (the model whose compute split is measured)", "cluster.split.tables"
+        )
         return {**settings, "parallel": {"mode": "dp", "world_size": 2}}
 
     def split_parameter_tables(self, wildcards: Any = None) -> list[int]:
